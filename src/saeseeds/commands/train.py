@@ -1,0 +1,38 @@
+"""`saeseeds train CONFIG.toml --out RUN_DIR [--resume] [--section.field value ...]`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from saeseeds.config import load_config
+from saeseeds.data.sources import build_source
+from saeseeds.train import train_run
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "train",
+        help="train SAEs over several seeds in lockstep on one activation stream",
+        description=(
+            "Train every [[sae]] configuration of CONFIG for every seed in train.seeds, all on the same "
+            "batches. Any config field can be overridden: --train.lr 1e-3, --saes.0.k 16, --sae.k 16 (all)."
+        ),
+    )
+    parser.add_argument("config", type=Path, help="TOML run config")
+    parser.add_argument("--out", type=Path, required=True, help="run directory to write")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    parser.set_defaults(func=run, accepts_overrides=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.overrides)
+    pair = build_source(cfg)
+    result = train_run(cfg, pair, args.out, resume=args.resume)
+    print(f"trained {len(result.metrics) or 'all'} SAEs for {result.steps} steps ({result.tokens:,} tokens)")
+    print(f"data fingerprint {result.fingerprint[:16]}…  run directory: {result.run_dir}")
+    if result.metrics:
+        print(f"{'SAE':<48} {'FVU':>8} {'L0':>8} {'dead':>7}")
+        for key, m in sorted(result.metrics.items()):
+            print(f"{key:<48} {m['fvu']:>8.4f} {m['l0']:>8.2f} {m['dead_fraction']:>7.1%}")
+    return 0

@@ -1,0 +1,243 @@
+"""Save and load SAEs in sparsify's layout (`cfg.json` + `sae.safetensors`), atomically, with clear errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from saeseeds import __version__
+from saeseeds.config import ARCHITECTURES, SaeConfig, from_dict
+from saeseeds.errors import CheckpointError, ConfigError
+from saeseeds.sae.model import SparseAutoencoder
+
+CFG_FILE = "cfg.json"
+WEIGHTS_FILE = "sae.safetensors"
+BASE_TENSORS = ("encoder.weight", "encoder.bias", "W_dec", "b_dec")
+
+
+def checkpoint_tensors(sae: SparseAutoencoder) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint under sparsify's names; thresholds for jumprelu and batchtopk."""
+    tensors = {
+        "encoder.weight": sae.encoder.weight,
+        "encoder.bias": sae.encoder.bias,
+        "W_dec": sae.W_dec,
+        "b_dec": sae.b_dec,
+    }
+    if sae.architecture == "jumprelu":
+        tensors["threshold"] = sae.log_threshold.exp()
+    elif sae.architecture == "batchtopk":
+        tensors["threshold"] = sae.threshold
+    return {name: t.detach().to("cpu").contiguous().clone() for name, t in tensors.items()}
+
+
+def checkpoint_cfg(
+    sae: SparseAutoencoder, *, hookpoint: str = "", model: str = "", seed: int | None = None
+) -> dict[str, Any]:
+    """cfg.json: sparsify's fields (so its loader reads it) followed by ours."""
+    cfg = sae.cfg
+    return {
+        "activation": "topk" if sae.architecture == "topk" else sae.architecture,
+        "expansion_factor": cfg.expansion_factor,
+        "normalize_decoder": cfg.normalize_decoder,
+        "num_latents": sae.num_latents,
+        "k": cfg.k,
+        "multi_topk": False,
+        "skip_connection": False,
+        "transcode": False,
+        "d_in": sae.d_in,
+        "architecture": sae.architecture,
+        "seed": seed,
+        "hookpoint": hookpoint,
+        "model": model,
+        "saeseeds_version": __version__,
+        "saeseeds_config": dataclasses.asdict(cfg) | {"num_latents": sae.num_latents},
+    }
+
+
+def save_sae(
+    sae: SparseAutoencoder,
+    path: str | Path,
+    *,
+    hookpoint: str = "",
+    model: str = "",
+    seed: int | None = None,
+) -> Path:
+    """Write `sae` to the directory `path`; the directory is replaced whole, so a reader never sees a mix."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        save_file(checkpoint_tensors(sae), str(tmp / WEIGHTS_FILE))
+        cfg = checkpoint_cfg(sae, hookpoint=hookpoint, model=model, seed=seed)
+        (tmp / CFG_FILE).write_text(json.dumps(cfg, indent=2) + "\n")
+        for name in (WEIGHTS_FILE, CFG_FILE):
+            with open(tmp / name, "rb") as fh:
+                os.fsync(fh.fileno())
+        old = None
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """Read a JSON object, raising CheckpointError that names the file when it is missing or corrupt."""
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path} is not valid JSON: {err}") from err
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} should hold a JSON object")
+    return data
+
+
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """Read every tensor of a safetensors file, raising CheckpointError on a missing or corrupt file."""
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{path} is not a readable safetensors file: {err}") from err
+
+
+def build_sae(
+    architecture: str,
+    *,
+    encoder_weight: torch.Tensor,
+    encoder_bias: torch.Tensor,
+    W_dec: torch.Tensor,
+    b_dec: torch.Tensor,
+    k: int = 0,
+    threshold: torch.Tensor | None = None,
+    normalize_decoder: bool = True,
+    base_cfg: SaeConfig | None = None,
+    source: str = "checkpoint",
+    device: str | torch.device = "cpu",
+) -> SparseAutoencoder:
+    """Assemble an SAE from weights in our layout (encoder [n, d], W_dec [n, d]), checking every shape."""
+    if architecture not in ARCHITECTURES:
+        raise CheckpointError(f"{source}: unsupported architecture {architecture!r} (supported: {ARCHITECTURES})")
+    if encoder_weight.ndim != 2:
+        raise CheckpointError(f"{source}: encoder weight must be 2-D, got shape {tuple(encoder_weight.shape)}")
+    n, d = encoder_weight.shape
+    expected = {"encoder bias": (n,), "W_dec": (n, d), "b_dec": (d,)}
+    actual = {"encoder bias": encoder_bias.shape, "W_dec": W_dec.shape, "b_dec": b_dec.shape}
+    for name, shape in expected.items():
+        if tuple(actual[name]) != shape:
+            raise CheckpointError(
+                f"{source}: {name} has shape {tuple(actual[name])}, expected {shape} "
+                f"for {n} latents of width {d}"
+            )
+    if threshold is not None and threshold.numel() not in (1, n):
+        raise CheckpointError(f"{source}: threshold has shape {tuple(threshold.shape)}, expected ({n},)")
+    cfg = dataclasses.replace(
+        base_cfg or SaeConfig(),
+        architecture=architecture,  # type: ignore[arg-type]
+        num_latents=n,
+        k=k if k > 0 else (base_cfg.k if base_cfg else SaeConfig().k),
+        normalize_decoder=normalize_decoder,
+    )
+    if architecture in ("topk", "batchtopk") and not 0 < cfg.k <= n:
+        raise CheckpointError(f"{source}: k={cfg.k} is not in 1..{n}")
+    dtype = W_dec.dtype if W_dec.is_floating_point() else torch.float32
+    sae = SparseAutoencoder(cfg, d, generator=torch.Generator().manual_seed(0), device="cpu", dtype=dtype)
+    with torch.no_grad():
+        sae.encoder.weight.copy_(encoder_weight)
+        sae.encoder.bias.copy_(encoder_bias)
+        sae.W_dec.copy_(W_dec)
+        sae.b_dec.copy_(b_dec)
+        if architecture == "jumprelu":
+            if threshold is None:
+                raise CheckpointError(f"{source}: a jumprelu SAE needs a threshold tensor")
+            tiny = torch.finfo(dtype).tiny
+            sae.log_threshold.copy_(threshold.to(dtype).expand(n).clamp_min(tiny).log())
+        elif architecture == "batchtopk" and threshold is not None:
+            sae.threshold.copy_(threshold.to(dtype).expand(n))
+    for name, tensor in sae.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all() and name != "threshold":
+            raise CheckpointError(f"{source}: tensor {name} contains NaN or inf")
+    return sae.to(device)
+
+
+def load_sae(path: str | Path, device: str | torch.device = "cpu") -> SparseAutoencoder:
+    """Load an SAE saved by saeseeds or by sparsify (same layout); raises CheckpointError naming the bad file."""
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"checkpoint directory {path} does not exist")
+    cfg_json = read_json(path / CFG_FILE)
+    tensors = read_safetensors(path / WEIGHTS_FILE)
+    missing = [name for name in BASE_TENSORS if name not in tensors]
+    if missing:
+        raise CheckpointError(f"{path / WEIGHTS_FILE} lacks tensor(s) {', '.join(missing)}")
+    architecture = cfg_json.get("architecture") or cfg_json.get("activation", "topk")
+    if architecture == "groupmax":
+        raise CheckpointError(f"{path / CFG_FILE}: sparsify's groupmax activation is not supported")
+    base_cfg = None
+    if isinstance(cfg_json.get("saeseeds_config"), dict):
+        try:
+            base_cfg = from_dict(SaeConfig, cfg_json["saeseeds_config"], str(path / CFG_FILE))
+        except ConfigError as err:
+            raise CheckpointError(str(err)) from err
+    d_in = cfg_json.get("d_in")
+    if d_in is not None and d_in != tensors["W_dec"].shape[-1]:
+        raise CheckpointError(
+            f"{path / CFG_FILE} says d_in={d_in} but W_dec has shape {tuple(tensors['W_dec'].shape)}"
+        )
+    k = int(cfg_json.get("k", 0) or 0)
+    if architecture == "topk" and k <= 0:
+        raise CheckpointError(f"{path / CFG_FILE}: a topk checkpoint needs a positive k")
+    return build_sae(
+        architecture,
+        encoder_weight=tensors["encoder.weight"],
+        encoder_bias=tensors["encoder.bias"],
+        W_dec=tensors["W_dec"],
+        b_dec=tensors["b_dec"],
+        k=k,
+        threshold=tensors.get("threshold"),
+        normalize_decoder=bool(cfg_json.get("normalize_decoder", True)),
+        base_cfg=base_cfg,
+        source=str(path),
+        device=device,
+    )
+
+
+def fold_input_scale(sae: SparseAutoencoder, scale: float) -> SparseAutoencoder:
+    """An SAE on raw activations equivalent to `sae` applied to `scale · x` with its output divided by `scale`.
+
+    pre-acts: (s·x − b) Wᵀ + c = (x − b/s)(s·W)ᵀ + c, so the latents are unchanged; decoder rows become 1/s long.
+    """
+    if scale <= 0 or not math.isfinite(scale):
+        raise ValueError(f"input scale must be positive and finite, got {scale}")
+    folded = build_sae(
+        sae.architecture,
+        encoder_weight=sae.encoder.weight.detach() * scale,
+        encoder_bias=sae.encoder.bias.detach(),
+        W_dec=sae.W_dec.detach() / scale,
+        b_dec=sae.b_dec.detach() / scale,
+        k=sae.cfg.k,
+        threshold=checkpoint_tensors(sae).get("threshold"),
+        normalize_decoder=sae.cfg.normalize_decoder,
+        base_cfg=sae.cfg,
+        device=sae.device,
+    )
+    return folded

@@ -1,0 +1,130 @@
+"""One SAE being trained: its model, optimizer, schedule and dead-latent counter; knows nothing of the others."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from saeseeds.config import SaeConfig, TrainConfig
+from saeseeds.sae.model import SparseAutoencoder
+from saeseeds.train.schedule import default_lr, lr_factor, warmup_factor
+
+
+class StepStats(NamedTuple):
+    """What one optimisation step measured (on the training batch)."""
+
+    loss: float
+    fvu: float
+    l0: float
+    aux_loss: float
+    dead_fraction: float
+
+
+@dataclass
+class Member:
+    """An SAE of the run, identified by hookpoint, configuration name and seed."""
+
+    hookpoint: str
+    name: str
+    seed: int
+    sae: SparseAutoencoder
+    optimizer: torch.optim.Optimizer
+    train_cfg: TrainConfig
+    total_steps: int
+    tokens_since_fired: Tensor
+
+    @property
+    def key(self) -> str:
+        """'<hookpoint>/<name>/seed<N>', the member's path inside the run directory."""
+        return f"{self.hookpoint}/{self.name}/seed{self.seed}"
+
+    @classmethod
+    def create(
+        cls,
+        hookpoint: str,
+        sae_cfg: SaeConfig,
+        seed: int,
+        d_in: int,
+        train_cfg: TrainConfig,
+        total_steps: int,
+        device: torch.device,
+    ) -> Member:
+        """Initialise from the seed's own generator (never the global RNG)."""
+        generator = torch.Generator().manual_seed(seed)
+        sae = SparseAutoencoder(sae_cfg, d_in, generator=generator, device=device)
+        lr = train_cfg.lr or default_lr(sae.num_latents)
+        optimizer = torch.optim.Adam(
+            sae.parameters(),
+            lr=lr,
+            betas=(train_cfg.adam_beta1, train_cfg.adam_beta2),
+            eps=train_cfg.adam_eps,
+        )
+        for group in optimizer.param_groups:
+            group["initial_lr"] = lr
+        counter = torch.zeros(sae.num_latents, dtype=torch.int64, device=device)
+        return cls(hookpoint, sae_cfg.resolved_name(d_in), seed, sae, optimizer, train_cfg, total_steps, counter)
+
+    def _coefficient_warmup(self, step: int) -> float:
+        cfg = self.sae.cfg
+        default = max(int(0.05 * self.total_steps), 1)
+        if cfg.architecture == "relu":
+            return cfg.l1_coefficient * warmup_factor(step, cfg.l1_warmup_steps or default)
+        if cfg.architecture == "jumprelu":
+            return cfg.l0_coefficient * warmup_factor(step, cfg.l0_warmup_steps or default)
+        return 0.0
+
+    def dead_mask(self) -> Tensor:
+        """Latents that have not fired for `dead_tokens_threshold` training tokens."""
+        return self.tokens_since_fired >= self.train_cfg.dead_tokens_threshold
+
+    def step(self, x: Tensor, step: int) -> StepStats:
+        """One Adam step on batch `x`; decoder rows stay unit-norm (projected gradient + renormalisation)."""
+        sae, cfg = self.sae, self.train_cfg
+        factor = lr_factor(step, self.total_steps, cfg.lr_warmup_steps, cfg.lr_decay, cfg.lr_decay_start)
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * factor
+        dead = self.dead_mask()
+        sae.train()
+        use_autocast = x.device.type == "cuda" and cfg.dtype == "bfloat16"
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=use_autocast):
+            out = sae(x, dead_mask=dead)
+            loss = out.recon_loss + self._coefficient_warmup(step) * out.sparsity_loss
+            loss = loss + sae.cfg.auxk_alpha * out.aux_loss
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if sae.cfg.normalize_decoder:
+            sae.project_decoder_grad()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(sae.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        if sae.cfg.normalize_decoder:
+            sae.normalize_decoder()
+        with torch.no_grad():
+            if sae.architecture == "jumprelu":
+                sae.log_threshold.clamp_(max=20.0)
+            self.tokens_since_fired += x.shape[0]
+            self.tokens_since_fired[out.fired] = 0
+        return StepStats(
+            float(loss.detach()),
+            float(out.fvu.detach()),
+            float(out.l0.detach()),
+            float(out.aux_loss.detach()),
+            float(dead.float().mean()),
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue this member exactly: parameters, optimizer moments, dead counter."""
+        return {
+            "sae": {k: v.detach().cpu() for k, v in self.sae.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "tokens_since_fired": self.tokens_since_fired.cpu(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` saved."""
+        self.sae.load_state_dict(state["sae"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.tokens_since_fired.copy_(state["tokens_since_fired"])
