@@ -32,6 +32,9 @@ class LmConfig:
     """Use at most this many training chunks (0: all)."""
     eval_chunks: int = 64
     """Chunks held out for evaluation (the last ones of the shuffled order)."""
+    epochs: int = 1
+    """Passes over the training chunks; passes after the first replay the activations kept in memory
+    (for small corpora: tokens × d_in × 4 bytes per hookpoint must fit in RAM)."""
     lm_batch_size: int = 16
     """Chunks per model forward."""
     model_dtype: str = "auto"

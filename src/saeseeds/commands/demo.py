@@ -1,0 +1,176 @@
+"""`saeseeds demo [--out DIR]`: the whole pipeline on the embedded default model and corpus, offline, in minutes.
+
+One LM pass extracts activations at one MLP hookpoint; 3 seeds each of a TopK and a ReLU SAE train on
+them in lockstep (later epochs replay the activations from memory); the SAEs are evaluated (FVU, L0, dead
+fraction; LM loss recovered when the model is causal); then `saeseeds compare` aligns the seeds and
+`saeseeds analyze` asks why latents are unstable, through the same code as those verbs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+DEMO_CONFIG = "demo.toml"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "demo",
+        help="train TopK and ReLU SAEs over 3 seeds on the embedded default model, offline, in minutes",
+        description=(
+            "Run the whole pipeline on the packaged default model and corpus (no hub access): activations, "
+            "lockstep training of several seeds, evaluation, alignment across seeds, instability analysis. "
+            "Config fields can be overridden like for `train` (e.g. --train.num_tokens 50000)."
+        ),
+    )
+    parser.add_argument("--out", type=Path, default=Path("saeseeds-demo"), help="output directory (default: ./saeseeds-demo)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--skip-analysis", action="store_true", help="stop after the cross-seed comparison")
+    parser.set_defaults(func=run, accepts_overrides=True)
+
+
+class _Clock:
+    """Numbered stage messages with elapsed time."""
+
+    def __init__(self, stages: int) -> None:
+        self.start = time.perf_counter()
+        self.stages = stages
+        self.n = 0
+
+    def stage(self, text: str) -> None:
+        self.n += 1
+        print(f"[{self.n}/{self.stages}] {text}  (t = {self.elapsed():.0f}s)", flush=True)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+
+def _lm_loss(cfg: Any, loaded: Any, chunks: Any, run_dir: Path) -> dict[str, dict[str, float]]:
+    """LM loss recovered of every checkpoint of the run, sharing the clean and zero-ablation passes per hookpoint."""
+    from saeseeds.analysis.lm_loss import evaluate_lm_loss, sae_replace_fn
+    from saeseeds.sae import load_sae
+    from saeseeds.train import list_checkpoints
+
+    by_hook: dict[str, dict[str, Any]] = defaultdict(dict)
+    for ref in list_checkpoints(run_dir):
+        sae = load_sae(ref.path, device=str(loaded.device))
+        by_hook[ref.hookpoint][f"{ref.hookpoint}/{ref.sae_name}/seed{ref.seed}"] = sae_replace_fn(sae)
+    special = chunks.special_ids if cfg.lm.exclude_special_tokens else ()
+    out: dict[str, dict[str, float]] = {}
+    for hookpoint, fns in by_hook.items():
+        reports = evaluate_lm_loss(
+            loaded.model, chunks.eval, hookpoint, fns, hook_input=cfg.lm.hook_input,
+            batch_size=cfg.lm.lm_batch_size, special_ids=special, progress=cfg.train.progress,
+        )
+        out.update({key: report.to_dict() for key, report in reports.items()})
+    return out
+
+
+def _print_training_table(metrics: dict[str, dict[str, Any]], lm_loss: dict[str, dict[str, float]] | None) -> None:
+    header = f"{'SAE':<48} {'FVU':>7} {'L0':>7} {'dead':>6} {'loss rec.':>9}"
+    print(header)
+    print("-" * len(header))
+    for key in sorted(metrics):
+        m = metrics[key]
+        rec = f"{lm_loss[key]['loss_recovered']:>9.3f}" if lm_loss and key in lm_loss else f"{'n/a':>9}"
+        print(f"{key:<48} {m['fvu']:>7.4f} {m['l0']:>7.1f} {m['dead_fraction']:>6.1%} {rec}")
+
+
+def _print_alignment_table(compare_summary: dict[str, Any]) -> dict[str, dict[str, float]]:
+    rows: dict[str, dict[str, float]] = {}
+    header = f"{'SAE configuration':<40} {'shared fraction':>16} {'stable':>8} {'unstable':>9} {'mean stab.':>10}"
+    print(header)
+    print("-" * len(header))
+    for group in compare_summary.get("groups", []):
+        sf, st = group["shared_fraction"], group["stability"]
+        rows[group["label"]] = {"shared_fraction_mean": sf["mean"], "shared_fraction_std": sf["std"], **st}
+        print(f"{group['label']:<40} {sf['mean']:>9.1%} ±{sf['std']:>5.1%} {st['stable_fraction']:>8.1%} "
+              f"{st['unstable_fraction']:>9.1%} {st.get('mean_stability', float('nan')):>10.3f}")
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    from saeseeds.atomic import atomic_write_json
+    from saeseeds.cli import main as cli_main
+    from saeseeds.config import load_config
+    from saeseeds.data.lm_source import lm_source_pair, prepare_lm
+    from saeseeds.defaults import write_default_config
+    from saeseeds.errors import SaeseedsError
+    from saeseeds.train import train_run
+
+    out: Path = args.out
+    run_dir = out / "run"
+    if (run_dir / "run.json").exists():
+        raise SaeseedsError(f"{run_dir} already holds a demo run; pass another --out or remove it")
+    config_path = write_default_config(DEMO_CONFIG, out)
+    cfg = load_config(config_path, list(args.overrides))
+    if args.no_progress:
+        cfg.train.progress = False
+    clock = _Clock(4 if args.skip_analysis else 5)
+
+    clock.stage(f"default model and corpus, activations at {', '.join(cfg.lm.hookpoints) or 'the default hookpoint'}")
+    loaded, chunks, hookpoints = prepare_lm(cfg)
+    pair = lm_source_pair(loaded, chunks, hookpoints, cfg)
+    print(f"      {loaded.name} ({'causal LM' if loaded.is_causal else 'encoder'}), corpus {chunks.corpus}: "
+          f"{chunks.train.shape[0]} train + {chunks.eval.shape[0]} held-out chunks of {cfg.lm.ctx_len} tokens; "
+          f"{cfg.lm.epochs} epoch(s), later ones replayed from memory")
+
+    n_saes = len(cfg.saes) * len(cfg.train.seeds) * len(hookpoints)
+    clock.stage(f"training {n_saes} SAEs in lockstep ({len(cfg.train.seeds)} seeds × "
+                f"{', '.join(s.architecture for s in cfg.saes)}) on {cfg.train.num_tokens:,} tokens")
+    result = train_run(cfg, pair, run_dir)
+
+    lm_loss = None
+    if loaded.is_causal:
+        clock.stage("LM loss with each SAE spliced in (vs clean and zero-ablated)")
+        lm_loss = _lm_loss(cfg, loaded, chunks, run_dir)
+    else:
+        clock.stage(f"LM loss recovered: skipped ({loaded.name} is an encoder, not a causal LM; "
+                    "see docs/default_model.md)")
+
+    clock.stage("saeseeds compare: aligning latents across seeds")
+    status = cli_main(["compare", str(run_dir), "--out", str(out / "compare")])
+    if status != 0:
+        raise SaeseedsError(f"saeseeds compare failed on {run_dir} (status {status})")
+    compare_summary = json.loads((out / "compare" / "summary.json").read_text())
+
+    analysis = None
+    if not args.skip_analysis:
+        clock.stage("saeseeds analyze: frequency, triggers, ablation and subspaces of stable vs unstable latents")
+        quiet = ["--quiet"] if args.no_progress else []
+        status = cli_main(["analyze", str(run_dir), "--out", str(out / "analysis"), *quiet])
+        if status != 0:
+            raise SaeseedsError(f"saeseeds analyze failed on {run_dir} (status {status})")
+        analysis = json.loads((out / "analysis" / "analysis.json").read_text())
+
+    print()
+    _print_training_table(result.metrics, lm_loss)
+    print()
+    alignment = _print_alignment_table(compare_summary)
+    elapsed = clock.elapsed()
+    summary = {
+        "config": str(config_path),
+        "run_dir": str(run_dir),
+        "data": pair.info,
+        "fingerprint": result.fingerprint,
+        "steps": result.steps,
+        "tokens": result.tokens,
+        "metrics": result.metrics,
+        "lm_loss": lm_loss,
+        "alignment": alignment,
+        "claims": {k: v["claims"] for k, v in analysis["configs"].items()} if analysis else None,
+        "outputs": {"compare": str(out / "compare"), "analysis": str(out / "analysis") if analysis else None},
+        "seconds": elapsed,
+    }
+    atomic_write_json(out / "summary.json", summary)
+    print()
+    print(f"done in {elapsed:.0f}s.")
+    print(f"  checkpoints (sparsify layout): {run_dir}/<hookpoint>/<sae>/seed<N>/")
+    print(f"  alignment: {out / 'compare'}/summary.json and figures/;  analysis: {out / 'analysis'}")
+    print(f"  summary: {out / 'summary.json'}   config used: {config_path}")
+    return 0

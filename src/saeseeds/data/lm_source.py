@@ -1,0 +1,277 @@
+"""Activation source from a Hugging Face language model: chunks → one forward per batch → [tokens, d_in].
+
+One forward serves every SAE of a run. The stream always yields `dict[hookpoint, Tensor [tokens, d_in]]`,
+a one-entry dict for one hookpoint (so the trainer names SAEs by the real hookpoint); every entry holds the
+same tokens in the same order.
+Positions holding special tokens (BOS/CLS, separators, padding) are dropped; activations are float32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from saeseeds.data.corpus import TokenChunks, build_token_chunks
+from saeseeds.data.default_model import (
+    DEFAULT_HOOKPOINT,
+    DEFAULT_MODEL_NAME,
+    default_model_path,
+    is_default_model,
+)
+from saeseeds.data.hookpoints import capture_activations, resolve_hookpoints
+from saeseeds.data.lm_config import LmConfig
+from saeseeds.data.replay import Replay
+from saeseeds.data.sources import SourcePair
+from saeseeds.errors import DataError
+
+if TYPE_CHECKING:
+    from saeseeds.config import RunConfig
+
+
+Activations = Mapping[str, torch.Tensor]
+
+CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
+
+
+# --------------------------------------------------------------------------------------------
+# device, dtype and model loading
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' → cuda when present, else cpu; anything else as given."""
+    if name in ("", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """'auto' → bfloat16 on CUDA, float32 elsewhere (CPU bf16 matmuls are slow and inexact)."""
+    if name in ("", "auto"):
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    table = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if name not in table:
+        raise DataError(f"lm.model_dtype: {name!r} is not one of auto, {', '.join(table)}")
+    return table[name]
+
+
+@dataclass
+class LoadedModel:
+    """A language model ready for hooking, its tokenizer, and what identifies it."""
+
+    model: nn.Module
+    tokenizer: Any
+    name: str
+    revision: str
+    is_causal: bool
+    device: torch.device
+    dtype: torch.dtype
+
+
+def is_causal_config(config: Any) -> bool:
+    """True when the checkpoint's architecture is a causal LM (has a next-token head)."""
+    archs = getattr(config, "architectures", None) or []
+    return any(a.endswith(CAUSAL_SUFFIXES) for a in archs) and not getattr(
+        config, "is_encoder_decoder", False
+    )
+
+
+def load_language_model(cfg: LmConfig) -> LoadedModel:
+    """Load `cfg.model` (local path, cached hub name, or the embedded default) in eval mode."""
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+    if is_default_model(cfg.model):
+        source, name, revision = str(default_model_path()), DEFAULT_MODEL_NAME, "packaged"
+    else:
+        source, name, revision = cfg.model, cfg.model, cfg.revision
+    device = resolve_device(cfg.device)
+    dtype = resolve_dtype(cfg.model_dtype, device)
+    kwargs: dict[str, Any] = {"trust_remote_code": cfg.trust_remote_code}
+    if not Path(source).exists():
+        kwargs["revision"] = cfg.revision
+    try:
+        config = AutoConfig.from_pretrained(source, **kwargs)
+        causal = is_causal_config(config)
+        auto = AutoModelForCausalLM if causal else AutoModel
+        model = auto.from_pretrained(source, dtype=dtype, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as err:
+        raise DataError(f"lm.model {cfg.model or 'default'!r}: cannot load it ({err})") from err
+    model.to(device).eval()
+    model.requires_grad_(False)
+    return LoadedModel(model, tokenizer, name, revision, causal, device, dtype)
+
+
+def default_hookpoints(cfg: LmConfig) -> list[str]:
+    """The configured hookpoints, or the default model's MLP hookpoint."""
+    if cfg.hookpoints:
+        return list(cfg.hookpoints)
+    if is_default_model(cfg.model):
+        return [DEFAULT_HOOKPOINT]
+    raise DataError("lm.hookpoints: name at least one module of the model (e.g. 'transformer.h.6.mlp')")
+
+
+# --------------------------------------------------------------------------------------------
+# the activation stream
+
+
+def forward_kwargs(model: nn.Module) -> dict[str, Any]:
+    """Extra forward arguments: no KV cache for generative models (we never decode)."""
+    config = getattr(model, "config", None)
+    return {"use_cache": False} if config is not None and hasattr(config, "use_cache") else {}
+
+
+def chunk_activations(
+    model: nn.Module,
+    chunks: torch.Tensor,
+    hookpoints: Sequence[str],
+    *,
+    special_ids: Sequence[int] = (),
+    hook_input: bool = False,
+) -> dict[str, torch.Tensor]:
+    """One forward over `chunks` [B, T]; each hookpoint's activations at text positions, flattened [N, d] float32."""
+    device = next(model.parameters()).device
+    input_ids = chunks.to(device)
+    extra = forward_kwargs(model)
+    with torch.inference_mode():
+        acts = capture_activations(
+            model, hookpoints, lambda: model(input_ids=input_ids, **extra), hook_input=hook_input
+        )
+        keep = ~torch.isin(input_ids, torch.tensor(list(special_ids), device=device, dtype=input_ids.dtype))
+        out = {}
+        for name in hookpoints:
+            act = acts[name]
+            if act.dim() != 3 or act.shape[:2] != input_ids.shape:
+                raise DataError(
+                    f"hookpoint {name!r}: activation of shape {tuple(act.shape)} is not [batch, seq, d] "
+                    f"for input {tuple(input_ids.shape)}"
+                )
+            out[name] = act[keep].float()
+    return out
+
+
+def pack_output(acts: dict[str, torch.Tensor]) -> Activations:
+    """The batch as yielded: always the hookpoint → tensor mapping (one entry for one hookpoint)."""
+    return acts
+
+
+class LmActivationStream:
+    """Re-iterable stream of activation batches: one model forward per `batch_chunks` chunks, in chunk order."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        chunks: torch.Tensor,
+        hookpoints: Sequence[str],
+        *,
+        batch_chunks: int,
+        special_ids: Sequence[int] = (),
+        hook_input: bool = False,
+        progress: bool = False,
+        desc: str = "LM forward",
+    ) -> None:
+        if batch_chunks <= 0:
+            raise DataError(f"lm.lm_batch_size must be positive, got {batch_chunks}")
+        self.model, self.chunks, self.hookpoints = model, chunks, list(hookpoints)
+        self.batch_chunks, self.special_ids, self.hook_input = batch_chunks, tuple(special_ids), hook_input
+        self.progress, self.desc = progress, desc
+
+    def __len__(self) -> int:
+        """Number of forward batches."""
+        return -(-self.chunks.shape[0] // self.batch_chunks)
+
+    def batch_bounds(self) -> list[tuple[int, int]]:
+        """Chunk ranges [start, end) of the forward batches, in order."""
+        n = self.chunks.shape[0]
+        return [(s, min(s + self.batch_chunks, n)) for s in range(0, n, self.batch_chunks)]
+
+    def forward_batch(self, start: int, end: int) -> dict[str, torch.Tensor]:
+        """Activations of chunks [start, end) for every hookpoint."""
+        return chunk_activations(
+            self.model,
+            self.chunks[start:end],
+            self.hookpoints,
+            special_ids=self.special_ids,
+            hook_input=self.hook_input,
+        )
+
+    def iter_dicts(self) -> Iterator[dict[str, torch.Tensor]]:
+        """Forward batches as hookpoint → [tokens, d] dicts."""
+        bounds = self.batch_bounds()
+        for start, end in tqdm(bounds, desc=self.desc, disable=not self.progress, leave=False):
+            yield self.forward_batch(start, end)
+
+    def __iter__(self) -> Iterator[Activations]:
+        for acts in self.iter_dicts():
+            yield pack_output(acts)
+
+
+def make_lm_streams(
+    loaded: LoadedModel, chunks: TokenChunks, hookpoints: Sequence[str], cfg: LmConfig, *, progress: bool
+) -> tuple[LmActivationStream, LmActivationStream]:
+    """Train and eval streams over the same model, hookpoints and special-token exclusion."""
+    special = chunks.special_ids if cfg.exclude_special_tokens else ()
+    common = dict(batch_chunks=cfg.lm_batch_size, special_ids=special, hook_input=cfg.hook_input)
+    train = LmActivationStream(
+        loaded.model, chunks.train, hookpoints, progress=progress, desc="LM forward (train)", **common
+    )
+    held_out = LmActivationStream(
+        loaded.model, chunks.eval, hookpoints, progress=False, desc="LM forward (eval)", **common
+    )
+    return train, held_out
+
+
+def lm_info(
+    loaded: LoadedModel, chunks: TokenChunks, hookpoints: Sequence[str], cfg: LmConfig, d_in: Mapping[str, int]
+) -> dict[str, Any]:
+    """What run.json records about an LM source."""
+    return {
+        "source": "lm",
+        "model": loaded.name,
+        "revision": loaded.revision,
+        "is_causal": loaded.is_causal,
+        "model_dtype": str(loaded.dtype).removeprefix("torch."),
+        "hookpoints": list(hookpoints),
+        "hook_input": cfg.hook_input,
+        "d_in": dict(d_in),
+        "corpus": chunks.corpus,
+        "ctx_len": cfg.ctx_len,
+        "train_chunks": int(chunks.train.shape[0]),
+        "eval_chunks": int(chunks.eval.shape[0]),
+        "lm_batch_size": cfg.lm_batch_size,
+        "exclude_special_tokens": cfg.exclude_special_tokens,
+        "special_token_ids": list(chunks.special_ids),
+        "token_fingerprint": chunks.fingerprint,
+        "output": "mapping",
+    }
+
+
+def prepare_lm(cfg: RunConfig, *, progress: bool | None = None) -> tuple[LoadedModel, TokenChunks, list[str]]:
+    """Load the model, resolve hookpoints (wildcards expanded) and build the token chunks."""
+    loaded = load_language_model(cfg.lm)
+    hookpoints = resolve_hookpoints(loaded.model, default_hookpoints(cfg.lm))
+    chunks = build_token_chunks(
+        cfg.lm, loaded.tokenizer, shuffle=cfg.data.shuffle, shuffle_seed=cfg.data.shuffle_seed
+    )
+    return loaded, chunks, hookpoints
+
+
+def lm_source_pair(loaded: LoadedModel, chunks: TokenChunks, hookpoints: Sequence[str], cfg: RunConfig) -> SourcePair:
+    """SourcePair over a loaded model: train is a lazy re-iterable stream (replayed for `lm.epochs`)."""
+    train, held_out = make_lm_streams(loaded, chunks, hookpoints, cfg.lm, progress=cfg.train.progress)
+    eval_batches = list(held_out)
+    first = eval_batches[0]
+    d_in = {h: int(first[h].shape[-1]) for h in hookpoints}
+    info = lm_info(loaded, chunks, hookpoints, cfg.lm, d_in) | {"epochs": cfg.lm.epochs}
+    return SourcePair(Replay(train, cfg.lm.epochs), eval_batches, info)
+
+
+def build_lm_source(cfg: RunConfig) -> SourcePair:
+    """SourcePair over the live model named by `cfg.lm`."""
+    loaded, chunks, hookpoints = prepare_lm(cfg)
+    return lm_source_pair(loaded, chunks, hookpoints, cfg)

@@ -1,0 +1,39 @@
+"""`saeseeds demo` end to end on the embedded default (shrunk by overrides to stay fast), checkpoints
+readable by eai-sparsify."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from saeseeds.cli import main
+
+
+@pytest.mark.slow
+def test_demo_runs_offline_and_its_checkpoints_load_in_sparsify(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = tmp_path / "demo"
+    status = main([
+        "demo", "--out", str(out), "--no-progress",
+        "--train.num_tokens", "2048", "--train.batch_size", "512", "--train.eval_tokens", "1024",
+        "--lm.max_chunks", "24", "--lm.eval_chunks", "8", "--sae.expansion_factor", "2",
+    ])
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert "FVU" in printed and str(out / "summary.json") in printed
+    summary = json.loads((out / "summary.json").read_text())
+    keys = sorted(summary["metrics"])
+    assert len(keys) == 6 and sum("topk" in k for k in keys) == 3 and sum("relu" in k for k in keys) == 3
+    assert all(0 <= summary["metrics"][k]["fvu"] < 1.5 for k in keys)
+    assert summary["lm_loss"] is None  # the default is an encoder
+    assert (out / "demo.toml").is_file()
+
+    sparsify = pytest.importorskip("sparsify")
+    topk_paths = [p for k, p in summary["checkpoints"].items() if "topk" in k]
+    assert len(topk_paths) == 3
+    for path in topk_paths:
+        coder = sparsify.SparseCoder.load_from_disk(path, device="cpu")
+        assert coder.num_latents == 768 and coder.d_in == 384
+    # a second demo into the same directory is refused instead of overwriting
+    assert main(["demo", "--out", str(out), "--no-progress"]) == 2
