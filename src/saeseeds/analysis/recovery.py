@@ -1,0 +1,420 @@
+"""Recovery of a known ground truth by SAEs trained with several seeds: per feature, per group subspace, across seeds.
+
+Per true feature and seed: its Hungarian-matched latent (one latent per feature) and its best latent by decoder
+cosine. Per group: principal angles between the true subspace and the span of the group's matched latents.
+Across seeds: whether the seeds' matched latents are *shared* with each other (DESIGN.md's definition: the same
+partner under decoder and encoder matching, both cosines above the threshold).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+from torch import Tensor
+
+from saeseeds.analysis.subspace_angles import principal_angles
+from saeseeds.data.synthetic import AMBIGUOUS, IDENTIFIABLE, KIND_NAMES, SINGLE, GroundTruth
+from saeseeds.errors import DataError
+
+DENSE_ALIGNMENT_LIMIT = 16_384
+"""Largest dictionary the local (dense, scipy) alignment accepts; beyond it `saeseeds.align` is required."""
+
+
+class FeatureMatch(NamedTuple):
+    """Best latents of one SAE for each true feature (decoder cosines; -1 where nothing was assigned)."""
+
+    hungarian_latent: Tensor
+    """[N] int64: latent given to each feature by the one-to-one assignment maximising the summed cosine."""
+    hungarian_cos: Tensor
+    """[N] cosine between each feature and its assigned latent (nan where unassigned)."""
+    max_latent: Tensor
+    """[N] int64: latent with the largest cosine to each feature (latents may repeat)."""
+    max_cos: Tensor
+    """[N] that largest cosine."""
+
+
+class PairAlignment(NamedTuple):
+    """Latent alignment of SAE a to SAE b: partners under decoder and encoder matching, and the shared mask."""
+
+    dec_partner: Tensor
+    dec_cos: Tensor
+    enc_partner: Tensor
+    enc_cos: Tensor
+    shared: Tensor
+
+
+def _unit_rows(weights: Tensor, name: str, d: int | None = None) -> Tensor:
+    """Float64 copy of `weights` [n, d] with rows scaled to unit length (zero rows stay zero)."""
+    weights = torch.as_tensor(weights).detach().to("cpu", torch.float64)
+    if weights.ndim != 2 or (d is not None and weights.shape[1] != d):
+        want = f"[rows, {d}]" if d is not None else "[rows, d]"
+        raise DataError(f"recovery: {name} must be {want}, got shape {tuple(weights.shape)}")
+    if not torch.isfinite(weights).all():
+        raise DataError(f"recovery: {name} of shape {tuple(weights.shape)} contains NaN or inf")
+    return weights / torch.linalg.vector_norm(weights, dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def _assign(cos: Tensor) -> tuple[Tensor, Tensor]:
+    """Exact max-cosine one-to-one assignment of rows to columns: (partner per row or -1, its cosine or nan)."""
+    rows, cols = linear_sum_assignment(cos.numpy(), maximize=True)
+    partner = torch.full((cos.shape[0],), -1, dtype=torch.int64)
+    value = torch.full((cos.shape[0],), math.nan, dtype=torch.float64)
+    partner[torch.as_tensor(rows)] = torch.as_tensor(cols, dtype=torch.int64)
+    value[torch.as_tensor(rows)] = cos[torch.as_tensor(rows), torch.as_tensor(cols)]
+    return partner, value
+
+
+def match_features(truth_directions: Tensor, decoder: Tensor, *, absolute: bool = False) -> FeatureMatch:
+    """Match each true direction `[N, d]` to latents of `decoder` `[n, d]` (Hungarian and max cosine)."""
+    truth = _unit_rows(truth_directions, "truth directions")
+    dec = _unit_rows(decoder, "decoder", truth.shape[1])
+    cos = truth @ dec.T  # N x n; both are small for ground-truth problems
+    if absolute:
+        cos = cos.abs()
+    hungarian_latent, hungarian_cos = _assign(cos)
+    max_cos, max_latent = cos.max(dim=1)
+    return FeatureMatch(hungarian_latent, hungarian_cos, max_latent, max_cos)
+
+
+def _dense_alignment(dec_a: Tensor, enc_a: Tensor, dec_b: Tensor, enc_b: Tensor, threshold: float) -> PairAlignment:
+    """DESIGN.md's shared-latent alignment on dense cosine matrices (fine for the small synthetic dictionaries)."""
+    if max(dec_a.shape[0], dec_b.shape[0]) > DENSE_ALIGNMENT_LIMIT:
+        raise DataError(
+            f"recovery: dictionaries of {dec_a.shape[0]} and {dec_b.shape[0]} latents are too large for the dense "
+            f"alignment (limit {DENSE_ALIGNMENT_LIMIT}); install saeseeds.align"
+        )
+    d = dec_a.shape[1]
+    dec_a, dec_b = _unit_rows(dec_a, "decoder a", d), _unit_rows(dec_b, "decoder b", d)
+    enc_a, enc_b = _unit_rows(enc_a, "encoder a", d), _unit_rows(enc_b, "encoder b", d)
+    dec_partner, dec_cos = _assign(dec_a @ dec_b.T)
+    enc_partner, enc_cos = _assign(enc_a @ enc_b.T)
+    same = (dec_partner == enc_partner) & (dec_partner >= 0)
+    enc_cos_at_dec = torch.full_like(dec_cos, math.nan)
+    rows = torch.nonzero(same).flatten()
+    enc_cos_at_dec[rows] = enc_cos[rows]
+    shared = same & (dec_cos > threshold) & (enc_cos_at_dec > threshold)
+    return PairAlignment(dec_partner, dec_cos, enc_partner, enc_cos, shared)
+
+
+def align_latents(
+    dec_a: Tensor, enc_a: Tensor, dec_b: Tensor, enc_b: Tensor, *, threshold: float = 0.7, use_align: bool = True
+) -> PairAlignment:
+    """Align SAE a's latents to SAE b's; uses `saeseeds.align.align_weights` when present, else a dense exact one."""
+    if use_align:
+        try:
+            from saeseeds.align import align_weights  # type: ignore[attr-defined]
+        except ImportError:
+            align_weights = None
+        if align_weights is not None:
+            res: Any = align_weights(dec_a, enc_a, dec_b, enc_b, threshold=threshold)
+            return PairAlignment(
+                torch.as_tensor(res.dec_partner).long().cpu(),
+                torch.as_tensor(res.dec_cos).double().cpu(),
+                torch.as_tensor(res.enc_partner).long().cpu(),
+                torch.as_tensor(res.enc_cos).double().cpu(),
+                torch.as_tensor(res.shared).bool().cpu(),
+            )
+    return _dense_alignment(dec_a, enc_a, dec_b, enc_b, threshold)
+
+
+def group_subspace_angles(truth: GroundTruth, match: FeatureMatch, decoder: Tensor) -> Tensor:
+    """Principal angles `[G, r]` (radians, ascending) between each group's true subspace and the span of the
+    latents matched (Hungarian) to its features; missing or dependent latents count as angles of π/2."""
+    rank = truth.config.group_rank
+    out = torch.full((truth.num_groups, rank), math.pi / 2, dtype=torch.float64)
+    dec = torch.as_tensor(decoder).detach().to("cpu", torch.float64)
+    for g in range(truth.num_groups):
+        members = truth.group_members(g)
+        latents = match.hungarian_latent[members]
+        latents = latents[latents >= 0]
+        if latents.numel() == 0:
+            continue
+        angles = principal_angles(truth.directions[members].double(), dec[latents])
+        out[g, : angles.numel()] = angles
+    return out
+
+
+class GroupUsage(NamedTuple):
+    """Which subspace an SAE uses for each group: from its encoding of inputs written by that group alone."""
+
+    angles: Tensor
+    """[G, r] principal angles (radians) between the true subspace and the top-r span of the SAE's latent
+    reconstructions (activations @ decoder) of the group's inputs."""
+    num_latents: Tensor
+    """[G] latents carrying at least `mass_cut` of the group's total activation mass, counted from the largest."""
+    captured: Tensor
+    """[G] share of the group inputs' squared norm that the latent reconstruction captures inside the true
+    subspace minus what it puts outside: 1 − ‖x − P_G x̂‖² / ‖x‖² − ‖x̂ − P_G x̂‖² / ‖x‖²."""
+
+
+def group_usage(
+    truth: GroundTruth,
+    group_inputs: Sequence[Tensor],
+    encode_dense: Callable[[Tensor], Tensor],
+    decoder: Tensor,
+    *,
+    mass_cut: float = 0.95,
+) -> GroupUsage:
+    """Feed each group's pure inputs through an SAE encoder and measure the subspace of its reconstructions.
+
+    Unlike the matched-latent span, this needs no assignment of latents to groups: the latents that fire on a
+    group's inputs are the ones assigned to it, weighted by how much they fire.
+    """
+    rank = truth.config.group_rank
+    dec = torch.as_tensor(decoder).detach().to("cpu", torch.float64)
+    angles = torch.full((truth.num_groups, rank), math.pi / 2, dtype=torch.float64)
+    counts = torch.zeros(truth.num_groups, dtype=torch.int64)
+    captured = torch.full((truth.num_groups,), math.nan, dtype=torch.float64)
+    for g, x in enumerate(group_inputs):
+        if x.shape[0] == 0:
+            continue
+        with torch.no_grad():
+            acts = torch.as_tensor(encode_dense(x)).detach().to("cpu", torch.float64)
+        recon = acts @ dec
+        basis = torch.linalg.qr(truth.directions[truth.group_members(g)].double().T).Q.T  # [r, d]
+        _, singular, vh = torch.linalg.svd(recon, full_matrices=False)
+        if float(singular[0]) > 0:
+            got = principal_angles(basis, vh[:rank])
+            angles[g, : got.numel()] = got
+        mass = acts.abs().sum(dim=0)
+        if float(mass.sum()) > 0:
+            cumulative = torch.cumsum(torch.sort(mass, descending=True).values, 0) / mass.sum()
+            counts[g] = int((cumulative < mass_cut).sum()) + 1
+        xd = x.double()
+        inside = (recon @ basis.T) @ basis
+        norm = xd.pow(2).sum()
+        captured[g] = 1 - ((xd - inside).pow(2).sum() + (recon - inside).pow(2).sum()) / norm
+    return GroupUsage(angles, counts, captured)
+
+
+def nearest_truth(truth: GroundTruth, decoder: Tensor) -> tuple[Tensor, Tensor]:
+    """For each latent: the unit of ground truth it lies in most (a group, or a single feature), and the share of
+    its (unit) decoder direction's squared norm inside that unit. Units: groups 0..G-1, then single features G+i."""
+    dec = _unit_rows(decoder, "decoder", truth.d_in)
+    dirs = truth.directions.double()
+    singles = torch.nonzero(truth.group < 0).flatten()
+    energy = [((dec @ dirs[singles].T) ** 2)] if singles.numel() else []
+    group_energy = []
+    for g in range(truth.num_groups):
+        members = truth.group_members(g)
+        # group directions are orthonormal without a projection; use a basis of the span to be safe
+        basis = torch.linalg.qr(dirs[members].T).Q.T
+        group_energy.append(((dec @ basis.T) ** 2).sum(dim=1, keepdim=True))
+    table = torch.cat(group_energy + energy, dim=1)
+    share, unit = table.max(dim=1)
+    return unit, share
+
+
+@dataclass
+class RecoveryResult:
+    """Everything measured about how S seeds recovered one ground truth."""
+
+    hungarian_cos: Tensor
+    """[S, N] cosine of each feature's Hungarian-matched latent, per seed."""
+    max_cos: Tensor
+    """[S, N] best cosine of any latent to each feature, per seed."""
+    hungarian_latent: Tensor
+    """[S, N] the matched latent ids."""
+    feature_shared: Tensor
+    """[N] fraction of seed pairs whose matched latents for the feature are shared with each other."""
+    feature_recovered: Tensor
+    """[N] fraction of seeds whose matched latent has cosine above the recovery threshold."""
+    group_angles: Tensor
+    """[S, G, r] principal angles (radians) between each group's subspace and its matched latents' span."""
+    usage_angles: Tensor | None
+    """[S, G, r] angles of the subspace each seed uses for each group (`group_usage`), when encoders are given."""
+    usage_latents: Tensor | None
+    """[S, G] latents carrying 95% of each group's activation mass, per seed."""
+    usage_captured: Tensor | None
+    """[S, G] share of the group inputs' norm reconstructed inside the true subspace (`GroupUsage.captured`)."""
+    latent_stability: Tensor
+    """[S, n] fraction of the other seeds in which each latent is shared (with any latent)."""
+    latent_unit: Tensor
+    """[S, n] nearest ground-truth unit of each latent (groups 0..G-1, then G + single feature index)."""
+    latent_unit_share: Tensor
+    """[S, n] share of the latent's direction inside that unit."""
+    latent_kind: Tensor
+    """[S, n] kind code of that unit (KIND_NAMES), or -1 when the share is below the assignment cut."""
+    threshold: float
+    recovery_threshold: float
+
+
+def evaluate_recovery(
+    truth: GroundTruth,
+    saes: Sequence[tuple[Tensor, Tensor]],
+    *,
+    threshold: float = 0.7,
+    recovery_threshold: float = 0.9,
+    assignment_cut: float = 0.5,
+    use_align: bool = True,
+    encoders: Sequence[Callable[[Tensor], Tensor]] | None = None,
+    group_inputs: Sequence[Tensor] | None = None,
+) -> RecoveryResult:
+    """Score S SAEs, given as (decoder [n, d], encoder [n, d]) pairs, against `truth`.
+
+    With `encoders` (one `x -> dense activations` per SAE) and `group_inputs` (per group, inputs it writes alone,
+    from `SyntheticModel.group_inputs`), also measures the subspace each SAE uses for each group.
+    """
+    if len(saes) == 0:
+        raise DataError("evaluate_recovery: no SAEs given")
+    if (encoders is None) != (group_inputs is None) or (encoders is not None and len(encoders) != len(saes)):
+        raise DataError("evaluate_recovery: give both `encoders` (one per SAE) and `group_inputs`, or neither")
+    matches = [match_features(truth.directions, dec) for dec, _ in saes]
+    num_seeds, n_feat = len(saes), truth.num_features
+    hungarian_cos = torch.stack([m.hungarian_cos for m in matches])
+    hungarian_latent = torch.stack([m.hungarian_latent for m in matches])
+    num_latents = [int(dec.shape[0]) for dec, _ in saes]
+    shared_with = [torch.zeros(num_latents[s], dtype=torch.float64) for s in range(num_seeds)]
+    pair_shared = torch.zeros(n_feat, dtype=torch.float64)
+    num_pairs = 0
+    for s in range(num_seeds):
+        for t in range(s + 1, num_seeds):
+            (dec_s, enc_s), (dec_t, enc_t) = saes[s], saes[t]
+            pair = align_latents(dec_s, enc_s, dec_t, enc_t, threshold=threshold, use_align=use_align)
+            shared_with[s] += pair.shared.double()
+            back = torch.zeros(num_latents[t], dtype=torch.float64)
+            back[pair.dec_partner[pair.shared]] = 1.0
+            shared_with[t] += back
+            l_s, l_t = hungarian_latent[s], hungarian_latent[t]
+            ok = (l_s >= 0) & (l_t >= 0)
+            both = torch.zeros(n_feat, dtype=torch.bool)
+            idx = torch.nonzero(ok).flatten()
+            both[idx] = pair.shared[l_s[idx]] & (pair.dec_partner[l_s[idx]] == l_t[idx])
+            pair_shared += both.double()
+            num_pairs += 1
+    feature_shared = pair_shared / num_pairs if num_pairs else torch.full((n_feat,), math.nan, dtype=torch.float64)
+    denominator = max(num_seeds - 1, 1)
+    latent_stability = [v / denominator for v in shared_with]
+    units, shares, kinds = [], [], []
+    unit_kind = torch.cat([truth.group_kind, torch.full((int((truth.group < 0).sum()),), SINGLE)])
+    for dec, _ in saes:
+        unit, share = nearest_truth(truth, dec)
+        kind = torch.where(share >= assignment_cut, unit_kind[unit], torch.full_like(unit, -1))
+        units.append(unit)
+        shares.append(share)
+        kinds.append(kind)
+    usages = None
+    if encoders is not None and group_inputs is not None:
+        usages = [group_usage(truth, group_inputs, enc_fn, dec) for enc_fn, (dec, _) in zip(encoders, saes)]
+    return RecoveryResult(
+        hungarian_cos=hungarian_cos,
+        max_cos=torch.stack([m.max_cos for m in matches]),
+        hungarian_latent=hungarian_latent,
+        feature_shared=feature_shared,
+        feature_recovered=(hungarian_cos.nan_to_num(-1.0) > recovery_threshold).double().mean(dim=0),
+        group_angles=torch.stack(
+            [group_subspace_angles(truth, m, dec) for m, (dec, _) in zip(matches, saes)]
+        ),
+        usage_angles=torch.stack([u.angles for u in usages]) if usages else None,
+        usage_latents=torch.stack([u.num_latents for u in usages]) if usages else None,
+        usage_captured=torch.stack([u.captured for u in usages]) if usages else None,
+        latent_stability=_stack_ragged(latent_stability),
+        latent_unit=_stack_ragged(units, fill=-1),
+        latent_unit_share=_stack_ragged(shares),
+        latent_kind=_stack_ragged(kinds, fill=-1),
+        threshold=threshold,
+        recovery_threshold=recovery_threshold,
+    )
+
+
+def _stack_ragged(rows: Sequence[Tensor], fill: float = math.nan) -> Tensor:
+    """Stack per-seed vectors of possibly different lengths, padding with `fill`."""
+    width = max(int(r.numel()) for r in rows)
+    out = torch.full((len(rows), width), fill, dtype=rows[0].dtype)
+    for i, r in enumerate(rows):
+        out[i, : r.numel()] = r
+    return out
+
+
+def _mean(values: Tensor) -> float | None:
+    values = values[~torch.isnan(values.double())]
+    return float(values.double().mean()) if values.numel() else None
+
+
+def summarize_recovery(truth: GroundTruth, result: RecoveryResult, *, num_frequency_bins: int = 4) -> dict[str, Any]:
+    """JSON-ready summary: feature-level and subspace-level figures by kind, and sharing by frequency bin."""
+    summary: dict[str, Any] = {"threshold": result.threshold, "recovery_threshold": result.recovery_threshold}
+    by_kind: dict[str, Any] = {}
+    for code in (SINGLE, IDENTIFIABLE, AMBIGUOUS):
+        mask = truth.kind == code
+        if not bool(mask.any()):
+            continue
+        latent_mask = result.latent_kind == code
+        by_kind[KIND_NAMES[code]] = {
+            "num_features": int(mask.sum()),
+            "mean_hungarian_cos": _mean(result.hungarian_cos[:, mask].flatten()),
+            "mean_max_cos": _mean(result.max_cos[:, mask].flatten()),
+            "recovered_fraction": _mean(result.feature_recovered[mask]),
+            "shared_fraction": _mean(result.feature_shared[mask]),
+            "num_latents_per_seed": float(latent_mask.sum()) / result.latent_kind.shape[0],
+            "latent_stability": _mean(result.latent_stability[latent_mask]),
+        }
+    for code in (IDENTIFIABLE, AMBIGUOUS):
+        gmask = truth.group_kind == code
+        if not bool(gmask.any()):
+            continue
+        worst = torch.rad2deg(result.group_angles[:, gmask, :].max(dim=2).values)  # [S, groups of this kind]
+        entry = by_kind[KIND_NAMES[code]]
+        entry["matched_span_max_angle_deg_mean"] = float(worst.mean())
+        entry["matched_span_max_angle_deg_worst"] = float(worst.max())
+        if result.usage_angles is not None:
+            used = torch.rad2deg(result.usage_angles[:, gmask, :].max(dim=2).values)
+            entry["usage_max_angle_deg_mean"] = float(used.mean())
+            entry["usage_max_angle_deg_worst"] = float(used.max())
+            entry["usage_latents_mean"] = float(result.usage_latents[:, gmask].double().mean())
+            entry["usage_captured_mean"] = _mean(result.usage_captured[:, gmask].flatten())
+    summary["by_kind"] = by_kind
+    groups = []
+    for g in range(truth.num_groups):
+        angles = result.group_angles[:, g, :]  # [S, r]
+        groups.append(
+            {
+                "group": g,
+                "kind": KIND_NAMES[int(truth.group_kind[g])],
+                "max_angle_deg_per_seed": torch.rad2deg(angles.max(dim=1).values).tolist(),
+                "mean_angle_deg": float(torch.rad2deg(angles).mean()),
+                "feature_shared": _mean(result.feature_shared[truth.group_members(g)]),
+                "mean_hungarian_cos": _mean(result.hungarian_cos[:, truth.group_members(g)].flatten()),
+            }
+        )
+        if result.usage_angles is not None:
+            usage = result.usage_angles[:, g, :]
+            groups[-1]["usage_max_angle_deg_per_seed"] = torch.rad2deg(usage.max(dim=1).values).tolist()
+            groups[-1]["usage_latents_per_seed"] = result.usage_latents[:, g].tolist()
+            groups[-1]["usage_captured_per_seed"] = result.usage_captured[:, g].tolist()
+    summary["groups"] = groups
+    singles = torch.nonzero(truth.kind == SINGLE).flatten()
+    if singles.numel() >= num_frequency_bins:
+        freq = truth.firing_prob[singles].double()
+        order = torch.argsort(freq, descending=True)
+        bins = []
+        for chunk in np.array_split(order.numpy(), num_frequency_bins):
+            idx = singles[torch.as_tensor(chunk)]
+            bins.append(
+                {
+                    "min_firing_prob": float(truth.firing_prob[idx].min()),
+                    "max_firing_prob": float(truth.firing_prob[idx].max()),
+                    "num_features": int(idx.numel()),
+                    "shared_fraction": _mean(result.feature_shared[idx]),
+                    "recovered_fraction": _mean(result.feature_recovered[idx]),
+                    "mean_hungarian_cos": _mean(result.hungarian_cos[:, idx].flatten()),
+                }
+            )
+        summary["single_features_by_frequency"] = bins
+        summary["spearman_frequency_vs_shared"] = _spearman(freq, result.feature_shared[singles])
+        summary["spearman_frequency_vs_recovered"] = _spearman(freq, result.feature_recovered[singles])
+    return summary
+
+
+def _spearman(x: Tensor, y: Tensor) -> float | None:
+    from scipy.stats import spearmanr
+
+    if x.numel() < 3 or float(y.std()) == 0.0 or float(x.std()) == 0.0:
+        return None
+    return float(spearmanr(x.numpy(), y.numpy()).statistic)

@@ -1,0 +1,134 @@
+"""Figures of the synthetic ground-truth experiment: feature vs subspace recovery, sharing vs frequency (PNG)."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from saeseeds.analysis.recovery import RecoveryResult  # noqa: E402
+from saeseeds.data.synthetic import AMBIGUOUS, IDENTIFIABLE, KIND_NAMES, SINGLE, GroundTruth  # noqa: E402
+
+KIND_COLORS = {SINGLE: "tab:gray", IDENTIFIABLE: "tab:blue", AMBIGUOUS: "tab:red"}
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    """Save a figure atomically as PNG and close it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def plot_feature_recovery(truth: GroundTruth, result: RecoveryResult, path: Path, title: str = "") -> Path:
+    """Per kind of true feature: matched cosine (all seeds) and cross-seed sharing of the matched latents."""
+    kinds = [k for k in (IDENTIFIABLE, AMBIGUOUS, SINGLE) if bool((truth.kind == k).any())]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    cos_data = [result.hungarian_cos[:, truth.kind == k].flatten().nan_to_num(0.0).numpy() for k in kinds]
+    share_data = [result.feature_shared[truth.kind == k].numpy() for k in kinds]
+    labels = [KIND_NAMES[k] for k in kinds]
+    axes[0].boxplot(cos_data, tick_labels=labels)
+    axes[0].axhline(result.recovery_threshold, ls="--", c="k", lw=0.8, label="recovery threshold")
+    axes[0].set_ylabel("cosine of Hungarian-matched latent")
+    axes[0].set_title("feature-level recovery (every seed)")
+    axes[0].legend(loc="lower left", fontsize=8)
+    means = [float(d.mean()) for d in share_data]
+    axes[1].bar(labels, means, color=[KIND_COLORS[k] for k in kinds])
+    for i, d in enumerate(share_data):
+        axes[1].scatter([i] * len(d), d, s=8, c="k", alpha=0.3)
+    axes[1].set_ylim(0, 1.05)
+    axes[1].set_ylabel("fraction of seed pairs whose matched latents are shared")
+    axes[1].set_title(f"cross-seed sharing (τ = {result.threshold})")
+    if title:
+        fig.suptitle(title, y=1.03)
+    return _save(fig, path)
+
+
+def plot_subspace_recovery(
+    truth: GroundTruth, result: RecoveryResult, path: Path, random_baseline_deg: float | None = None, title: str = ""
+) -> Path:
+    """Per group and seed: the largest principal angle between the true subspace and the SAE's subspace."""
+    fig, ax = plt.subplots(figsize=(10, 4))
+    num_groups, num_seeds = truth.num_groups, result.group_angles.shape[0]
+    xs = torch.arange(num_groups).double()
+    matched = torch.rad2deg(result.group_angles.max(dim=2).values)  # [S, G]
+    for s in range(num_seeds):
+        jitter = (s - (num_seeds - 1) / 2) * 0.06
+        ax.scatter(xs + jitter, matched[s], marker="x", c="tab:gray", s=18, label="matched-latent span" if s == 0 else None)
+        if result.usage_angles is not None:
+            used = torch.rad2deg(result.usage_angles[s].max(dim=1).values)
+            colors = [KIND_COLORS[int(k)] for k in truth.group_kind]
+            ax.scatter(xs + jitter, used, c=colors, s=22, label="subspace the SAE uses" if s == 0 else None)
+    if random_baseline_deg is not None:
+        ax.axhline(random_baseline_deg, ls="--", c="k", lw=0.8, label="random subspace (median)")
+    ax.set_xticks(xs.tolist())
+    ax.set_xticklabels([f"{g}\n{KIND_NAMES[int(k)][:5]}" for g, k in enumerate(truth.group_kind)], fontsize=8)
+    ax.set_ylabel("largest principal angle (degrees)")
+    ax.set_ylim(0, 92)
+    ax.set_title("subspace-level recovery per group (one point per seed; colour: red ambiguous, blue identifiable)")
+    ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, y=1.03)
+    return _save(fig, path)
+
+
+def plot_sharing_vs_frequency(truth: GroundTruth, result: RecoveryResult, path: Path, title: str = "") -> Path:
+    """Cross-seed sharing and recovery of each true feature against its firing probability (log x)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
+    freq = truth.firing_prob.double()
+    for k in (SINGLE, IDENTIFIABLE, AMBIGUOUS):
+        mask = truth.kind == k
+        if not bool(mask.any()):
+            continue
+        axes[0].scatter(freq[mask], result.feature_shared[mask], s=12, alpha=0.6, c=KIND_COLORS[k], label=KIND_NAMES[k])
+        axes[1].scatter(freq[mask], result.feature_recovered[mask], s=12, alpha=0.6, c=KIND_COLORS[k])
+    singles = torch.nonzero(truth.kind == SINGLE).flatten()
+    if singles.numel() >= 8:
+        order = singles[torch.argsort(freq[singles])]
+        for chunk in torch.tensor_split(order, 6):
+            centre = math.exp(float(freq[chunk].log().mean()))
+            axes[0].plot(centre, float(result.feature_shared[chunk].mean()), "ks", ms=6)
+            axes[1].plot(centre, float(result.feature_recovered[chunk].mean()), "ks", ms=6)
+    axes[0].set_ylabel("fraction of seed pairs sharing the matched latents")
+    axes[1].set_ylabel(f"fraction of seeds recovering it (cos > {result.recovery_threshold})")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("true firing probability")
+        ax.set_ylim(-0.05, 1.05)
+    axes[0].legend(fontsize=8)
+    axes[0].set_title("sharing vs frequency (squares: binned single features)")
+    axes[1].set_title("recovery vs frequency")
+    if title:
+        fig.suptitle(title, y=1.03)
+    return _save(fig, path)
+
+
+def plot_latent_stability(result: RecoveryResult, path: Path, title: str = "") -> Path:
+    """Histogram of per-latent stability (fraction of other seeds sharing it) by the kind of truth it lies in."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    bins = torch.linspace(0, 1, 12).tolist()
+    for k in (IDENTIFIABLE, AMBIGUOUS, SINGLE):
+        vals = result.latent_stability[result.latent_kind == k]
+        vals = vals[~torch.isnan(vals)]
+        if vals.numel():
+            ax.hist(vals.numpy(), bins=bins, alpha=0.5, density=True, color=KIND_COLORS[k], label=KIND_NAMES[k])
+    ax.set_xlabel("latent stability (fraction of other seeds where it is shared)")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=8)
+    ax.set_title(title or "stability of latents by the ground truth they lie in")
+    return _save(fig, path)
