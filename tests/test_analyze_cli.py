@@ -1,0 +1,91 @@
+"""End to end: `saeseeds analyze` on a small real LM run (tiny GPT-2, 3 seeds, topk and relu) writes every output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from saeseeds.cli import main
+
+HOOK = "transformer.h.1.mlp"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    align = pytest.importorskip("saeseeds.align")
+    if not hasattr(align, "align_weights"):
+        pytest.skip("saeseeds.align.align_weights is not available yet")
+    from saeseeds.config import DataConfig, RunConfig, SaeConfig, TrainConfig
+    from saeseeds.data.lm_config import LmConfig
+    from saeseeds.data.sources import build_source
+    from saeseeds.data.tiny_lm import build_tiny_causal_lm
+    from saeseeds.train import train_run
+
+    root = tmp_path_factory.mktemp("analyze")
+    g = torch.Generator().manual_seed(0)
+    words = [f"w{i}" for i in range(60)]
+    docs = [" ".join(words[i] for i in torch.randint(0, 60, (30,), generator=g).tolist()) for _ in range(400)]
+    (root / "corpus.txt").write_text("\n".join(docs))
+    lm = build_tiny_causal_lm(root / "lm", docs, d_model=16, n_layer=2)
+    cfg = RunConfig(
+        data=DataConfig(source="lm"),
+        lm=LmConfig(model=str(lm), hookpoints=[HOOK], dataset=str(root / "corpus.txt"), ctx_len=24,
+                    eval_chunks=12, lm_batch_size=16),
+        train=TrainConfig(seeds=[0, 1, 2], batch_size=128, num_tokens=2560, eval_tokens=256, progress=False,
+                          lr_warmup_steps=5, checkpoint_every=1000),
+        saes=[SaeConfig(architecture="topk", num_latents=48, k=4),
+              SaeConfig(architecture="relu", num_latents=48, l1_coefficient=0.5)],
+    )
+    train_run(cfg, build_source(cfg), root / "run")
+    return root / "run"
+
+
+def test_analyze_writes_tables_figures_and_contexts(run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    rc = main(["analyze", str(run_dir), "--out", str(out), "--quiet", "--n-random", "2", "--n-show", "3",
+               "--max-eval-chunks", "8"])
+    assert rc == 0
+    summary = json.loads((out / "analysis.json").read_text())
+    assert set(summary["configs"]) == {f"{HOOK}/topk-48", f"{HOOK}/relu-48"}
+    for name in ("topk-48", "relu-48"):
+        d = out / HOOK / name
+        for f in ("stability.json", "triggers.json", "ablation.json", "subspaces.json", "claims.json",
+                  "latents.json", "stability_vs_frequency.png", "stability_vs_top_token_share.png",
+                  "ablation_fvu.png", "ablation_loss_recovered.png", "contexts.html"):
+            assert (d / f).is_file() and (d / f).stat().st_size > 0, f
+        assert (d / "stability_vs_frequency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        abl = json.loads((d / "ablation.json").read_text())
+        rows = {r["name"]: r for r in abl["rows"]}
+        assert abl["lm_loss"] == "ok"
+        assert rows["none"]["metrics"]["fvu"] < rows["all"]["metrics"]["fvu"]
+        assert rows["random_like_stable"]["n_draws"] == 2
+        assert rows["none"]["metrics"]["loss_recovered"] > rows["all"]["metrics"]["loss_recovered"]
+        stab = json.loads((d / "stability.json").read_text())
+        assert [s["seed"] for s in stab["per_seed"]] == [0, 1, 2]
+        latents = json.loads((d / "latents.json").read_text())
+        assert len(latents["stability"]) == len(latents["frequency"]) == 48
+        html = (d / "contexts.html").read_text()
+        assert "<mark>" in html and "least stable" in html and "<script" not in html
+
+
+def test_analyze_rejects_a_directory_that_is_not_a_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    rc = main(["analyze", str(tmp_path), "--quiet"])
+    assert rc == 2
+    assert "run.json" in capsys.readouterr().err
+
+
+def test_contexts_page_escapes_corpus_text(tmp_path: Path) -> None:
+    from saeseeds.analysis.triggers import ContextExample
+    from saeseeds.report.contexts_html import LatentSection, write_contexts_page
+
+    ex = ContextExample(latent=3, activation=2.5, chunk=0, position=1, tokens=["a&b", "<script>", "\"x\""],
+                        marked=1, token_id=7)
+    path = write_contexts_page(tmp_path / "c.html", "t <1>", {"least stable": [LatentSection(3, "s<>", [ex])],
+                                                               "most stable": []})
+    html = path.read_text()
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "<mark>&lt;script&gt;</mark>" in html and "a&amp;b" in html and "t &lt;1&gt;" in html
+    assert "(none)" in html
