@@ -1,0 +1,399 @@
+"""Exact maximum-total-cosine one-to-one matching of two sets of rows, without the dense matrix.
+
+Small problems go to scipy's dense `linear_sum_assignment`. Large ones: (1) a chunked screen keeps
+each row's top candidates and a bound on everything it dropped; (2) the sparse problem is solved with
+dual potentials; (3) every dropped pair is checked against the duals (by its bound, or by a second
+screen of the rows whose bound is not enough, then exactly); pairs that violate them join the
+candidates and (2)-(3) repeat. When no pair violates the duals the matching is optimal on the full
+matrix: its total equals the dense optimum.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+from tqdm.auto import tqdm
+
+from saeseeds.align.candidates import Pool, screen_pool
+from saeseeds.align.lsap import (
+    CandidateGraph,
+    SparseSolution,
+    build_graph,
+    merge_graph,
+    solve_sparse_max,
+    unmatched_rows_and_cols,
+)
+from saeseeds.align.similarity import PairScorer, ScreenMode
+
+DUAL_TOLERANCE = 1e-10
+"""A dropped pair counts as violating the duals when C > u + v + this (float64 rounding headroom)."""
+DENSE_MAX_PAIRS = 1 << 22
+"""Problems up to this many pairs (2048 x 2048) are solved densely."""
+LEADERS = 4
+"""Pool entries scored exactly up front per row: its top screen values (plus any that may be its max)."""
+
+
+@dataclass
+class AssignmentStats:
+    """How an assignment was found: method, candidate counts and the rounds of the optimality proof."""
+
+    method: str = "dense"
+    screen: str = ""
+    candidates_per_row: int = 0
+    initial_pairs: int = 0
+    final_pairs: int = 0
+    rounds: int = 0
+    pairs_added: int = 0
+    rows_rescreened: int = 0
+    pairs_scored_exactly: int = 0
+    fallback_pairs: int = 0
+    certified: bool = True
+    history: list[dict[str, int]] = field(default_factory=list)
+
+
+class Assignment(NamedTuple):
+    """Partner of every row of `a` (-1 when unmatched), its exact cosine (NaN when unmatched), the total."""
+
+    partner: np.ndarray
+    cosine: np.ndarray
+    total: float
+    stats: AssignmentStats
+    row_max: np.ndarray | None = None  # exact max cosine of each row of a over all of b, when asked
+
+
+def max_cosine_assignment(
+    a: torch.Tensor | np.ndarray,
+    b: torch.Tensor | np.ndarray,
+    *,
+    absolute: bool = False,
+    device: str | torch.device | None = None,
+    candidates: int = 16,
+    dense_max_pairs: int = DENSE_MAX_PAIRS,
+    screen: ScreenMode | None = None,
+    with_row_max: bool = False,
+    progress: bool = False,
+) -> Assignment:
+    """One-to-one matching of rows of `a` to rows of `b` maximising the summed cosine (exact).
+
+    Cosines are of the float32 rows divided by their float64 norms; with `absolute`, |cosine| is used.
+    `with_row_max` also returns each row's exact maximum cosine (for MMCS).
+    """
+    scorer = PairScorer(a, b, absolute=absolute, device=device, screen=screen)
+    if scorer.n_a * scorer.n_b <= dense_max_pairs or min(scorer.n_a, scorer.n_b) == 0:
+        return _dense_assignment(scorer, with_row_max)
+    return certified_assignment(
+        scorer, candidates=candidates, with_row_max=with_row_max, progress=progress
+    )
+
+
+def _dense_assignment(scorer: PairScorer, with_row_max: bool) -> Assignment:
+    """scipy's dense Hungarian on the exact float64 matrix."""
+    mat = scorer.exact_dense()
+    partner = np.full(scorer.n_a, -1, dtype=np.int64)
+    cosine = np.full(scorer.n_a, np.nan)
+    if mat.size:
+        rows, cols = linear_sum_assignment(mat, maximize=True)
+        partner[rows] = cols
+        cosine[rows] = mat[rows, cols]
+    row_max = (mat.max(axis=1) if mat.shape[1] else np.full(scorer.n_a, np.nan)) if with_row_max else None
+    total = float(np.nansum(cosine))
+    return Assignment(partner, cosine, total, AssignmentStats(method="dense"), row_max)
+
+
+def certified_assignment(
+    scorer: PairScorer,
+    *,
+    candidates: int = 16,
+    with_row_max: bool = False,
+    progress: bool = False,
+    max_rounds: int = 1000,
+) -> Assignment:
+    """The sparse path: one screening pass, solve, prove against every dropped pair, repeat until proven.
+
+    Rounds after the first cost no full pass: pool entries are scored exactly only when their bound
+    reaches the duals, and only rows whose dropped-pair bound fails are screened again.
+    """
+    transposed = scorer.n_a > scorer.n_b
+    work = scorer.swapped() if transposed else scorer
+    stats = AssignmentStats(method="sparse", screen=work.screen, candidates_per_row=candidates)
+    pool = screen_pool(work, candidates, LEADERS, progress=progress)
+    proof = _Proof(work, pool, progress)
+    stats.initial_pairs = proof.graph.nnz
+    row_max = proof.row_max() if with_row_max and not transposed else None
+    proof.cover_columns(candidates)
+    while True:
+        added = proof.ensure_full_matching()
+        stats.fallback_pairs += added
+        solution = solve_sparse_max(proof.graph)
+        stats.rounds += 1
+        violations, rescreened = proof.check(solution)
+        stats.rows_rescreened += rescreened
+        stats.history.append(
+            {"pairs": proof.graph.nnz, "violations": violations, "rows_rescreened": rescreened}
+        )
+        if violations == 0:
+            break
+        if stats.rounds >= max_rounds:  # pragma: no cover - termination is guaranteed, this is a guard
+            stats.certified = False
+            break
+        stats.pairs_added += violations
+    stats.final_pairs = proof.graph.nnz
+    stats.pairs_scored_exactly = proof.scored
+    partner_work = solution.col_of_row
+    cos_work = solution.value
+    total = float(cos_work.sum())
+    if transposed:
+        partner = np.full(scorer.n_a, -1, dtype=np.int64)
+        cosine = np.full(scorer.n_a, np.nan)
+        partner[partner_work] = np.arange(work.n_a)
+        cosine[partner_work] = cos_work
+    else:
+        partner, cosine = partner_work, cos_work
+    if with_row_max and transposed:
+        row_max = exact_row_max(scorer, progress)
+    return Assignment(partner, cosine, total, stats, row_max)
+
+
+class _Proof:
+    """Candidate pool, exact graph and dropped-pair bounds of one sparse assignment, and their checks."""
+
+    def __init__(self, scorer: PairScorer, pool: Pool, progress: bool) -> None:
+        self.sc = scorer
+        self.progress = progress
+        self.p_rows, self.p_cols, self.p_approx = pool.rows, pool.cols, pool.approx
+        self.bound = pool.bound.copy()
+        self.approx_max = pool.approx_max
+        self.in_graph = np.zeros(len(pool.rows), dtype=bool)
+        self.scored = 0
+        # rows screened again: their dropped pairs obey approx + err <= u_s + v_s - margin (snapshot s)
+        self.snap_id = np.full(scorer.n_a, -1, dtype=np.int64)
+        self.snap_u = np.zeros(scorer.n_a)
+        self.snap_margin = np.zeros(scorer.n_a)
+        self.times_rescreened = np.zeros(scorer.n_a, dtype=np.int64)
+        self.snap_v: list[np.ndarray] = []
+        self.eb_max = float(scorer.err_b.max(initial=0.0))
+        self.margin0 = 2.0 * (float(scorer.err_a.max(initial=0.0)) + self.eb_max) + 1e-6
+        lead = np.flatnonzero(pool.initial)
+        self.graph = build_graph(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), scorer.n_a,
+                                 scorer.n_b)
+        self._score_into_graph(lead)
+
+    # -- graph growth ----------------------------------------------------------------------------
+    def _score_into_graph(self, pool_idx: np.ndarray) -> np.ndarray:
+        """Score pool entries exactly and add them to the graph; returns their exact values."""
+        pool_idx = pool_idx[~self.in_graph[pool_idx]]
+        r, c = self.p_rows[pool_idx], self.p_cols[pool_idx]
+        vals = self.sc.exact_pairs(r, c)
+        self.scored += len(pool_idx)
+        self.in_graph[pool_idx] = True
+        self._add_exact(r, c, vals)
+        return vals
+
+    def _add_exact(self, r: np.ndarray, c: np.ndarray, vals: np.ndarray) -> None:
+        """Merge exactly scored pairs into the graph."""
+        if len(r):
+            self.graph = merge_graph(self.graph, r, c, vals)
+
+    def _add_pool(self, r: np.ndarray, c: np.ndarray, approx: np.ndarray) -> None:
+        """Append screened pairs to the pool (not scored yet)."""
+        self.p_rows = np.concatenate([self.p_rows, r])
+        self.p_cols = np.concatenate([self.p_cols, c])
+        self.p_approx = np.concatenate([self.p_approx, approx])
+        self.in_graph = np.concatenate([self.in_graph, np.zeros(len(r), dtype=bool)])
+
+    def cover_columns(self, k: int) -> None:
+        """Give every column without a graph pair its pool pairs, or (none in the pool) its top-k rows."""
+        seen = np.zeros(self.sc.n_b, dtype=bool)
+        seen[self.graph.cols] = True
+        if seen.all():
+            return
+        self._score_into_graph(np.flatnonzero(~seen[self.p_cols] & ~self.in_graph))
+        seen[self.graph.cols] = True
+        missing = np.flatnonzero(~seen)
+        if len(missing) == 0:
+            return
+        back = self.sc.swapped()
+        rows_l, cols_l = [], []
+        for ids, block in tqdm(back.iter_row_blocks(missing), total=-(-len(missing) // back.chunk_rows),
+                               desc="cover", disable=not self.progress, leave=False):
+            _, idx, _ = _topk_rows(block, k)
+            cols_l.append(np.repeat(ids, idx.shape[1]))
+            rows_l.append(idx.cpu().numpy().reshape(-1).astype(np.int64))
+        rows = np.concatenate(rows_l)
+        cols = np.concatenate(cols_l)
+        self._add_exact(rows, cols, self.sc.exact_pairs(rows, cols))
+
+    def ensure_full_matching(self) -> int:
+        """Add exact pairs between rows and columns a maximum matching leaves free (every row must match)."""
+        self.graph, added = _ensure_full_matching(self.sc, self.graph)
+        return added
+
+    # -- exact row maxima ------------------------------------------------------------------------
+    def row_max(self) -> np.ndarray:
+        """Exact max of every row over all columns: the pool leaders hold it unless the bound says otherwise."""
+        sc = self.sc
+        g = self.graph
+        best = np.full(sc.n_a, -np.inf)
+        if g.nnz:
+            nonempty = np.diff(g.indptr) > 0
+            best[nonempty] = np.maximum.reduceat(g.vals, g.indptr[:-1][nonempty])
+        reach = self.bound + sc.err_a + self.eb_max + sc.err_const
+        redo = np.flatnonzero(reach >= best - DUAL_TOLERANCE)
+        for ids, block in sc.iter_row_blocks(redo):
+            best[ids] = _block_row_max(sc, ids, block, best[ids])
+        return best
+
+    # -- the optimality check --------------------------------------------------------------------
+    def check(self, sol: SparseSolution) -> tuple[int, int]:
+        """Check every pair outside the graph against the duals; add what is needed. (violations, rescreened)."""
+        sc = self.sc
+        u, v = sol.u, sol.v
+        fail = self._rows_failing_bound(u, v)
+        if len(fail):
+            self._rescreen(fail, u, v)
+        pend = np.flatnonzero(~self.in_graph)
+        r, c = self.p_rows[pend], self.p_cols[pend]
+        reach = self.p_approx[pend] + sc.err_a[r] + sc.err_b[c] + sc.err_const
+        suspects = pend[reach > u[r] + v[c] - DUAL_TOLERANCE]
+        vals = self._score_into_graph(suspects)
+        rs, cs = self.p_rows[suspects], self.p_cols[suspects]
+        violations = int(np.count_nonzero(vals > u[rs] + v[cs] + DUAL_TOLERANCE))
+        return violations, len(fail)
+
+    def _rows_failing_bound(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Rows with a dropped (non-pool) pair whose bound reaches u + v, under both kinds of bound."""
+        sc = self.sc
+        key = v - sc.err_b  # pair (i, j) may violate iff key[j] < theta[i]
+        sorted_key = np.sort(key)
+        theta = self.bound + sc.err_a + sc.err_const - u + DUAL_TOLERANCE
+        count = np.searchsorted(sorted_key, theta, side="left")
+        below = key[self.p_cols] < theta[self.p_rows]  # pool pairs are checked one by one instead
+        count = count - np.bincount(self.p_rows[below], minlength=sc.n_a)
+        fail = count > 0
+        snapped = fail & (self.snap_id >= 0)
+        if snapped.any():
+            drift = np.array([float(np.max(sv - v, initial=-np.inf)) for sv in self.snap_v])
+            rows = np.flatnonzero(snapped)
+            ok = (self.snap_u[rows] - u[rows]) + drift[self.snap_id[rows]] <= (
+                self.snap_margin[rows] - DUAL_TOLERANCE
+            )
+            fail[rows[ok]] = False
+        return np.flatnonzero(fail)
+
+    def _rescreen(self, rows: np.ndarray, u: np.ndarray, v: np.ndarray) -> None:
+        """Screen whole rows again: every pair within a margin of u + v joins the pool; tighten bounds."""
+        sc = self.sc
+        dev = sc.device
+        margin = self.margin0 * 2.0 ** np.minimum(self.times_rescreened[rows], 20)
+        self.times_rescreened[rows] += 1
+        snap = len(self.snap_v)
+        self.snap_v.append(v.copy())
+        local_of = np.full(sc.n_a, -1, dtype=np.int64)
+        local_of[rows] = np.arange(len(rows))
+        in_rows = np.flatnonzero(local_of[self.p_rows] >= 0)
+        pr_loc, pc = local_of[self.p_rows[in_rows]], self.p_cols[in_rows]
+        v_minus = _lower_f32(v - sc.err_b, dev)
+        new_r, new_c, new_a = [], [], []
+        start = 0
+        for ids, block in tqdm(sc.iter_row_blocks(rows), total=-(-len(rows) // sc.chunk_rows),
+                               desc="verify", disable=not self.progress, leave=False):
+            lo, hi = start, start + len(ids)
+            start = hi
+            mask = (pr_loc >= lo) & (pr_loc < hi)
+            block[torch.as_tensor(pr_loc[mask] - lo, device=dev), torch.as_tensor(pc[mask], device=dev)] = (
+                -torch.inf
+            )
+            m = margin[lo:hi]
+            lhs = _lower_f32(u[ids] - sc.err_a[ids] - sc.err_const - m - DUAL_TOLERANCE, dev)
+            hit = block > (lhs[:, None] + v_minus[None, :])
+            loc, col = hit.nonzero(as_tuple=True)
+            new_r.append(ids[loc.cpu().numpy()])
+            new_c.append(col.cpu().numpy().astype(np.int64))
+            new_a.append(block[loc, col].double().cpu().numpy())
+            block[loc, col] = -torch.inf
+            self.bound[ids] = block.amax(dim=1).double().cpu().numpy() if block.shape[1] else -np.inf
+        self.snap_id[rows] = snap
+        self.snap_u[rows] = u[rows]
+        self.snap_margin[rows] = margin
+        self._add_pool(np.concatenate(new_r), np.concatenate(new_c), np.concatenate(new_a))
+
+
+def _topk_rows(block: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Top-k values/indices per row of a block and the bound on the rest (-inf when nothing is left)."""
+    n = block.shape[1]
+    k = min(k, n)
+    vals, idx = torch.topk(block, k, dim=1, sorted=False)
+    if k < n:
+        rest = vals.min(dim=1).values
+    else:
+        rest = torch.full((block.shape[0],), -np.inf, device=block.device)
+    return vals, idx, rest
+
+
+def _block_row_max(
+    scorer: PairScorer, ids: np.ndarray, block: torch.Tensor, best: np.ndarray
+) -> np.ndarray:
+    """Exact row maxima of a block given the best exact candidate value of each row."""
+    dev = scorer.device
+    need = _lower_f32(best - scorer.err_a[ids] - scorer.err_const, dev)
+    err_b = _lower_f32(-scorer.err_b, dev)  # block - err_b_low >= block + err_b, conservatively
+    sus = (block - err_b[None, :] > need[:, None]).nonzero()
+    if len(sus):
+        loc = sus[:, 0].cpu().numpy()
+        sr = ids[loc]
+        sc = sus[:, 1].cpu().numpy().astype(np.int64)
+        vals = scorer.exact_pairs(sr, sc)
+        extra = np.full(len(ids), -np.inf)
+        np.maximum.at(extra, loc, vals)
+        best = np.maximum(best, extra)
+    return best
+
+
+def _lower_f32(values: np.ndarray, device: torch.device) -> torch.Tensor:
+    """float32 tensor no larger than the float64 values (rounded down with headroom for one f32 add)."""
+    x = np.asarray(values, dtype=np.float64)
+    x = x - 1e-6 * (1.0 + np.abs(x))
+    return torch.as_tensor(x, device=device, dtype=torch.float32)
+
+
+def _ensure_full_matching(scorer: PairScorer, graph: CandidateGraph) -> tuple[CandidateGraph, int]:
+    """Add exact pairs between rows and columns a maximum matching leaves free, so every row can match."""
+    free_rows, free_cols = unmatched_rows_and_cols(graph)
+    if len(free_rows) == 0:
+        return graph, 0
+    rows = np.repeat(free_rows, len(free_cols))
+    cols = np.tile(free_cols, len(free_rows))
+    if len(rows) > 50 * max(len(free_rows), 1):  # keep it sparse: each free row meets 50 free columns
+        offsets = np.arange(50)
+        rows = np.repeat(free_rows, 50)
+        cols = free_cols[(np.repeat(np.arange(len(free_rows)), 50) + np.tile(offsets, len(free_rows)))
+                         % len(free_cols)]
+    return merge_graph(graph, rows, cols, scorer.exact_pairs(rows, cols)), len(rows)
+
+
+def row_max_cosine(
+    a: torch.Tensor | np.ndarray,
+    b: torch.Tensor | np.ndarray,
+    *,
+    absolute: bool = False,
+    device: str | torch.device | None = None,
+    screen: ScreenMode | None = None,
+    progress: bool = False,
+) -> np.ndarray:
+    """Exact maximum cosine of every row of `a` over all rows of `b` (one chunked pass)."""
+    scorer = PairScorer(a, b, absolute=absolute, device=device, screen=screen)
+    if scorer.n_b == 0:
+        return np.full(scorer.n_a, np.nan)
+    if scorer.n_a * scorer.n_b <= DENSE_MAX_PAIRS:
+        return scorer.exact_dense().max(axis=1)
+    return exact_row_max(scorer, progress)
+
+
+def exact_row_max(scorer: PairScorer, progress: bool = False) -> np.ndarray:
+    """Exact row maxima of a scorer's matrix from one screening pass (rows whose bound is loose: again)."""
+    pool = screen_pool(scorer, 4, 1, progress=progress, label="row max")
+    return _Proof(scorer, pool, progress).row_max()

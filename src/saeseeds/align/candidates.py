@@ -1,0 +1,103 @@
+"""One screening pass over the approximate cosine matrix, kept as a small per-row candidate pool.
+
+Each row's approximate values are split into groups of columns; the row keeps every column of its
+top-``g`` groups (by group maximum) whose value is at least the ``(g+1)``-th group maximum ``t_i``.
+Every column it drops has an approximate value ``<= t_i`` (rigorous bound), and the top ``g``
+values of the row are always kept. Only cheap, vectorised work per block: one pass for the group
+maxima, then operations on ``g x group`` values per row. Pool entries carry their approximate value
+only; they are scored exactly later, when (and if) the optimality proof needs them.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from saeseeds.align.similarity import PairScorer
+
+
+class Pool(NamedTuple):
+    """Screened candidate pairs (approximate values) plus each row's bound on the pairs it dropped."""
+
+    rows: np.ndarray  # [m] int64
+    cols: np.ndarray  # [m] int64
+    approx: np.ndarray  # [m] float64 approximate values
+    initial: np.ndarray  # [m] bool: to be scored exactly up front (row's leaders)
+    bound: np.ndarray  # [n_a] float64: approx <= bound for every pair of the row not in the pool
+    approx_max: np.ndarray  # [n_a] float64: the row's largest approximate value
+
+
+def group_size(n_cols: int, groups: int) -> int:
+    """Columns per group: about 8 groups per kept group, at most 128 columns each."""
+    return int(max(1, min(128, n_cols // max(1, 8 * groups))))
+
+
+def select_block(
+    block: torch.Tensor, groups: int, leaders: int, slack: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Candidates of one block [r, n]: (local row, column, value, is-leader, row bound, row max).
+
+    A leader is among the row's top `leaders` group maxima or within `slack[row]` of the row max.
+    """
+    r, n = block.shape
+    size = group_size(n, groups)
+    full = n // size
+    gmax = block[:, : full * size].reshape(r, full, size).amax(dim=2)
+    if full * size < n:
+        gmax = torch.cat([gmax, block[:, full * size :].amax(dim=1, keepdim=True)], dim=1)
+    n_groups = gmax.shape[1]
+    take = min(groups, n_groups)
+    top_vals, top_groups = torch.topk(gmax, min(take + 1, n_groups), dim=1, sorted=True)
+    if n_groups > take:
+        bound = top_vals[:, take]
+    else:
+        bound = torch.full((r,), -torch.inf, device=block.device, dtype=block.dtype)
+    top_vals, top_groups = top_vals[:, :take], top_groups[:, :take]
+    row_max = top_vals[:, 0]
+    offsets = torch.arange(size, device=block.device)
+    cols = (top_groups[:, :, None] * size + offsets).reshape(r, take * size)
+    valid = cols < n
+    vals = block.gather(1, cols.clamp_max(n - 1))
+    keep = valid & (vals >= bound[:, None])
+    lead_level = torch.minimum(top_vals[:, min(leaders, take) - 1], row_max - slack)
+    lead = vals >= lead_level[:, None]
+    loc, pos = keep.nonzero(as_tuple=True)
+    return loc, cols[loc, pos], vals[loc, pos], lead[loc, pos], bound, row_max
+
+
+def screen_pool(
+    scorer: PairScorer,
+    groups: int,
+    leaders: int,
+    *,
+    progress: bool = False,
+    label: str = "screen",
+) -> Pool:
+    """The first (and usually only) full screening pass of `scorer`'s matrix, row block by row block."""
+    n_a = scorer.n_a
+    rows_l, cols_l, vals_l, lead_l = [], [], [], []
+    bound = np.empty(n_a)
+    approx_max = np.empty(n_a)
+    # a row's max may come from any column: its exact value is >= row_max - err_a - max err_b
+    eb_max = float(scorer.err_b.max(initial=0.0))
+    slack_all = torch.as_tensor(
+        2 * (scorer.err_a + eb_max + scorer.err_const) + 1e-6, dtype=torch.float32, device=scorer.device
+    )
+    for ids, block in tqdm(scorer.iter_row_blocks(), total=-(-n_a // scorer.chunk_rows), desc=label,
+                           disable=not progress, leave=False):
+        sel = slice(int(ids[0]), int(ids[-1]) + 1)
+        loc, cols, vals, lead, b, mx = select_block(block, groups, leaders, slack_all[sel])
+        del block
+        rows_l.append(ids[loc.cpu().numpy()])
+        cols_l.append(cols.cpu().numpy().astype(np.int64))
+        vals_l.append(vals.cpu().numpy().astype(np.float64))
+        lead_l.append(lead.cpu().numpy())
+        bound[ids] = b.cpu().numpy()
+        approx_max[ids] = mx.cpu().numpy()
+    return Pool(
+        np.concatenate(rows_l), np.concatenate(cols_l), np.concatenate(vals_l),
+        np.concatenate(lead_l), bound, approx_max,
+    )

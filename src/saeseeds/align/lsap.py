@@ -1,0 +1,192 @@
+"""Maximum-weight assignment on a sparse candidate graph, with dual potentials that prove its optimality.
+
+The matching comes from scipy's LAPJVsp (`min_weight_full_bipartite_matching`); the duals are
+recovered from it by a vectorised Bellman-Ford over the residual graph, so that the caller can check
+pairs that are *not* in the graph against them (``u[i] + v[j] >= C[i, j]`` for every pair proves the
+matching optimal on the full matrix).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import maximum_bipartite_matching, min_weight_full_bipartite_matching
+
+RELAX_TOLERANCE = 1e-12
+"""Bellman-Ford ignores improvements below this (relative): float ties must not cycle for ever."""
+
+
+class CandidateGraph(NamedTuple):
+    """A sparse set of candidate pairs in CSR form (rows sorted, no duplicates) with exact values."""
+
+    indptr: np.ndarray  # [n_rows + 1]
+    cols: np.ndarray  # [nnz] int64
+    vals: np.ndarray  # [nnz] float64
+    n_rows: int
+    n_cols: int
+
+    @property
+    def nnz(self) -> int:
+        """Number of candidate pairs."""
+        return len(self.cols)
+
+    def row_ids(self) -> np.ndarray:
+        """Row of every stored pair."""
+        return np.repeat(np.arange(self.n_rows), np.diff(self.indptr))
+
+    def keys(self) -> np.ndarray:
+        """Sorted int64 keys row * n_cols + col, for membership tests."""
+        return self.row_ids() * self.n_cols + self.cols
+
+
+def build_graph(
+    rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, n_rows: int, n_cols: int
+) -> CandidateGraph:
+    """CSR candidate graph from pair lists; duplicated pairs keep their first value."""
+    rows = np.asarray(rows, dtype=np.int64)
+    cols = np.asarray(cols, dtype=np.int64)
+    vals = np.asarray(vals, dtype=np.float64)
+    keys = rows * n_cols + cols
+    keys, first = np.unique(keys, return_index=True)
+    r, c = np.divmod(keys, n_cols)
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(r, minlength=n_rows), out=indptr[1:])
+    return CandidateGraph(indptr, c, vals[first], n_rows, n_cols)
+
+
+def merge_graph(
+    graph: CandidateGraph, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray
+) -> CandidateGraph:
+    """The graph with the given pairs added (pairs already present keep their stored value)."""
+    return build_graph(
+        np.concatenate([graph.row_ids(), rows]),
+        np.concatenate([graph.cols, cols]),
+        np.concatenate([graph.vals, vals]),
+        graph.n_rows,
+        graph.n_cols,
+    )
+
+
+def contains(graph: CandidateGraph, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Boolean mask: which of the pairs (rows[k], cols[k]) are in the graph."""
+    keys = graph.keys()
+    query = np.asarray(rows, dtype=np.int64) * graph.n_cols + np.asarray(cols, dtype=np.int64)
+    pos = np.searchsorted(keys, query)
+    pos = np.minimum(pos, max(len(keys) - 1, 0))
+    return (keys[pos] == query) if len(keys) else np.zeros(len(query), dtype=bool)
+
+
+def _biadjacency(graph: CandidateGraph, weights: np.ndarray) -> sp.csr_matrix:
+    """scipy CSR matrix of the graph holding `weights` (all strictly positive, so none is dropped)."""
+    return sp.csr_matrix(
+        (weights, graph.cols, graph.indptr), shape=(graph.n_rows, graph.n_cols)
+    )
+
+
+def unmatched_rows_and_cols(graph: CandidateGraph) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns left free by a maximum-cardinality matching of the graph (rows <= cols)."""
+    ones = np.ones(graph.nnz, dtype=np.float64)
+    match = maximum_bipartite_matching(_biadjacency(graph, ones), perm_type="column")
+    free_rows = np.flatnonzero(match < 0)
+    used = np.zeros(graph.n_cols, dtype=bool)
+    used[match[match >= 0]] = True
+    return free_rows, np.flatnonzero(~used)
+
+
+class SparseSolution(NamedTuple):
+    """Optimal matching of the candidate graph (every row matched) and dual potentials."""
+
+    col_of_row: np.ndarray  # [n_rows] int64
+    value: np.ndarray  # [n_rows] float64, exact value of each matched pair
+    u: np.ndarray  # [n_rows] row potentials
+    v: np.ndarray  # [n_cols] column potentials, >= 0, 0 on unmatched columns
+    bellman_ford_rounds: int
+
+
+def solve_sparse_max(graph: CandidateGraph) -> SparseSolution:
+    """Maximum-total assignment of every row (n_rows <= n_cols) within the graph, with feasible duals.
+
+    Duals satisfy ``u[i] + v[j] >= C[i, j]`` on every graph pair (equality on matched pairs),
+    ``v >= 0`` and ``v = 0`` on unmatched columns, so ``sum(u) + sum(v)`` equals the matching's total.
+    Raises ValueError if the graph has no matching covering all rows.
+    """
+    if graph.n_rows > graph.n_cols:
+        raise ValueError("solve_sparse_max needs n_rows <= n_cols; transpose the problem")
+    if graph.n_rows == 0:
+        return SparseSolution(
+            np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(graph.n_cols), 0
+        )
+    top = float(graph.vals.max())
+    weights = (top + 1.0) - graph.vals  # strictly positive costs, same optimum for full matchings
+    rows, cols = min_weight_full_bipartite_matching(_biadjacency(graph, weights))
+    col_of_row = np.empty(graph.n_rows, dtype=np.int64)
+    col_of_row[rows] = cols
+    u, v, value, rounds = _duals(graph, col_of_row)
+    return SparseSolution(col_of_row, value, u, v, rounds)
+
+
+def _duals(
+    graph: CandidateGraph, col_of_row: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Dual potentials of an optimal matching: shortest distances in the residual graph.
+
+    For pair (i, j), feasibility ``u_i + v_j >= C_ij`` with ``u_i = C_i,m(i) - v_m(i)`` reads
+    ``v_m(i) <= v_j + (C_i,m(i) - C_ij)``: an edge j -> m(i). Unmatched columns are sources at 0.
+    """
+    n_rows, n_cols = graph.n_rows, graph.n_cols
+    rows = graph.row_ids()
+    is_match = graph.cols == col_of_row[rows]
+    matched_val = np.full(n_rows, np.nan)
+    matched_val[rows[is_match]] = graph.vals[is_match]
+    length = matched_val[rows] - graph.vals  # edge length j -> m(i)
+    starts = graph.indptr[:-1]
+    matched = np.zeros(n_cols, dtype=bool)
+    matched[col_of_row] = True
+    v = np.where(matched, np.inf, 0.0)
+    if not (~matched).any():
+        v[:] = 0.0  # square problem: a virtual source reaching every column at 0
+    rounds = _relax(v, graph.cols, length, starts, col_of_row, limit=n_cols + 1)
+    unreached = ~np.isfinite(v)
+    if unreached.any():
+        # Columns no free column reaches: solve them alone, then lift them above every constraint.
+        sub = np.where(unreached, 0.0, np.inf)
+        edge_ok = unreached[graph.cols]
+        sub_len = np.where(edge_ok, length, np.inf)
+        rounds += _relax(sub, graph.cols, sub_len, starts, col_of_row, limit=n_cols + 1)
+        sub = np.where(unreached, sub, 0.0)
+        # Edges from unreached j into reached m(i) need v_j >= v_m(i) - length.
+        target = v[col_of_row[rows]]
+        need = np.where(edge_ok & np.isfinite(target), target - length - sub[graph.cols], -np.inf)
+        lift = max(0.0, float(-sub[unreached].min()), float(need.max(initial=-np.inf)))
+        v = np.where(unreached, sub + lift, v)
+    v = np.maximum(v, 0.0) if (~matched).any() else v
+    value = matched_val
+    u = value - v[col_of_row]
+    return u, v, value, rounds
+
+
+def _relax(
+    dist: np.ndarray,
+    src: np.ndarray,
+    length: np.ndarray,
+    starts: np.ndarray,
+    dst_of_row: np.ndarray,
+    *,
+    limit: int,
+) -> int:
+    """Bellman-Ford in place: dist[m(i)] = min(dist[m(i)], min over row i's edges of dist[j] + len)."""
+    for rounds in range(1, limit + 1):
+        with np.errstate(invalid="ignore"):
+            cand = dist[src] + length
+        cand = np.where(np.isnan(cand), np.inf, cand)
+        best = np.minimum.reduceat(cand, starts)
+        current = dist[dst_of_row]
+        with np.errstate(invalid="ignore"):
+            slack = np.where(np.isfinite(current), RELAX_TOLERANCE * (1.0 + np.abs(current)), 0.0)
+        better = best < current - slack
+        if not better.any():
+            return rounds
+        dist[dst_of_row[better]] = best[better]
+    raise RuntimeError("Bellman-Ford did not converge: the sparse matching is not optimal")

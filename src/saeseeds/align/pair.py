@@ -1,0 +1,261 @@
+"""Alignment of one pair of SAEs: per-latent decoder and encoder partners, shared latents, MMCS.
+
+A latent x of `a` is *shared* with `b` (Paulo & Belrose) iff the decoder matching and the encoder
+matching pair it with the same latent y and both cosines exceed the threshold.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from saeseeds.align.assignment import Assignment, max_cosine_assignment
+from saeseeds.align.similarity import ScreenMode
+from saeseeds.errors import DataError
+
+DEFAULT_THRESHOLD = 0.7
+PER_LATENT_FIELDS = ("dec_partner", "dec_cos", "enc_partner", "enc_cos", "shared", "dec_max_cos")
+
+
+@dataclass
+class Alignment:
+    """Per-latent alignment of SAE `a` to SAE `b` and its summary (shared fraction, MMCS)."""
+
+    dec_partner: np.ndarray  # [n_a] int64, -1 when unmatched (n_a > n_b)
+    dec_cos: np.ndarray  # [n_a] float64, NaN when unmatched
+    enc_partner: np.ndarray
+    enc_cos: np.ndarray
+    shared: np.ndarray  # [n_a] bool
+    dec_max_cos: np.ndarray  # [n_a] max decoder cosine to any latent of b (MMCS ingredient)
+    threshold: float = DEFAULT_THRESHOLD
+    absolute: bool = False
+    num_latents_b: int = 0
+    dec_total: float = 0.0
+    enc_total: float = 0.0
+    name_a: str = "a"
+    name_b: str = "b"
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_latents_a(self) -> int:
+        """Number of latents of a."""
+        return len(self.dec_partner)
+
+    @property
+    def n_shared(self) -> int:
+        """Number of a's latents shared with b."""
+        return int(self.shared.sum())
+
+    @property
+    def shared_fraction(self) -> float:
+        """Share of a's latents that are shared with b."""
+        return self.n_shared / self.num_latents_a if self.num_latents_a else 0.0
+
+    @property
+    def same_partner(self) -> np.ndarray:
+        """Latents matched to the same latent of b by the decoder and the encoder matchings."""
+        return (self.dec_partner == self.enc_partner) & (self.dec_partner >= 0)
+
+    @property
+    def mmcs(self) -> float:
+        """Mean over a's latents of the maximum decoder cosine to any latent of b."""
+        return float(np.nanmean(self.dec_max_cos)) if self.num_latents_a else float("nan")
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready summary (no per-latent arrays)."""
+        return {
+            "a": self.name_a,
+            "b": self.name_b,
+            "num_latents_a": self.num_latents_a,
+            "num_latents_b": self.num_latents_b,
+            "threshold": self.threshold,
+            "absolute": self.absolute,
+            "n_shared": self.n_shared,
+            "shared_fraction": self.shared_fraction,
+            "n_same_partner": int(self.same_partner.sum()),
+            "mmcs": self.mmcs,
+            "dec_total": self.dec_total,
+            "enc_total": self.enc_total,
+            "stats": self.stats,
+        }
+
+    def save(self, directory: str | Path, name: str) -> tuple[Path, Path]:
+        """Write `<name>.json` (summary) and `<name>.npz` (per-latent arrays) atomically."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        json_path = directory / f"{name}.json"
+        npz_path = directory / f"{name}.npz"
+        write_json_atomic(json_path, self.summary())
+        arrays = {key: getattr(self, key) for key in PER_LATENT_FIELDS}
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".npz")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez_compressed(fh, **arrays)
+            os.replace(tmp, npz_path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return json_path, npz_path
+
+    @classmethod
+    def load(cls, directory: str | Path, name: str) -> Alignment:
+        """Read an alignment written by `save`."""
+        directory = Path(directory)
+        json_path, npz_path = directory / f"{name}.json", directory / f"{name}.npz"
+        try:
+            summary = json.loads(json_path.read_text())
+            with np.load(npz_path) as data:
+                arrays = {key: data[key] for key in PER_LATENT_FIELDS}
+        except (OSError, ValueError, KeyError) as err:
+            raise DataError(f"cannot read alignment {name!r} in {directory}: {err}") from err
+        return cls(
+            **arrays,
+            threshold=float(summary["threshold"]),
+            absolute=bool(summary.get("absolute", False)),
+            num_latents_b=int(summary["num_latents_b"]),
+            dec_total=float(summary.get("dec_total", 0.0)),
+            enc_total=float(summary.get("enc_total", 0.0)),
+            name_a=str(summary.get("a", "a")),
+            name_b=str(summary.get("b", "b")),
+            stats=dict(summary.get("stats", {})),
+        )
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write JSON through a temporary file in the same directory, then rename it into place."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(payload, fh, indent=2, default=_json_default)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json_default(obj: Any) -> Any:
+    """JSON for numpy scalars/arrays and dataclasses."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def shared_mask(
+    dec: Assignment | tuple[np.ndarray, np.ndarray],
+    enc: Assignment | tuple[np.ndarray, np.ndarray],
+    threshold: float,
+) -> np.ndarray:
+    """Same partner under both matchings and both cosines strictly above the threshold."""
+    dp, dc = dec[0], dec[1]
+    ep, ec = enc[0], enc[1]
+    with np.errstate(invalid="ignore"):
+        return (dp == ep) & (dp >= 0) & (dc > threshold) & (ec > threshold)
+
+
+def align_weights(
+    dec_a: torch.Tensor | np.ndarray,
+    enc_a: torch.Tensor | np.ndarray,
+    dec_b: torch.Tensor | np.ndarray,
+    enc_b: torch.Tensor | np.ndarray,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    absolute: bool = False,
+    device: str | torch.device | None = None,
+    screen: ScreenMode | None = None,
+    progress: bool = False,
+    name_a: str = "a",
+    name_b: str = "b",
+) -> Alignment:
+    """Align two SAEs given their decoder and encoder rows ([num_latents, d_in] each)."""
+    for label, w in (("dec_a", dec_a), ("enc_a", enc_a), ("dec_b", dec_b), ("enc_b", enc_b)):
+        if torch.as_tensor(w).ndim != 2:
+            raise DataError(f"{label}: expected [num_latents, d_in], got shape {tuple(torch.as_tensor(w).shape)}")
+    if tuple(torch.as_tensor(dec_a).shape) != tuple(torch.as_tensor(enc_a).shape):
+        raise DataError(f"dec_a {tuple(dec_a.shape)} and enc_a {tuple(enc_a.shape)} differ in shape")
+    if tuple(torch.as_tensor(dec_b).shape) != tuple(torch.as_tensor(enc_b).shape):
+        raise DataError(f"dec_b {tuple(dec_b.shape)} and enc_b {tuple(enc_b.shape)} differ in shape")
+    dec = max_cosine_assignment(dec_a, dec_b, absolute=absolute, device=device, screen=screen,
+                                with_row_max=True, progress=progress)
+    enc = max_cosine_assignment(enc_a, enc_b, absolute=absolute, device=device, screen=screen,
+                                progress=progress)
+    assert dec.row_max is not None
+    return Alignment(
+        dec_partner=dec.partner,
+        dec_cos=dec.cosine,
+        enc_partner=enc.partner,
+        enc_cos=enc.cosine,
+        shared=shared_mask(dec, enc, threshold),
+        dec_max_cos=dec.row_max,
+        threshold=threshold,
+        absolute=absolute,
+        num_latents_b=int(torch.as_tensor(dec_b).shape[0]),
+        dec_total=dec.total,
+        enc_total=enc.total,
+        name_a=name_a,
+        name_b=name_b,
+        stats={"decoder": dataclasses.asdict(dec.stats), "encoder": dataclasses.asdict(enc.stats)},
+    )
+
+
+def sae_weights(sae: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """(decoder rows, encoder rows) of a `SparseAutoencoder` (or anything with W_dec and encoder.weight)."""
+    return sae.W_dec.detach().float().cpu(), sae.encoder.weight.detach().float().cpu()
+
+
+def align_pair(
+    sae_a: Any,
+    sae_b: Any,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    absolute: bool = False,
+    device: str | torch.device | None = None,
+    screen: ScreenMode | None = None,
+    progress: bool = False,
+    name_a: str = "a",
+    name_b: str = "b",
+) -> Alignment:
+    """Align two SAE objects (see `align_weights`)."""
+    dec_a, enc_a = sae_weights(sae_a)
+    dec_b, enc_b = sae_weights(sae_b)
+    return align_weights(dec_a, enc_a, dec_b, enc_b, threshold=threshold, absolute=absolute,
+                         device=device, screen=screen, progress=progress, name_a=name_a, name_b=name_b)
+
+
+def reverse_alignment(alignment: Alignment, dec_max_cos_b: np.ndarray) -> Alignment:
+    """The alignment of b to a from that of a to b: both matchings are optimal transposed, so partners
+    invert and the shared pairs are the same; only b's MMCS ingredient must be computed."""
+    n_b = alignment.num_latents_b
+
+    def invert(partner: np.ndarray, cosine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        inv = np.full(n_b, -1, dtype=np.int64)
+        cos = np.full(n_b, np.nan)
+        matched = partner >= 0
+        inv[partner[matched]] = np.flatnonzero(matched)
+        cos[partner[matched]] = cosine[matched]
+        return inv, cos
+
+    dp, dc = invert(alignment.dec_partner, alignment.dec_cos)
+    ep, ec = invert(alignment.enc_partner, alignment.enc_cos)
+    return Alignment(
+        dec_partner=dp, dec_cos=dc, enc_partner=ep, enc_cos=ec,
+        shared=shared_mask((dp, dc), (ep, ec), alignment.threshold),
+        dec_max_cos=np.asarray(dec_max_cos_b, dtype=np.float64),
+        threshold=alignment.threshold, absolute=alignment.absolute,
+        num_latents_b=alignment.num_latents_a, dec_total=alignment.dec_total,
+        enc_total=alignment.enc_total, name_a=alignment.name_b, name_b=alignment.name_a,
+        stats={"reversed_from": f"{alignment.name_a} -> {alignment.name_b}"},
+    )

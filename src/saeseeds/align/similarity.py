@@ -1,0 +1,298 @@
+"""Chunked cosine similarities between the rows of two weight matrices, with rigorous error bounds.
+
+Two kinds of value come out of here. *Approximate* blocks (``approx_rows``) are computed fast (int8,
+bf16 or fp32 GEMM on the fastest device) and come with a per-pair error bound
+``|approx[i, j] - exact[i, j]| <= err_a[i] + err_b[j] + err_const``, so that a pair that was never
+looked at exactly can still be bounded. *Exact* values (``exact_pairs``) are float64 dot products of
+the stored unit rows. No method here ever builds an ``n_a x n_b`` matrix unless asked for a dense one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Literal, NamedTuple
+
+import numpy as np
+import torch
+
+from saeseeds.errors import DataError
+
+ScreenMode = Literal["int8", "bf16", "fp32"]
+SCREEN_MODES: tuple[str, ...] = ("int8", "bf16", "fp32")
+UNIT_ROUND_FP32 = 2.0**-24
+UNIT_ROUND_BF16 = 2.0**-9
+UNIT_ROUND_TF32 = 2.0**-11
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """The device to compute similarities on: the one asked for, else CUDA when present, else the CPU."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def normalise_rows(weight: torch.Tensor | np.ndarray, *, name: str = "weight") -> torch.Tensor:
+    """Rows scaled to unit length (in float64, stored as float32 on the CPU); zero rows stay zero."""
+    w = torch.as_tensor(weight).detach().to("cpu", torch.float64)
+    if w.ndim != 2:
+        raise DataError(f"{name}: expected a 2-d [num_latents, d_in] matrix, got shape {tuple(w.shape)}")
+    if not torch.isfinite(w).all():
+        raise DataError(f"{name}: contains NaN or inf")
+    norms = w.norm(dim=1, keepdim=True)
+    w = torch.where(norms > 0, w / norms.clamp_min(1e-300), torch.zeros_like(w))
+    return w.to(torch.float32).contiguous()
+
+
+def default_screen(device: torch.device) -> ScreenMode:
+    """int8 GEMM on the CPU (twice bf16's throughput there); fp32 on accelerators."""
+    if device.type == "cpu" and hasattr(torch, "_int_mm"):
+        return "int8"
+    return "fp32"
+
+
+def row_norms(weight: torch.Tensor, *, chunk: int = 8192) -> torch.Tensor:
+    """Euclidean norm of every row, accumulated in float64 chunk by chunk (no full float64 copy)."""
+    out = torch.empty(weight.shape[0], dtype=torch.float64)
+    for start in range(0, weight.shape[0], chunk):
+        out[start : start + chunk] = weight[start : start + chunk].double().norm(dim=1).cpu()
+    return out
+
+
+def as_weight(weight: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
+    """A float32, contiguous, finite CPU [n, d] matrix (no copy when it already is one)."""
+    w = torch.as_tensor(weight).detach()
+    if w.ndim != 2:
+        raise DataError(f"{name}: expected a 2-d [num_latents, d_in] matrix, got shape {tuple(w.shape)}")
+    w = w.to("cpu", torch.float32).contiguous()
+    if not bool(torch.isfinite(w).all()):
+        raise DataError(f"{name}: contains NaN or inf")
+    return w
+
+
+class PairScorer:
+    """Two sets of rows on one device: fast bounded approximate cosine blocks and exact float64 cosines.
+
+    The rows are kept as given (float32); cosines divide by their float64 norms, so no normalised copy
+    is made. Zero rows have cosine 0 with everything.
+    """
+
+    def __init__(
+        self,
+        a: torch.Tensor | np.ndarray,
+        b: torch.Tensor | np.ndarray,
+        *,
+        absolute: bool = False,
+        device: str | torch.device | None = None,
+        screen: ScreenMode | None = None,
+        chunk_rows: int | None = None,
+        _prepared: tuple | None = None,
+    ) -> None:
+        self.a = as_weight(a, "a")
+        self.b = as_weight(b, "b")
+        if self.a.shape[1] != self.b.shape[1]:
+            raise DataError(
+                f"row sets must share d_in; got shapes {tuple(self.a.shape)} and {tuple(self.b.shape)}"
+            )
+        self.device = pick_device(device)
+        self.screen: ScreenMode = screen or default_screen(self.device)
+        if self.screen not in SCREEN_MODES:
+            raise DataError(f"screen must be one of {SCREEN_MODES}, got {self.screen!r}")
+        self.absolute = absolute
+        self.n_a, self.d = self.a.shape
+        self.n_b = self.b.shape[0]
+        budget = 256 * 2**20 if self.device.type == "cpu" else 2 * 2**30
+        self.chunk_rows = chunk_rows or int(max(16, min(8192, budget // max(1, 8 * self.n_b))))
+        if _prepared is not None:
+            (self._side_a, self._side_b) = _prepared
+        else:
+            self._side_a = _prepare_side(self.a, self.screen, self.device)
+            self._side_b = _prepare_side(self.b, self.screen, self.device)
+        self._bind()
+
+    def _bind(self) -> None:
+        """Derive the per-row error bounds and the screen operands from the prepared sides."""
+        sa, sb = self._side_a, self._side_b
+        self.inv_a = _inverse(sa.norms)
+        self.inv_b = _inverse(sb.norms)
+        self._inv_a_dev = torch.as_tensor(self.inv_a, dtype=torch.float32, device=self.device)
+        self._inv_b_dev = torch.as_tensor(self.inv_b, dtype=torch.float32, device=self.device)
+        self._bt = sb.low.t()
+        if self.screen == "int8":
+            # int8 scale times 1/norm, folded into one float32 factor per row / column
+            self._col_factor = (sb.scale.double() * torch.as_tensor(self.inv_b, device=self.device)).float()
+            self._row_factor = (sa.scale.double() * torch.as_tensor(self.inv_a, device=self.device)).float()
+        # |a.b - a~.b~| <= ||a - a~|| ||b|| + ||a~|| ||b - b~||  for unit a, b
+        big_a = float(max(1.0, sa.low_norm_max))
+        self.err_a = sa.err * (1 + 1e-6) + 1e-12
+        self.err_b = sb.err * big_a * (1 + 1e-6) + 1e-12
+        accumulate = 0.0 if self.screen == "int8" else 2.02 * self.d * UNIT_ROUND_FP32 * big_a
+        output = 1.01 * UNIT_ROUND_BF16 * big_a if self.screen == "bf16" else 0.0
+        self.err_const = accumulate + output + 16 * UNIT_ROUND_FP32
+
+    def swapped(self) -> PairScorer:
+        """The same scorer with the roles of `a` and `b` exchanged (rows of b against columns of a)."""
+        return PairScorer(
+            self.b, self.a, absolute=self.absolute, device=self.device, screen=self.screen,
+            _prepared=(self._side_b, self._side_a),
+        )
+
+    def max_error(self) -> float:
+        """The largest possible error of an approximate value."""
+        return float(self.err_a.max(initial=0.0) + self.err_b.max(initial=0.0) + self.err_const)
+
+    # -- approximate blocks ------------------------------------------------------------------
+    def approx_rows(self, rows: torch.Tensor | slice) -> torch.Tensor:
+        """Approximate cosines of the given rows of `a` against every row of `b`: float32 [r, n_b] on device."""
+        low = self._side_a.low[rows]
+        if self.screen == "int8":
+            prod = _int8_matmul(low, self._bt)
+            block = torch.empty(prod.shape, dtype=torch.float32, device=self.device)
+            block.copy_(prod)  # same-dtype-out conversion: far faster on CPU than a promoting multiply
+            del prod
+            block.mul_(self._col_factor[None, :]).mul_(self._row_factor[rows][:, None])
+        else:
+            block = (low @ self._bt).to(torch.float32)
+            block.mul_(self._inv_b_dev[None, :]).mul_(self._inv_a_dev[rows][:, None])
+        if self.absolute:
+            block.abs_()
+        return block
+
+    def iter_row_blocks(
+        self, rows: np.ndarray | None = None
+    ) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+        """Approximate blocks over `rows` (default: all rows of a) in chunks: (row ids, block)."""
+        ids = np.arange(self.n_a) if rows is None else np.asarray(rows, dtype=np.int64)
+        for start in range(0, len(ids), self.chunk_rows):
+            chunk = ids[start : start + self.chunk_rows]
+            if rows is None:
+                sel: torch.Tensor | slice = slice(int(chunk[0]), int(chunk[-1]) + 1)
+            else:
+                sel = torch.as_tensor(chunk, device=self.device)
+            yield chunk, self.approx_rows(sel)
+
+    # -- exact values ------------------------------------------------------------------------
+    def exact_pairs(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Exact (float64) cosines of the pairs (rows[k], cols[k]); absolute when the scorer is.
+
+        Rows are gathered in chunks into reused float64 buffers (no per-pair Python work); products of
+        float32 numbers are exact in float64, so only the float64 summation rounds.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        cols = np.asarray(cols, dtype=np.int64)
+        k = len(rows)
+        out = np.empty(k, dtype=np.float64)
+        if k == 0:
+            return out
+        step = int(max(64, min(k, (1 << 22) // max(1, self.d))))
+        buf_a = torch.empty((step, self.d), dtype=torch.float64)
+        buf_b = torch.empty((step, self.d), dtype=torch.float64)
+        r_all = torch.from_numpy(rows)
+        c_all = torch.from_numpy(cols)
+        out_t = torch.from_numpy(out)
+        for start in range(0, k, step):
+            m = min(step, k - start)
+            xa, xb = buf_a[:m], buf_b[:m]
+            xa.copy_(self.a.index_select(0, r_all[start : start + m]))
+            xb.copy_(self.b.index_select(0, c_all[start : start + m]))
+            torch.sum(xa.mul_(xb), dim=1, out=out_t[start : start + m])
+        out *= self.inv_a[rows]
+        out *= self.inv_b[cols]
+        return np.abs(out) if self.absolute else out
+
+    def exact_dense(self) -> np.ndarray:
+        """The whole exact cosine matrix (float64); only for small problems."""
+        mat = (self.a.double() @ self.b.double().t()).numpy() * self.inv_a[:, None] * self.inv_b[None, :]
+        return np.abs(mat) if self.absolute else mat
+
+
+class _Side(NamedTuple):
+    """One side of a scorer prepared for the screen: low-precision rows, scales, error norms."""
+
+    low: torch.Tensor  # int8 / bf16 / fp32 rows on the device (unnormalised for fp32)
+    scale: torch.Tensor  # int8 per-row scale (on the device); empty otherwise
+    norms: np.ndarray  # float64 norms of the original rows
+    err: np.ndarray  # || unit row - its low-precision stand-in (scaled to unit) ||
+    low_norm_max: float  # max || low-precision stand-in of a unit row ||
+
+
+def _inverse(norms: np.ndarray) -> np.ndarray:
+    """1 / norm, with 0 for zero rows (their cosines are 0)."""
+    return np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+
+
+def _prepare_side(w: torch.Tensor, screen: str, device: torch.device, chunk: int = 8192) -> _Side:
+    """Quantise one side chunk by chunk and measure exactly how far each stand-in is from its row."""
+    n = w.shape[0]
+    norms = row_norms(w)
+    inv = torch.as_tensor(_inverse(norms.numpy()))
+    err = torch.empty(n, dtype=torch.float64)
+    low_norm = torch.empty(n, dtype=torch.float64)
+    if screen == "int8":
+        low = torch.empty(w.shape, dtype=torch.int8)
+        scale = torch.empty(n, dtype=torch.float32)
+    elif screen == "bf16":
+        low = torch.empty(w.shape, dtype=torch.bfloat16)
+        scale = torch.empty(0)
+    else:
+        low, scale = w, torch.empty(0)
+    for s in range(0, n, chunk):
+        x = w[s : s + chunk].double()
+        inv_c = inv[s : s + chunk, None]
+        if screen == "int8":
+            q, sc = _quantise_int8(x)  # of the raw rows; the unit stand-in is q * sc / norm
+            low[s : s + chunk] = q
+            scale[s : s + chunk] = sc
+            recon = q.double() * sc.double()[:, None]
+        elif screen == "bf16":
+            low[s : s + chunk] = x.to(torch.bfloat16)
+            recon = low[s : s + chunk].double()
+        else:
+            recon = x.to(torch.float32).double()
+        err[s : s + chunk] = ((x - recon) * inv_c).norm(dim=1)
+        low_norm[s : s + chunk] = (recon * inv_c).norm(dim=1)
+    if screen == "fp32":
+        unit = UNIT_ROUND_TF32 if device.type == "cuda" else UNIT_ROUND_FP32
+        err = err + unit  # TF32 may re-round the inputs on GPUs
+    return _Side(
+        low.to(device), scale.to(device), norms.numpy(), err.numpy(),
+        float(low_norm.max()) if n else 1.0,
+    )
+
+
+def _quantise_int8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row symmetric int8 quantisation of float64 rows: (q int8, scale float32)."""
+    scale = (x.abs().amax(dim=1) / 127.0).to(torch.float32)
+    safe = torch.where(scale > 0, scale, torch.ones_like(scale)).double()
+    q = torch.round(x / safe[:, None]).clamp_(-127, 127)
+    return q.to(torch.int8), scale
+
+
+def _int8_matmul(qa: torch.Tensor, qbt: torch.Tensor) -> torch.Tensor:
+    """Exact int32 product of int8 matrices [r, d] @ [d, n]; float64 fallback where `_int_mm` is missing."""
+    try:
+        return torch._int_mm(qa, qbt)
+    except (RuntimeError, AttributeError):  # pragma: no cover - depends on the torch build / device
+        return (qa.double() @ qbt.double()).round_().to(torch.int32)
+
+
+def cosine_blocks(
+    a: torch.Tensor | np.ndarray,
+    b: torch.Tensor | np.ndarray,
+    *,
+    absolute: bool = False,
+    device: str | torch.device | None = None,
+    chunk_rows: int = 1024,
+) -> Iterator[tuple[slice, torch.Tensor]]:
+    """Cosine similarities of the rows of `a` against the rows of `b`, one fp32 row block at a time.
+
+    Rows are normalised first; each block is `[chunk_rows, n_b]` on `device` (CUDA when there).
+    """
+    dev = pick_device(device)
+    an = normalise_rows(a, name="a").to(dev)
+    bn = normalise_rows(b, name="b").to(dev)
+    if an.shape[1] != bn.shape[1]:
+        raise DataError(f"a has d_in {an.shape[1]} but b has {bn.shape[1]}")
+    bt = bn.t().contiguous()
+    for start in range(0, an.shape[0], chunk_rows):
+        block = an[start : start + chunk_rows] @ bt
+        yield slice(start, start + block.shape[0]), (block.abs_() if absolute else block)

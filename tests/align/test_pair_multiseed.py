@@ -1,0 +1,122 @@
+"""Shared latents on planted overlaps, self/random comparisons, save/load, multi-seed statistics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from saeseeds.align import Alignment, align_pair, align_weights
+from saeseeds.align.multiseed import only_in_base_curve, stability_from_shared, summarise_alignments
+from saeseeds.align.pair import reverse_alignment
+from saeseeds.config import SaeConfig
+from saeseeds.sae import SparseAutoencoder
+
+
+def planted(n: int, d: int, n_common: int, seed: int) -> tuple[np.ndarray, ...]:
+    """Two SAEs whose first `n_common` latents (of a) reappear exactly, permuted, in b."""
+    rng = np.random.default_rng(seed)
+    dec_a, enc_a = rng.standard_normal((n, d)), rng.standard_normal((n, d))
+    dec_b, enc_b = rng.standard_normal((n, d)), rng.standard_normal((n, d))
+    perm = rng.permutation(n)
+    dec_b[perm[:n_common]] = dec_a[:n_common]
+    enc_b[perm[:n_common]] = enc_a[:n_common]
+    # a decoy: same decoder direction, unrelated encoder -> must NOT count as shared
+    dec_b[perm[n_common]] = dec_a[n_common]
+    return dec_a, enc_a, dec_b, enc_b, perm
+
+
+@pytest.mark.parametrize("force_sparse", [False, True])
+def test_planted_overlap_exact(force_sparse: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if force_sparse:
+        monkeypatch.setattr("saeseeds.align.assignment.DENSE_MAX_PAIRS", 0)
+    dec_a, enc_a, dec_b, enc_b, perm = planted(400, 96, 123, 0)
+    al = align_weights(dec_a, enc_a, dec_b, enc_b)
+    assert al.n_shared == 123
+    assert al.shared_fraction == pytest.approx(123 / 400)
+    np.testing.assert_array_equal(np.flatnonzero(al.shared), np.arange(123))
+    np.testing.assert_array_equal(al.dec_partner[:124], perm[:124])
+    assert not al.shared[123]  # decoder matches, encoder does not
+
+
+def test_threshold_is_strict_and_configurable() -> None:
+    dec_a, enc_a, dec_b, enc_b, _ = planted(100, 64, 40, 1)
+    assert align_weights(dec_a, enc_a, dec_b, enc_b, threshold=0.999).n_shared == 40
+    assert align_weights(dec_a, enc_a, dec_b, enc_b, threshold=1.0 + 1e-9).n_shared == 0
+
+
+def make_sae(seed: int, n: int = 256, d: int = 32) -> SparseAutoencoder:
+    return SparseAutoencoder(SaeConfig(num_latents=n, k=8), d, generator=torch.Generator().manual_seed(seed))
+
+
+def test_self_is_fully_shared_random_is_not() -> None:
+    sae = make_sae(0)
+    same = align_pair(sae, sae)
+    assert same.shared_fraction == 1.0
+    np.testing.assert_array_equal(same.dec_partner, np.arange(256))
+    assert same.mmcs == pytest.approx(1.0)
+    other = align_pair(sae, make_sae(1))
+    assert other.shared_fraction < 0.02
+    assert other.mmcs < 0.8
+
+
+def test_absolute_counts_flipped_latents() -> None:
+    sae = make_sae(2)
+    flipped = make_sae(2)
+    with torch.no_grad():
+        flipped.W_dec.mul_(-1)
+        flipped.encoder.weight.mul_(-1)
+    assert align_pair(sae, flipped).shared_fraction < 0.02
+    assert align_pair(sae, flipped, absolute=True).shared_fraction == 1.0
+
+
+def test_save_load_round_trip(tmp_path) -> None:
+    dec_a, enc_a, dec_b, enc_b, _ = planted(80, 16, 20, 3)
+    al = align_weights(dec_a, enc_a, dec_b, enc_b, name_a="x", name_b="y")
+    al.save(tmp_path, "x__y")
+    back = Alignment.load(tmp_path, "x__y")
+    assert back.n_shared == al.n_shared and back.name_a == "x"
+    np.testing.assert_array_equal(back.enc_partner, al.enc_partner)
+    assert back.mmcs == pytest.approx(al.mmcs)
+
+
+def test_reverse_matches_direct() -> None:
+    dec_a, enc_a, dec_b, enc_b, _ = planted(150, 24, 50, 4)
+    ab = align_weights(dec_a, enc_a, dec_b, enc_b)
+    ba = align_weights(dec_b, enc_b, dec_a, enc_a)
+    rev = reverse_alignment(ab, ba.dec_max_cos)
+    assert rev.n_shared == ba.n_shared
+    np.testing.assert_array_equal(rev.shared, ba.shared)
+    assert rev.dec_total == pytest.approx(ba.dec_total)
+
+
+def test_only_in_base_curve_and_stability() -> None:
+    s1 = np.array([1, 0, 0, 0, 1], dtype=bool)
+    s2 = np.array([0, 1, 0, 0, 1], dtype=bool)
+    mean, std = only_in_base_curve([s1, s2])
+    # orderings (s1, s2): 5, 3, 2 ; (s2, s1): 5, 3, 2
+    np.testing.assert_allclose(mean, [5, 3, 2])
+    np.testing.assert_allclose(std, [0, 0, 0])
+    s3 = np.array([1, 1, 1, 0, 0], dtype=bool)
+    mean, _ = only_in_base_curve([s1, s3])
+    np.testing.assert_allclose(mean, [5, (3 + 2) / 2, 1])
+    np.testing.assert_allclose(stability_from_shared([s1, s2]), [0.5, 0.5, 0, 0, 1])
+
+
+def test_summarise_three_seeds() -> None:
+    rng = np.random.default_rng(5)
+    common_dec = rng.standard_normal((30, 20))
+    common_enc = rng.standard_normal((30, 20))
+    weights = []
+    for _ in range(3):
+        dec = np.vstack([common_dec, rng.standard_normal((50, 20))])
+        enc = np.vstack([common_enc, rng.standard_normal((50, 20))])
+        weights.append((dec, enc))
+    als = {(i, j): align_weights(*weights[i], *weights[j]) for i in range(3) for j in range(3) if i != j}
+    res = summarise_alignments(["s0", "s1", "s2"], als)
+    assert res.shared_fraction_stats()["mean"] == pytest.approx(30 / 80)
+    for st in res.stability:
+        np.testing.assert_allclose(st[:30], 1.0)
+        assert st[30:].max() <= 0.5
+    assert res.only_in_base[0] == 80
+    assert res.only_in_base[-1] == pytest.approx(80 - 30 - np.mean([(s[30:] > 0).sum() for s in res.stability]), abs=3)
