@@ -28,6 +28,14 @@ def test_demo_runs_offline_and_its_checkpoints_load_in_sparsify(tmp_path, monkey
     assert all(0 <= summary["metrics"][k]["fvu"] < 1.5 for k in keys)
     assert summary["lm_loss"] is None  # the default is an encoder
     assert (out / "demo.toml").is_file()
+    # the alignment and the analysis ran through the compare and analyze verbs
+    compare = json.loads((out / "compare" / "summary.json").read_text())
+    assert compare["threshold"] == 0.7 and len(compare["pairs"]) == 12  # ordered pairs, 2 configurations × 3 seeds
+    assert {"a", "b", "num_latents_a", "num_latents_b", "n_shared", "shared_fraction", "mmcs"} <= set(compare["pairs"][0])
+    assert len(list((out / "compare" / "figures").glob("*.png"))) >= 4
+    assert set(summary["alignment"]) == {k.rsplit("/", 1)[0] for k in keys}
+    analysis = json.loads((out / "analysis" / "analysis.json").read_text())
+    assert len(analysis["configs"]) == 2
 
     sparsify = pytest.importorskip("sparsify")
     topk_paths = [p for k, p in summary["checkpoints"].items() if "topk" in k]

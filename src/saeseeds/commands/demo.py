@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     from saeseeds.data.lm_source import lm_source_pair, prepare_lm
     from saeseeds.defaults import write_default_config
     from saeseeds.errors import SaeseedsError
-    from saeseeds.train import train_run
+    from saeseeds.train import list_checkpoints, train_run
 
     out: Path = args.out
     run_dir = out / "run"
@@ -161,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
         "steps": result.steps,
         "tokens": result.tokens,
         "metrics": result.metrics,
+        "checkpoints": {f"{r.hookpoint}/{r.sae_name}/seed{r.seed}": str(r.path) for r in list_checkpoints(run_dir)},
         "lm_loss": lm_loss,
         "alignment": alignment,
         "claims": {k: v["claims"] for k, v in analysis["configs"].items()} if analysis else None,

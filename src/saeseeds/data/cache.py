@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +19,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from tqdm.auto import tqdm
 
+from saeseeds.atomic import atomic_write_bytes
 from saeseeds.data.lm_config import LmConfig
 from saeseeds.data.lm_source import (
     Activations,
@@ -44,20 +43,6 @@ SPLITS = ("train", "eval")
 # fields that must agree for a resumed job to continue an existing cache
 RESUME_KEYS = ("model", "revision", "hookpoints", "hook_input", "token_fingerprint", "lm_batch_size",
                "batches_per_shard", "stored_dtype", "exclude_special_tokens")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to a temp file beside `path`, fsync, then rename over it."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:

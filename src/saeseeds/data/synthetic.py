@@ -10,18 +10,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from saeseeds.atomic import atomic_write, atomic_write_text
 from saeseeds.data.sources import SourcePair
 from saeseeds.data.synthetic_config import SyntheticConfig, validate_synthetic
 from saeseeds.errors import DataError
@@ -302,19 +301,6 @@ def build_synthetic_source(cfg: RunConfig) -> SourcePair:
 # ground truth on disk
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write through a temp file in the same directory, then os.replace it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_ground_truth(truth: GroundTruth, directory: str | Path) -> Path:
     """Write `ground_truth.safetensors` (tensors) and `ground_truth.json` (config, groups, kinds) into `directory`."""
     directory = Path(directory)
@@ -323,7 +309,7 @@ def save_ground_truth(truth: GroundTruth, directory: str | Path) -> Path:
         name: getattr(truth, name).contiguous()
         for name in ("directions", "scales", "firing_prob", "mean_magnitude", "group", "kind", "group_kind")
     }
-    _atomic_write(directory / GROUND_TRUTH_TENSORS, lambda tmp: save_file(tensors, tmp))
+    atomic_write(directory / GROUND_TRUTH_TENSORS, lambda tmp: save_file(tensors, str(tmp)))
     meta = {
         "config": dataclasses.asdict(truth.config),
         "kind_names": list(KIND_NAMES),
@@ -336,7 +322,7 @@ def save_ground_truth(truth: GroundTruth, directory: str | Path) -> Path:
         "sha256": truth.fingerprint(),
     }
     text = json.dumps(meta, indent=2)
-    _atomic_write(directory / GROUND_TRUTH_JSON, lambda tmp: Path(tmp).write_text(text))
+    atomic_write_text(directory / GROUND_TRUTH_JSON, text)
     return directory / GROUND_TRUTH_TENSORS
 
 
