@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -43,6 +44,9 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
 
 
 def _json_default(obj: Any) -> Any:
+    """JSON for numpy/torch scalars and arrays, paths and dataclasses."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
     if hasattr(obj, "tolist"):
         return obj.tolist()
     if isinstance(obj, Path):

@@ -71,7 +71,7 @@ def max_cosine_assignment(
     *,
     absolute: bool = False,
     device: str | torch.device | None = None,
-    candidates: int = 16,
+    candidates: int = 32,
     dense_max_pairs: int = DENSE_MAX_PAIRS,
     screen: ScreenMode | None = None,
     with_row_max: bool = False,
@@ -107,7 +107,7 @@ def _dense_assignment(scorer: PairScorer, with_row_max: bool) -> Assignment:
 def certified_assignment(
     scorer: PairScorer,
     *,
-    candidates: int = 16,
+    candidates: int = 32,
     with_row_max: bool = False,
     progress: bool = False,
     max_rounds: int = 1000,
@@ -176,7 +176,7 @@ class _Proof:
         self.times_rescreened = np.zeros(scorer.n_a, dtype=np.int64)
         self.snap_v: list[np.ndarray] = []
         self.eb_max = float(scorer.err_b.max(initial=0.0))
-        self.margin0 = 2.0 * (float(scorer.err_a.max(initial=0.0)) + self.eb_max) + 1e-6
+        self.margin0 = 0.5 * (float(scorer.err_a.max(initial=0.0)) + self.eb_max) + 1e-6
         lead = np.flatnonzero(pool.initial)
         self.graph = build_graph(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), scorer.n_a,
                                  scorer.n_b)
@@ -228,7 +228,13 @@ class _Proof:
         self._add_exact(rows, cols, self.sc.exact_pairs(rows, cols))
 
     def ensure_full_matching(self) -> int:
-        """Add exact pairs between rows and columns a maximum matching leaves free (every row must match)."""
+        """Make a full matching exist: free rows first get their whole pool, then pairs with free columns."""
+        free_rows, _ = unmatched_rows_and_cols(self.graph)
+        if len(free_rows) == 0:
+            return 0
+        is_free = np.zeros(self.sc.n_a, dtype=bool)
+        is_free[free_rows] = True
+        self._score_into_graph(np.flatnonzero(is_free[self.p_rows] & ~self.in_graph))
         self.graph, added = _ensure_full_matching(self.sc, self.graph)
         return added
 
@@ -249,20 +255,31 @@ class _Proof:
 
     # -- the optimality check --------------------------------------------------------------------
     def check(self, sol: SparseSolution) -> tuple[int, int]:
-        """Check every pair outside the graph against the duals; add what is needed. (violations, rescreened)."""
+        """Check every pair outside the graph against the duals; add what is needed. (violations, rescreened).
+
+        Pool pairs come first (cheap); rows are screened again only once the pool holds no violator,
+        so that the duals they are screened against are already close to the final ones.
+        """
+        violations = self._check_pool(sol.u, sol.v)
+        if violations:
+            return violations, 0
+        fail = self._rows_failing_bound(sol.u, sol.v)
+        if len(fail) == 0:
+            return 0, 0
+        first_new = len(self.p_rows)
+        self._rescreen(fail, sol.u, sol.v)
+        return self._check_pool(sol.u, sol.v, first_new), len(fail)
+
+    def _check_pool(self, u: np.ndarray, v: np.ndarray, first: int = 0) -> int:
+        """Score exactly the pool pairs (from index `first`) whose bound reaches u + v; count violators."""
         sc = self.sc
-        u, v = sol.u, sol.v
-        fail = self._rows_failing_bound(u, v)
-        if len(fail):
-            self._rescreen(fail, u, v)
-        pend = np.flatnonzero(~self.in_graph)
+        pend = first + np.flatnonzero(~self.in_graph[first:])
         r, c = self.p_rows[pend], self.p_cols[pend]
         reach = self.p_approx[pend] + sc.err_a[r] + sc.err_b[c] + sc.err_const
         suspects = pend[reach > u[r] + v[c] - DUAL_TOLERANCE]
         vals = self._score_into_graph(suspects)
         rs, cs = self.p_rows[suspects], self.p_cols[suspects]
-        violations = int(np.count_nonzero(vals > u[rs] + v[cs] + DUAL_TOLERANCE))
-        return violations, len(fail)
+        return int(np.count_nonzero(vals > u[rs] + v[cs] + DUAL_TOLERANCE))
 
     def _rows_failing_bound(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         """Rows with a dropped (non-pool) pair whose bound reaches u + v, under both kinds of bound."""

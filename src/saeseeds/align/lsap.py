@@ -14,7 +14,9 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import maximum_bipartite_matching, min_weight_full_bipartite_matching
 
-RELAX_TOLERANCE = 1e-12
+WEIGHT_GRID = float(2**44)
+"""LAPJVsp sees costs rounded to multiples of 1 / WEIGHT_GRID."""
+RELAX_TOLERANCE = 1e-11
 """Bellman-Ford ignores improvements below this (relative): float ties must not cycle for ever."""
 
 
@@ -119,7 +121,10 @@ def solve_sparse_max(graph: CandidateGraph) -> SparseSolution:
             np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(graph.n_cols), 0
         )
     top = float(graph.vals.max())
-    weights = (top + 1.0) - graph.vals  # strictly positive costs, same optimum for full matchings
+    # Strictly positive costs on an integer grid of 2**-44: LAPJVsp can loop for ever on float ties
+    # that differ in the last bits. The grid costs at most n * 2**-44 of the total; the duals below
+    # are recomputed from the exact values, and the proof tolerates that much.
+    weights = np.round((top - graph.vals) * WEIGHT_GRID) + WEIGHT_GRID
     rows, cols = min_weight_full_bipartite_matching(_biadjacency(graph, weights))
     col_of_row = np.empty(graph.n_rows, dtype=np.int64)
     col_of_row[rows] = cols

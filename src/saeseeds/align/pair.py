@@ -19,6 +19,7 @@ import torch
 
 from saeseeds.align.assignment import Assignment, max_cosine_assignment
 from saeseeds.align.similarity import ScreenMode
+from saeseeds.atomic import atomic_write_json
 from saeseeds.errors import DataError
 
 DEFAULT_THRESHOLD = 0.7
@@ -130,28 +131,8 @@ class Alignment:
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON through a temporary file in the same directory, then rename it into place."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=2, default=_json_default)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _json_default(obj: Any) -> Any:
-    """JSON for numpy scalars/arrays and dataclasses."""
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.asdict(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+    """Write `payload` as JSON atomically (numpy values and dataclasses included)."""
+    atomic_write_json(path, payload)
 
 
 def shared_mask(

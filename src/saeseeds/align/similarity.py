@@ -117,6 +117,10 @@ class PairScorer:
         self._inv_a_dev = torch.as_tensor(self.inv_a, dtype=torch.float32, device=self.device)
         self._inv_b_dev = torch.as_tensor(self.inv_b, dtype=torch.float32, device=self.device)
         self._bt = sb.low.t()
+        if self.screen == "bf16":
+            # bf16-rounded operands multiplied in fp32: bf16 GEMMs may round partial sums to bf16
+            # (CPU kernels for small d, cuBLAS reduced-precision reductions), which no bound covers.
+            self._bt = self._bt.float()
         if self.screen == "int8":
             # int8 scale times 1/norm, folded into one float32 factor per row / column
             self._col_factor = (sb.scale.double() * torch.as_tensor(self.inv_b, device=self.device)).float()
@@ -126,8 +130,7 @@ class PairScorer:
         self.err_a = sa.err * (1 + 1e-6) + 1e-12
         self.err_b = sb.err * big_a * (1 + 1e-6) + 1e-12
         accumulate = 0.0 if self.screen == "int8" else 2.02 * self.d * UNIT_ROUND_FP32 * big_a
-        output = 1.01 * UNIT_ROUND_BF16 * big_a if self.screen == "bf16" else 0.0
-        self.err_const = accumulate + output + 16 * UNIT_ROUND_FP32
+        self.err_const = accumulate + 16 * UNIT_ROUND_FP32
 
     def swapped(self) -> PairScorer:
         """The same scorer with the roles of `a` and `b` exchanged (rows of b against columns of a)."""
@@ -151,7 +154,7 @@ class PairScorer:
             del prod
             block.mul_(self._col_factor[None, :]).mul_(self._row_factor[rows][:, None])
         else:
-            block = (low @ self._bt).to(torch.float32)
+            block = (low.float() @ self._bt).to(torch.float32)
             block.mul_(self._inv_b_dev[None, :]).mul_(self._inv_a_dev[rows][:, None])
         if self.absolute:
             block.abs_()
