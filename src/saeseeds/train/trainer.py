@@ -86,6 +86,7 @@ class _Run:
         self.step = 0
         self.history: dict[str, dict[str, float | int]] = {}
         self.eval_batches = [as_mapping(b, cfg.data.hookpoint) for b in pair.eval]
+        self.eval_fingerprint = fingerprint_batches(self.eval_batches) if self.eval_batches else None
 
     # -------------------------------------------------------------- setup
 
@@ -199,7 +200,7 @@ class _Run:
                 "algorithm": "sha256 chain over training batches (saeseeds.train.fingerprint)",
                 "train": self.fingerprint.value,
                 "batches": self.fingerprint.batches,
-                "eval": fingerprint_batches(self.eval_batches) if self.eval_batches else None,
+                "eval": self.eval_fingerprint,
             },
             "hookpoints": {h: {"d_in": self.d_in[h], "input_scale": self.scales[h]} for h in self.d_in},
             "saes": [
