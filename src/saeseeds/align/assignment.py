@@ -33,8 +33,11 @@ DUAL_TOLERANCE = 1e-10
 """A dropped pair counts as violating the duals when C > u + v + this (float64 rounding headroom)."""
 DENSE_MAX_PAIRS = 1 << 22
 """Problems up to this many pairs (2048 x 2048) are solved densely."""
-LEADERS = 4
-"""Pool entries scored exactly up front per row: its top screen values (plus any that may be its max)."""
+LEADERS = 24
+"""Pool entries scored exactly up front per row: its top screen values (plus any that may be its max).
+A rich first graph (24, not 4) cuts the first round's violations ~20x at 32K, hence one solve less."""
+CANDIDATES = 128
+"""Column groups a row keeps in its pool: deep enough that few rows fail their dropped-pair bound."""
 
 
 @dataclass
@@ -71,7 +74,7 @@ def max_cosine_assignment(
     *,
     absolute: bool = False,
     device: str | torch.device | None = None,
-    candidates: int = 32,
+    candidates: int = CANDIDATES,
     dense_max_pairs: int = DENSE_MAX_PAIRS,
     screen: ScreenMode | None = None,
     with_row_max: bool = False,
@@ -107,7 +110,7 @@ def _dense_assignment(scorer: PairScorer, with_row_max: bool) -> Assignment:
 def certified_assignment(
     scorer: PairScorer,
     *,
-    candidates: int = 32,
+    candidates: int = CANDIDATES,
     with_row_max: bool = False,
     progress: bool = False,
     max_rounds: int = 1000,
@@ -125,15 +128,22 @@ def certified_assignment(
     stats.initial_pairs = proof.graph.nnz
     row_max = proof.row_max() if with_row_max and not transposed else None
     proof.cover_columns(candidates)
+    solution: SparseSolution | None = None
+    degree = np.diff(proof.graph.indptr)
     while True:
         added = proof.ensure_full_matching()
         stats.fallback_pairs += added
-        solution = solve_sparse_max(proof.graph)
+        # rows that gained pairs since the last solve: the solver may resume from its duals
+        new_degree = np.diff(proof.graph.indptr)
+        changed = np.flatnonzero(new_degree != degree)
+        degree = new_degree
+        solution = solve_sparse_max(proof.graph, warm=solution, changed_rows=changed)
         stats.rounds += 1
         violations, rescreened = proof.check(solution)
         stats.rows_rescreened += rescreened
         stats.history.append(
-            {"pairs": proof.graph.nnz, "violations": violations, "rows_rescreened": rescreened}
+            {"pairs": proof.graph.nnz, "violations": violations, "rows_rescreened": rescreened,
+             "warm": solution.method == "warm"}
         )
         if violations == 0:
             break

@@ -14,8 +14,20 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import maximum_bipartite_matching, min_weight_full_bipartite_matching
 
+from saeseeds.align.sap import (
+    NO_PATH,
+    augment_rows,
+    capped_prices,
+    loosen_rows,
+    minimal_prices,
+)
+
 WEIGHT_GRID = float(2**44)
 """LAPJVsp sees costs rounded to multiples of 1 / WEIGHT_GRID."""
+WARM_MAX_FREED = 0.02
+"""Resume from the old duals when new pairs free at most this fraction of rows (else solve afresh)."""
+LOOSEN_PRICE_TOLERANCE = 1e-12
+"""Rectangular warm solves: a free column may keep at most this price (else solve afresh)."""
 RELAX_TOLERANCE = 1e-11
 """Bellman-Ford ignores improvements below this (relative): float ties must not cycle for ever."""
 
@@ -105,13 +117,21 @@ class SparseSolution(NamedTuple):
     u: np.ndarray  # [n_rows] row potentials
     v: np.ndarray  # [n_cols] column potentials, >= 0, 0 on unmatched columns
     bellman_ford_rounds: int
+    method: str = "lapjvsp"  # or "warm": resumed from the previous duals
 
 
-def solve_sparse_max(graph: CandidateGraph) -> SparseSolution:
+def solve_sparse_max(
+    graph: CandidateGraph,
+    warm: SparseSolution | None = None,
+    changed_rows: np.ndarray | None = None,
+) -> SparseSolution:
     """Maximum-total assignment of every row (n_rows <= n_cols) within the graph, with feasible duals.
 
     Duals satisfy ``u[i] + v[j] >= C[i, j]`` on every graph pair (equality on matched pairs),
     ``v >= 0`` and ``v = 0`` on unmatched columns, so ``sum(u) + sum(v)`` equals the matching's total.
+    With `warm` (the solution before pairs were added to `changed_rows`), when the new pairs break the
+    old duals in few rows, the solve resumes from them (`saeseeds.align.sap`): only those rows are
+    matched again. Otherwise scipy's LAPJVsp solves from scratch.
     Raises ValueError if the graph has no matching covering all rows.
     """
     if graph.n_rows > graph.n_cols:
@@ -120,6 +140,10 @@ def solve_sparse_max(graph: CandidateGraph) -> SparseSolution:
         return SparseSolution(
             np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(graph.n_cols), 0
         )
+    if warm is not None and changed_rows is not None:
+        resumed = _resume(graph, warm, np.unique(np.asarray(changed_rows, dtype=np.int64)))
+        if resumed is not None:
+            return resumed
     top = float(graph.vals.max())
     # Strictly positive costs on an integer grid of 2**-44: LAPJVsp can loop for ever on float ties
     # that differ in the last bits. The grid costs at most n * 2**-44 of the total; the duals below
@@ -130,6 +154,36 @@ def solve_sparse_max(graph: CandidateGraph) -> SparseSolution:
     col_of_row[rows] = cols
     u, v, value, rounds = _duals(graph, col_of_row)
     return SparseSolution(col_of_row, value, u, v, rounds)
+
+
+def _resume(graph: CandidateGraph, warm: SparseSolution, changed: np.ndarray) -> SparseSolution | None:
+    """Warm solve: loosen the changed rows' duals, re-match freed rows, pick the most robust duals.
+
+    Returns None when a cold solve is better (too many rows freed) or needed (a rectangular problem
+    left a freed column with a price, which the certificate does not allow).
+    """
+    w = -graph.vals  # minimisation form
+    u, v = -warm.u, -warm.v
+    col_of_row = warm.col_of_row.copy()
+    row_of_col = np.full(graph.n_cols, -1, dtype=np.int64)
+    row_of_col[col_of_row] = np.arange(graph.n_rows)
+    freed = loosen_rows(graph.indptr, graph.cols, w, u, v, col_of_row, row_of_col, changed)
+    if freed > WARM_MAX_FREED * graph.n_rows:
+        return None  # many long searches: LAPJVsp from scratch is faster
+    if augment_rows(graph.indptr, graph.cols, w, u, v, col_of_row, row_of_col) != NO_PATH:
+        return None
+    prices = np.empty(graph.n_cols)
+    if graph.n_rows == graph.n_cols:
+        capped_prices(graph.indptr, graph.cols, w, v, col_of_row, prices)
+    else:
+        if (v[row_of_col < 0] < -LOOSEN_PRICE_TOLERANCE).any():
+            return None
+        minimal_prices(graph.indptr, graph.cols, w, v, col_of_row, row_of_col, prices)
+    rows = graph.row_ids()
+    is_match = graph.cols == col_of_row[rows]
+    value = np.empty(graph.n_rows)
+    value[rows[is_match]] = graph.vals[is_match]
+    return SparseSolution(col_of_row, value, value - prices[col_of_row], prices, 0, "warm")
 
 
 def _duals(

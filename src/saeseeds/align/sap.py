@@ -1,0 +1,371 @@
+"""Shortest-augmenting-path assignment on a sparse graph, compiled with numba, warm-startable.
+
+Minimisation form: costs ``w`` on the graph's edges, row duals ``u`` and column duals ``v`` with
+``u[i] + v[j] <= w[i, j]`` on every edge and equality on matched edges (complementary slackness).
+Each free row is matched by one Dijkstra search over reduced costs (Jonker-Volgenant / Crouse
+style, with a binary heap because the graph is sparse), which keeps the duals feasible. Because the
+duals are maintained, a solve can resume after edges are added: only rows whose new edges break
+feasibility are freed and matched again. `capped_prices` / `minimal_prices` then pick, among the
+duals that prove the matching optimal on the graph, the ones least likely to be violated by pairs
+outside it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+NO_PATH = -2
+"""Returned by `augment_rows` when every free row was matched; otherwise the row with no path."""
+LOOSEN_TOLERANCE = 1e-12
+"""A row is freed only when a new edge beats its matched edge by more than this (float noise)."""
+
+
+@njit(cache=True)
+def _heap_push(keys: np.ndarray, vals: np.ndarray, size: int, key: float, val: int) -> int:
+    """Push onto a binary min-heap stored in (keys, vals); returns the new size (arrays must have room)."""
+    pos = size
+    while pos > 0:
+        parent = (pos - 1) >> 1
+        if keys[parent] <= key:
+            break
+        keys[pos] = keys[parent]
+        vals[pos] = vals[parent]
+        pos = parent
+    keys[pos] = key
+    vals[pos] = val
+    return size + 1
+
+
+@njit(cache=True)
+def _heap_pop(keys: np.ndarray, vals: np.ndarray, size: int) -> tuple[float, int, int]:
+    """Pop the smallest entry: (key, val, new size)."""
+    top_k = keys[0]
+    top_v = vals[0]
+    size -= 1
+    last_k = keys[size]
+    last_v = vals[size]
+    pos = 0
+    while True:
+        child = 2 * pos + 1
+        if child >= size:
+            break
+        if child + 1 < size and keys[child + 1] < keys[child]:
+            child += 1
+        if keys[child] >= last_k:
+            break
+        keys[pos] = keys[child]
+        vals[pos] = vals[child]
+        pos = child
+    keys[pos] = last_k
+    vals[pos] = last_v
+    return top_k, top_v, size
+
+
+@njit(cache=True)
+def _grow(keys: np.ndarray, vals: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The heap arrays doubled in capacity."""
+    nk = np.empty(2 * len(keys), np.float64)
+    nv = np.empty(2 * len(vals), np.int64)
+    nk[:size] = keys[:size]
+    nv[:size] = vals[:size]
+    return nk, nv
+
+
+@njit(cache=True)
+def greedy_start(
+    indptr: np.ndarray,
+    cols: np.ndarray,
+    w: np.ndarray,
+    u: np.ndarray,
+    v: np.ndarray,
+    col_of_row: np.ndarray,
+    row_of_col: np.ndarray,
+) -> None:
+    """Cold start: v = 0, u = each row's cheapest edge, and each row takes that edge if its column is free."""
+    n_rows = len(indptr) - 1
+    v[:] = 0.0
+    col_of_row[:] = -1
+    row_of_col[:] = -1
+    for i in range(n_rows):
+        best = np.inf
+        arg = -1
+        for e in range(indptr[i], indptr[i + 1]):
+            if w[e] < best:
+                best = w[e]
+                arg = cols[e]
+        u[i] = best
+        if arg >= 0 and row_of_col[arg] < 0:
+            row_of_col[arg] = i
+            col_of_row[i] = arg
+
+
+@njit(cache=True)
+def loosen_rows(
+    indptr: np.ndarray,
+    cols: np.ndarray,
+    w: np.ndarray,
+    u: np.ndarray,
+    v: np.ndarray,
+    col_of_row: np.ndarray,
+    row_of_col: np.ndarray,
+    rows: np.ndarray,
+) -> int:
+    """Warm start after edges were added to `rows`: restore feasibility, free rows whose match is no longer tight.
+
+    Lowering ``u[i]`` to the row's smallest ``w - v`` makes every edge of the row feasible again;
+    if that is clearly below the matched edge's value, the match loses complementary slackness and
+    is undone. Returns the number of rows freed.
+    """
+    freed = 0
+    for i in rows:
+        low = np.inf
+        for e in range(indptr[i], indptr[i + 1]):
+            val = w[e] - v[cols[e]]
+            if val < low:
+                low = val
+        if low < u[i]:
+            slack = u[i] - low
+            u[i] = low
+            j = col_of_row[i]
+            if j >= 0 and slack > LOOSEN_TOLERANCE * (1.0 + abs(low)):
+                col_of_row[i] = -1
+                row_of_col[j] = -1
+                freed += 1
+    return freed
+
+
+@njit(cache=True)
+def augment_rows(
+    indptr: np.ndarray,
+    cols: np.ndarray,
+    w: np.ndarray,
+    u: np.ndarray,
+    v: np.ndarray,
+    col_of_row: np.ndarray,
+    row_of_col: np.ndarray,
+) -> int:
+    """Match every free row by a shortest augmenting path; duals stay feasible. Returns NO_PATH or a stuck row."""
+    n_rows = len(indptr) - 1
+    n_cols = len(v)
+    dist = np.full(n_cols, np.inf)
+    pred = np.full(n_cols, -1, np.int64)
+    done = np.zeros(n_cols, np.bool_)
+    touched = np.empty(n_cols, np.int64)
+    scanned = np.empty(n_cols, np.int64)
+    hk = np.empty(1024, np.float64)
+    hv = np.empty(1024, np.int64)
+    for s in range(n_rows):
+        if col_of_row[s] >= 0:
+            continue
+        n_touched = 0
+        n_scanned = 0
+        size = 0
+        i = s
+        d_i = 0.0
+        sink = -1
+        d_sink = 0.0
+        while True:
+            u_i = u[i]
+            for e in range(indptr[i], indptr[i + 1]):
+                j = cols[e]
+                if done[j]:
+                    continue
+                red = w[e] - u_i - v[j]
+                nd = d_i + (red if red > 0.0 else 0.0)
+                if nd < dist[j]:
+                    if dist[j] == np.inf:
+                        touched[n_touched] = j
+                        n_touched += 1
+                    dist[j] = nd
+                    pred[j] = i
+                    if size == len(hk):
+                        hk, hv = _grow(hk, hv, size)
+                    size = _heap_push(hk, hv, size, nd, j)
+            j = -1
+            d_j = 0.0
+            while size > 0:
+                key, cand, size = _heap_pop(hk, hv, size)
+                if done[cand] or key > dist[cand]:
+                    continue
+                j = cand
+                d_j = key
+                break
+            if j < 0:
+                for t in range(n_touched):
+                    c = touched[t]
+                    dist[c] = np.inf
+                    done[c] = False
+                    pred[c] = -1
+                return s
+            done[j] = True
+            scanned[n_scanned] = j
+            n_scanned += 1
+            if row_of_col[j] < 0:
+                sink = j
+                d_sink = d_j
+                break
+            i = row_of_col[j]
+            d_i = d_j
+        u[s] += d_sink
+        for t in range(n_scanned):
+            j = scanned[t]
+            if j == sink:
+                continue
+            delta = d_sink - dist[j]
+            v[j] -= delta
+            u[row_of_col[j]] += delta
+        j = sink
+        while True:
+            i = pred[j]
+            row_of_col[j] = i
+            nxt = col_of_row[i]
+            col_of_row[i] = j
+            if i == s:
+                break
+            j = nxt
+        for t in range(n_touched):
+            c = touched[t]
+            dist[c] = np.inf
+            done[c] = False
+            pred[c] = -1
+    return NO_PATH
+
+
+@njit(cache=True)
+def _matched_costs(indptr: np.ndarray, cols: np.ndarray, w: np.ndarray, col_of_row: np.ndarray) -> np.ndarray:
+    """Cost of every row's matched edge."""
+    n_rows = len(indptr) - 1
+    out = np.empty(n_rows)
+    for i in range(n_rows):
+        m = col_of_row[i]
+        for e in range(indptr[i], indptr[i + 1]):
+            if cols[e] == m:
+                out[i] = w[e]
+                break
+    return out
+
+
+@njit(cache=True)
+def minimal_prices(
+    indptr: np.ndarray,
+    cols: np.ndarray,
+    w: np.ndarray,
+    v: np.ndarray,
+    col_of_row: np.ndarray,
+    row_of_col: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """The least column prices (max form, floor 0) that keep the matching optimal, into `out`.
+
+    With values ``c = -w`` and prices ``p = -v``, feasibility reads ``p[j] >= p[m(i)] - (c[i, m(i)] -
+    c[i, j])`` on every edge (i, j): the least solution above 0 is a longest-path problem, solved as
+    one multi-source Dijkstra with lengths made non-negative by the current (feasible) prices. It is
+    0 on unmatched columns, as rectangular problems need.
+    """
+    n_cols = len(v)
+    p = -v
+    p_min = np.inf
+    for j in range(n_cols):
+        if p[j] < p_min:
+            p_min = p[j]
+    matched_w = _matched_costs(indptr, cols, w, col_of_row)
+    dist = np.empty(n_cols)
+    done = np.zeros(n_cols, np.bool_)
+    hk = np.empty(2 * n_cols + 16, np.float64)
+    hv = np.empty(2 * n_cols + 16, np.int64)
+    size = 0
+    for j in range(n_cols):
+        dist[j] = p[j] - p_min
+        size = _heap_push(hk, hv, size, dist[j], j)
+    while size > 0:
+        key, k, size = _heap_pop(hk, hv, size)
+        if done[k] or key > dist[k]:
+            continue
+        done[k] = True
+        i = row_of_col[k]
+        if i < 0:
+            continue
+        for e in range(indptr[i], indptr[i + 1]):
+            j = cols[e]
+            if done[j]:
+                continue
+            red = (w[e] - matched_w[i]) - p[k] + p[j]
+            nd = key + (red if red > 0.0 else 0.0)
+            if nd < dist[j]:
+                dist[j] = nd
+                if size == len(hk):
+                    hk, hv = _grow(hk, hv, size)
+                size = _heap_push(hk, hv, size, nd, j)
+    for j in range(n_cols):
+        x = dist[j] + p_min - p[j]
+        out[j] = -x if x < 0.0 else 0.0
+
+
+@njit(cache=True)
+def capped_prices(
+    indptr: np.ndarray,
+    cols: np.ndarray,
+    w: np.ndarray,
+    v: np.ndarray,
+    col_of_row: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """The greatest column duals (max form) capped at 0 that keep the matching optimal, into `out`.
+
+    Feasibility in max form reads ``y[m(i)] <= y[j] + (c[i, m(i)] - c[i, j])`` on every edge (i, j):
+    the greatest solution below 0 is a shortest-path problem from a virtual source at 0, solved by
+    one Dijkstra over reversed edges with lengths made non-negative by the current duals. Rows whose
+    matched column is pushed down keep larger profits ``c[i, m(i)] - y[m(i)]`` (square problems).
+    """
+    n_cols = len(v)
+    n_rows = len(indptr) - 1
+    y = -v
+    nnz = indptr[n_rows]
+    start = np.zeros(n_cols + 1, np.int64)
+    for e in range(nnz):
+        start[cols[e] + 1] += 1
+    for j in range(n_cols):
+        start[j + 1] += start[j]
+    fill = start[:-1].copy()
+    edge_row = np.empty(nnz, np.int64)
+    edge_w = np.empty(nnz, np.float64)
+    for i in range(n_rows):
+        for e in range(indptr[i], indptr[i + 1]):
+            pos = fill[cols[e]]
+            edge_row[pos] = i
+            edge_w[pos] = w[e]
+            fill[cols[e]] += 1
+    matched_w = _matched_costs(indptr, cols, w, col_of_row)
+    y_max = -np.inf
+    for j in range(n_cols):
+        if y[j] > y_max:
+            y_max = y[j]
+    dist = np.empty(n_cols)
+    done = np.zeros(n_cols, np.bool_)
+    hk = np.empty(2 * n_cols + 16, np.float64)
+    hv = np.empty(2 * n_cols + 16, np.int64)
+    size = 0
+    for j in range(n_cols):
+        dist[j] = y_max - y[j]
+        size = _heap_push(hk, hv, size, dist[j], j)
+    while size > 0:
+        key, j, size = _heap_pop(hk, hv, size)
+        if done[j] or key > dist[j]:
+            continue
+        done[j] = True
+        for pos in range(start[j], start[j + 1]):
+            i = edge_row[pos]
+            k = col_of_row[i]
+            if k == j or done[k]:
+                continue
+            red = (edge_w[pos] - matched_w[i]) + y[j] - y[k]
+            nd = key + (red if red > 0.0 else 0.0)
+            if nd < dist[k]:
+                dist[k] = nd
+                if size == len(hk):
+                    hk, hv = _grow(hk, hv, size)
+                size = _heap_push(hk, hv, size, nd, k)
+    for j in range(n_cols):
+        x = dist[j] - y_max + y[j]
+        out[j] = x if x < 0.0 else 0.0

@@ -1,0 +1,78 @@
+"""The warm-startable sparse solver: optimal totals, feasible robust duals, and exact warm starts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy.sparse.csgraph import min_weight_full_bipartite_matching
+
+import saeseeds.align.lsap as lsap
+from saeseeds.align.lsap import CandidateGraph, build_graph, merge_graph, solve_sparse_max
+
+
+def random_graph(rng: np.random.Generator, n_rows: int, n_cols: int, per_row: int, ties: bool) -> CandidateGraph:
+    """Every row gets `per_row` random columns plus a planted one-to-one pairing (so a matching exists)."""
+    rows = np.concatenate([np.repeat(np.arange(n_rows), per_row), np.arange(n_rows)])
+    cols = np.concatenate([rng.integers(0, n_cols, n_rows * per_row), rng.permutation(n_cols)[:n_rows]])
+    vals = rng.integers(-3, 4, len(rows)) / 4.0 if ties else rng.standard_normal(len(rows))
+    return build_graph(rows, cols, vals, n_rows, n_cols)
+
+
+def scipy_total(graph: CandidateGraph) -> float:
+    """Optimum by scipy's LAPJVsp (costs shifted to be positive so none is dropped)."""
+    top = graph.vals.max()
+    mat = sp.csr_matrix((top - graph.vals + 1.0, graph.cols, graph.indptr), shape=(graph.n_rows, graph.n_cols))
+    r, c = min_weight_full_bipartite_matching(mat)
+    return float(len(r) * (top + 1.0) - mat[r, c].sum())
+
+
+def check_certificate(graph: CandidateGraph, sol: lsap.SparseSolution) -> None:
+    """A full one-to-one matching whose duals are feasible on the graph and tight on the matching."""
+    assert len(np.unique(sol.col_of_row)) == graph.n_rows
+    rows = graph.row_ids()
+    slack = sol.u[rows] + sol.v[graph.cols] - graph.vals
+    assert slack.min() >= -1e-9
+    matched = graph.cols == sol.col_of_row[rows]
+    assert np.abs(slack[matched]).max() <= 1e-9
+    if graph.n_rows < graph.n_cols:
+        assert sol.v.min() >= -1e-12
+        free = np.ones(graph.n_cols, dtype=bool)
+        free[sol.col_of_row] = False
+        assert np.abs(sol.v[free]).max(initial=0.0) <= 1e-12
+    assert sol.u.sum() + sol.v.sum() == pytest.approx(sol.value.sum(), abs=1e-8)
+
+
+@pytest.mark.parametrize("shape", [(80, 80), (50, 120), (300, 300)])
+def test_warm_start_after_adding_pairs_equals_scipy(shape: tuple[int, int], monkeypatch) -> None:
+    """Add pairs (many better than the duals allow), resume from the old duals: still the optimum."""
+    monkeypatch.setattr(lsap, "WARM_MAX_FREED", 1.0)  # always resume, however many rows are freed
+    rng = np.random.default_rng(sum(shape))
+    warm_solves = 0
+    for trial in range(6):
+        graph = random_graph(rng, *shape, per_row=2, ties=trial % 2 == 1)
+        sol = solve_sparse_max(graph)
+        check_certificate(graph, sol)
+        for _ in range(3):
+            k = int(rng.integers(1, 2 * shape[0]))
+            r = rng.integers(0, shape[0], k)
+            c = rng.integers(0, shape[1], k)
+            graph = merge_graph(graph, r, c, rng.standard_normal(k) + 1.0)
+            sol = solve_sparse_max(graph, warm=sol, changed_rows=r)
+            warm_solves += sol.method == "warm"
+            check_certificate(graph, sol)
+            assert sol.value.sum() == pytest.approx(scipy_total(graph), abs=1e-9)
+    if shape[0] == shape[1]:  # rectangular resumes may hand back to LAPJVsp (freed column with a price)
+        assert warm_solves > 0
+
+
+def test_many_freed_rows_solve_afresh() -> None:
+    """When the new pairs break the duals of most rows, LAPJVsp solves from scratch (faster there)."""
+    rng = np.random.default_rng(1)
+    graph = random_graph(rng, 200, 200, per_row=2, ties=False)
+    sol = solve_sparse_max(graph)
+    r = np.arange(200)
+    graph = merge_graph(graph, r, (r + 1) % 200, np.full(200, 10.0))
+    again = solve_sparse_max(graph, warm=sol, changed_rows=r)
+    assert again.method == "lapjvsp"
+    assert again.value.sum() == pytest.approx(scipy_total(graph), abs=1e-9)
