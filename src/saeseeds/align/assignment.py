@@ -143,7 +143,7 @@ def certified_assignment(
         stats.rows_rescreened += rescreened
         stats.history.append(
             {"pairs": proof.graph.nnz, "violations": violations, "rows_rescreened": rescreened,
-             "warm": solution.method == "warm"}
+             "warm": solution.method == "warm", "rows_augmented": solution.rows_augmented}
         )
         if violations == 0:
             break

@@ -22,6 +22,8 @@ SCREEN_MODES: tuple[str, ...] = ("int8", "bf16", "fp32")
 UNIT_ROUND_FP32 = 2.0**-24
 UNIT_ROUND_BF16 = 2.0**-9
 UNIT_ROUND_TF32 = 2.0**-11
+INT8_TILE = 8192
+"""Columns per int8 GEMM call in a CPU screen block."""
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -149,10 +151,12 @@ class PairScorer:
         """Approximate cosines of the given rows of `a` against every row of `b`: float32 [r, n_b] on device."""
         low = self._side_a.low[rows]
         if self.screen == "int8":
-            prod = _int8_matmul(low, self._bt)
-            block = torch.empty(prod.shape, dtype=torch.float32, device=self.device)
-            block.copy_(prod)  # same-dtype-out conversion: far faster on CPU than a promoting multiply
-            del prod
+            block = torch.empty((low.shape[0], self.n_b), dtype=torch.float32, device=self.device)
+            # column tiles keep each int32 product in cache for its conversion (~25% faster on CPU);
+            # same-dtype-out copy: far faster than a promoting multiply
+            width = INT8_TILE if self.device.type == "cpu" else self.n_b
+            for c0 in range(0, self.n_b, width):
+                block[:, c0 : c0 + width].copy_(_int8_matmul(low, self._bt[:, c0 : c0 + width]))
             block.mul_(self._col_factor[None, :]).mul_(self._row_factor[rows][:, None])
         else:
             block = (low.float() @ self._bt).to(torch.float32)
