@@ -4,7 +4,9 @@ Inputs are synthetic but shaped like real SAE pairs (see `planted_pair`): a plan
 shared directions with seed noise, clustered "feature families" and an anisotropic spectrum, so that
 unrelated latents have the broad cosine spread of real dictionaries rather than the near-orthogonality
 of random unit vectors (which would make every row's best match obvious or, at d=4096, make all
-cosines ~0 and the bounds meaningless). Each case runs in a fresh subprocess so peak RSS is its own.
+cosines ~0 and the bounds meaningless). Inputs are generated once by a separate process and cached
+under benchmarks/out/; each case loads them in a fresh subprocess, so its peak RSS is the inputs plus
+the alignment, not the generator's temporaries.
 
     PYTHONPATH=src .venv/bin/python benchmarks/bench_align.py            # 32768 x 768 and 131072 x 4096
     PYTHONPATH=src .venv/bin/python benchmarks/bench_align.py --sizes 32768:768 --dense
@@ -74,8 +76,13 @@ def run_case(
     """One case in this process: generate, align (timed), optionally the dense scipy baseline."""
     from saeseeds.align import align_weights
 
+    cache = OUT / f"inputs_{n}x{d}.pt"
+    if not cache.exists():  # generated in a separate process: its temporaries would inflate peak RSS
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, __file__, "--generate", f"{n}:{d}"], check=True)
+        print(f"generated {n}x{d} inputs in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     t0 = time.perf_counter()
-    dec_a, enc_a, dec_b, enc_b, n_planted = planted_pair(n, d)
+    dec_a, enc_a, dec_b, enc_b, n_planted = torch.load(cache, mmap=False)
     gen_s = time.perf_counter() - t0
     base_rss = rss_gib()
     torch.set_num_threads(threads)
@@ -85,7 +92,7 @@ def run_case(
     row = {
         "load_avg_1min": round(os.getloadavg()[0], 2),
         "num_latents": n, "d_in": d, "device": device or ("cuda" if torch.cuda.is_available() else "cpu"),
-        "threads": torch.get_num_threads(), "generate_s": round(gen_s, 2),
+        "threads": torch.get_num_threads(), "load_inputs_s": round(gen_s, 2),
         "align_s": round(align_s, 2), "peak_rss_gib": round(rss_gib(), 2),
         "input_rss_gib": round(base_rss, 2), "planted_shared": n_planted,
         "n_shared": int(result.n_shared), "shared_fraction": round(result.shared_fraction, 4),
@@ -117,7 +124,15 @@ def main() -> int:
     parser.add_argument("--screen", default=None, choices=["int8", "bf16", "fp32"])
     parser.add_argument("--threads", type=int, default=2, help="torch threads for the timed part")
     parser.add_argument("--case", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--generate", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.generate:
+        n, d = (int(x) for x in args.generate.split(":"))
+        OUT.mkdir(exist_ok=True)
+        tmp = OUT / f"inputs_{n}x{d}.pt.tmp"
+        torch.save(planted_pair(n, d), tmp)
+        tmp.replace(OUT / f"inputs_{n}x{d}.pt")
+        return 0
     if args.case:
         n, d = (int(x) for x in args.case.split(":"))
         print(json.dumps(run_case(n, d, args.dense, args.device, args.screen, args.threads)))

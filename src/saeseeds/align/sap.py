@@ -247,6 +247,39 @@ def _matched_costs(indptr: np.ndarray, cols: np.ndarray, w: np.ndarray, col_of_r
 
 
 @njit(cache=True)
+def _column_dijkstra(start: np.ndarray, ptr: np.ndarray, target: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """Multi-source shortest paths over columns: ``dist[j] = min(start[j], dist[k] + length[k -> j])``.
+
+    Edges of column k are ``target[ptr[k]:ptr[k + 1]]``; lengths must be non-negative (tiny negative
+    float noise is clamped to 0).
+    """
+    n = len(start)
+    dist = start.copy()
+    done = np.zeros(n, np.bool_)
+    hk = np.empty(2 * n + 16, np.float64)
+    hv = np.empty(2 * n + 16, np.int64)
+    size = 0
+    for j in range(n):
+        size = _heap_push(hk, hv, size, dist[j], j)
+    while size > 0:
+        key, k, size = _heap_pop(hk, hv, size)
+        if done[k] or key > dist[k]:
+            continue
+        done[k] = True
+        for e in range(ptr[k], ptr[k + 1]):
+            j = target[e]
+            if done[j]:
+                continue
+            nd = key + (length[e] if length[e] > 0.0 else 0.0)
+            if nd < dist[j]:
+                dist[j] = nd
+                if size == len(hk):
+                    hk, hv = _grow(hk, hv, size)
+                size = _heap_push(hk, hv, size, nd, j)
+    return dist
+
+
+@njit(cache=True)
 def minimal_prices(
     indptr: np.ndarray,
     cols: np.ndarray,
@@ -259,44 +292,30 @@ def minimal_prices(
     """The least column prices (max form, floor 0) that keep the matching optimal, into `out`.
 
     With values ``c = -w`` and prices ``p = -v``, feasibility reads ``p[j] >= p[m(i)] - (c[i, m(i)] -
-    c[i, j])`` on every edge (i, j): the least solution above 0 is a longest-path problem, solved as
-    one multi-source Dijkstra with lengths made non-negative by the current (feasible) prices. It is
-    0 on unmatched columns, as rectangular problems need.
+    c[i, j])`` on every edge (i, j): the least solution above 0 is a longest-path problem over edges
+    m(i) -> j, solved as one multi-source Dijkstra with lengths made non-negative by the current
+    (feasible) prices. It is 0 on unmatched columns, as rectangular problems need.
     """
     n_cols = len(v)
     p = -v
-    p_min = np.inf
-    for j in range(n_cols):
-        if p[j] < p_min:
-            p_min = p[j]
+    p_min = p.min()
     matched_w = _matched_costs(indptr, cols, w, col_of_row)
-    dist = np.empty(n_cols)
-    done = np.zeros(n_cols, np.bool_)
-    hk = np.empty(2 * n_cols + 16, np.float64)
-    hv = np.empty(2 * n_cols + 16, np.int64)
-    size = 0
-    for j in range(n_cols):
-        dist[j] = p[j] - p_min
-        size = _heap_push(hk, hv, size, dist[j], j)
-    while size > 0:
-        key, k, size = _heap_pop(hk, hv, size)
-        if done[k] or key > dist[k]:
-            continue
-        done[k] = True
+    ptr = np.zeros(n_cols + 1, np.int64)
+    for k in range(n_cols):
+        i = row_of_col[k]
+        ptr[k + 1] = ptr[k] + (indptr[i + 1] - indptr[i] if i >= 0 else 0)
+    target = np.empty(ptr[n_cols], np.int64)
+    length = np.empty(ptr[n_cols], np.float64)
+    for k in range(n_cols):
         i = row_of_col[k]
         if i < 0:
             continue
+        pos = ptr[k]
         for e in range(indptr[i], indptr[i + 1]):
-            j = cols[e]
-            if done[j]:
-                continue
-            red = (w[e] - matched_w[i]) - p[k] + p[j]
-            nd = key + (red if red > 0.0 else 0.0)
-            if nd < dist[j]:
-                dist[j] = nd
-                if size == len(hk):
-                    hk, hv = _grow(hk, hv, size)
-                size = _heap_push(hk, hv, size, nd, j)
+            target[pos] = cols[e]
+            length[pos] = (w[e] - matched_w[i]) - p[k] + p[cols[e]]
+            pos += 1
+    dist = _column_dijkstra(p - p_min, ptr, target, length)
     for j in range(n_cols):
         x = dist[j] + p_min - p[j]
         out[j] = -x if x < 0.0 else 0.0
@@ -314,58 +333,31 @@ def capped_prices(
     """The greatest column duals (max form) capped at 0 that keep the matching optimal, into `out`.
 
     Feasibility in max form reads ``y[m(i)] <= y[j] + (c[i, m(i)] - c[i, j])`` on every edge (i, j):
-    the greatest solution below 0 is a shortest-path problem from a virtual source at 0, solved by
-    one Dijkstra over reversed edges with lengths made non-negative by the current duals. Rows whose
-    matched column is pushed down keep larger profits ``c[i, m(i)] - y[m(i)]`` (square problems).
+    the greatest solution below 0 is a shortest-path problem over edges j -> m(i) from a virtual
+    source at 0, solved by one Dijkstra with lengths made non-negative by the current duals. Rows
+    whose matched column is pushed down keep larger profits ``c[i, m(i)] - y[m(i)]``.
     """
     n_cols = len(v)
     n_rows = len(indptr) - 1
     y = -v
-    nnz = indptr[n_rows]
-    start = np.zeros(n_cols + 1, np.int64)
-    for e in range(nnz):
-        start[cols[e] + 1] += 1
-    for j in range(n_cols):
-        start[j + 1] += start[j]
-    fill = start[:-1].copy()
-    edge_row = np.empty(nnz, np.int64)
-    edge_w = np.empty(nnz, np.float64)
-    for i in range(n_rows):
-        for e in range(indptr[i], indptr[i + 1]):
-            pos = fill[cols[e]]
-            edge_row[pos] = i
-            edge_w[pos] = w[e]
-            fill[cols[e]] += 1
     matched_w = _matched_costs(indptr, cols, w, col_of_row)
-    y_max = -np.inf
+    ptr = np.zeros(n_cols + 1, np.int64)
+    for e in range(indptr[n_rows]):
+        ptr[cols[e] + 1] += 1
     for j in range(n_cols):
-        if y[j] > y_max:
-            y_max = y[j]
-    dist = np.empty(n_cols)
-    done = np.zeros(n_cols, np.bool_)
-    hk = np.empty(2 * n_cols + 16, np.float64)
-    hv = np.empty(2 * n_cols + 16, np.int64)
-    size = 0
-    for j in range(n_cols):
-        dist[j] = y_max - y[j]
-        size = _heap_push(hk, hv, size, dist[j], j)
-    while size > 0:
-        key, j, size = _heap_pop(hk, hv, size)
-        if done[j] or key > dist[j]:
-            continue
-        done[j] = True
-        for pos in range(start[j], start[j + 1]):
-            i = edge_row[pos]
-            k = col_of_row[i]
-            if k == j or done[k]:
-                continue
-            red = (edge_w[pos] - matched_w[i]) + y[j] - y[k]
-            nd = key + (red if red > 0.0 else 0.0)
-            if nd < dist[k]:
-                dist[k] = nd
-                if size == len(hk):
-                    hk, hv = _grow(hk, hv, size)
-                size = _heap_push(hk, hv, size, nd, k)
+        ptr[j + 1] += ptr[j]
+    fill = ptr[:-1].copy()
+    target = np.empty(indptr[n_rows], np.int64)
+    length = np.empty(indptr[n_rows], np.float64)
+    for i in range(n_rows):
+        k = col_of_row[i]
+        for e in range(indptr[i], indptr[i + 1]):
+            j = cols[e]
+            target[fill[j]] = k
+            length[fill[j]] = (w[e] - matched_w[i]) + y[j] - y[k]
+            fill[j] += 1
+    y_max = y.max()
+    dist = _column_dijkstra(y_max - y, ptr, target, length)
     for j in range(n_cols):
         x = dist[j] - y_max + y[j]
         out[j] = x if x < 0.0 else 0.0
