@@ -71,7 +71,8 @@ def rss_gib() -> float:
 
 
 def run_case(
-    n: int, d: int, dense: bool, device: str | None, screen: str | None, threads: int = 2
+    n: int, d: int, dense: bool, device: str | None, screen: str | None, threads: int = 2,
+    progress: bool = False,
 ) -> dict:
     """One case in this process: generate, align (timed), optionally the dense scipy baseline."""
     from saeseeds.align import align_weights
@@ -87,7 +88,7 @@ def run_case(
     base_rss = rss_gib()
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    result = align_weights(dec_a, enc_a, dec_b, enc_b, device=device, screen=screen)
+    result = align_weights(dec_a, enc_a, dec_b, enc_b, device=device, screen=screen, progress=progress)
     align_s = time.perf_counter() - t0
     row = {
         "load_avg_1min": round(os.getloadavg()[0], 2),
@@ -123,6 +124,7 @@ def main() -> int:
     parser.add_argument("--device", default=None)
     parser.add_argument("--screen", default=None, choices=["int8", "bf16", "fp32"])
     parser.add_argument("--threads", type=int, default=2, help="torch threads for the timed part")
+    parser.add_argument("--progress", action="store_true", help="progress bars (stage timings) on stderr")
     parser.add_argument("--case", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--generate", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -135,7 +137,7 @@ def main() -> int:
         return 0
     if args.case:
         n, d = (int(x) for x in args.case.split(":"))
-        print(json.dumps(run_case(n, d, args.dense, args.device, args.screen, args.threads)))
+        print(json.dumps(run_case(n, d, args.dense, args.device, args.screen, args.threads, args.progress)))
         return 0
     rows = []
     for size in args.sizes.split(","):
@@ -143,10 +145,11 @@ def main() -> int:
         cmd += ["--dense"] if args.dense else []
         cmd += ["--device", args.device] if args.device else []
         cmd += ["--screen", args.screen] if args.screen else []
-        cmd += ["--threads", str(args.threads)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+        cmd += ["--threads", str(args.threads)] + (["--progress"] if args.progress else [])
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None if args.progress else subprocess.PIPE,
+                              text=True, env=os.environ.copy())
         if proc.returncode != 0:
-            print(proc.stderr, file=sys.stderr)
+            print(proc.stderr or "", file=sys.stderr)
             return proc.returncode
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     header = f"{'latents':>8} {'d_in':>5} {'device':>6} {'align s':>8} {'peak GiB':>9} {'inputs GiB':>10} {'shared':>7} {'planted':>8} {'MMCS':>6} {'dense s':>8}"

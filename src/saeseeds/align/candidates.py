@@ -31,8 +31,12 @@ class Pool(NamedTuple):
 
 
 def group_size(n_cols: int, groups: int) -> int:
-    """Columns per group: about 8 groups per kept group, at most 128 columns each."""
-    return int(max(1, min(128, n_cols // max(1, 8 * groups))))
+    """Columns per group: about 8 groups per kept group, at most 32 columns each.
+
+    The cap bounds a row's pool (at most `groups` x 32 columns are looked at): with 128-column
+    groups a 131,072-latent pool outgrew 24 GB.
+    """
+    return int(max(1, min(32, n_cols // max(1, 8 * groups))))
 
 
 def select_block(
