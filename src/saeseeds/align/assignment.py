@@ -210,9 +210,9 @@ class _Proof:
 
     def _add_pool(self, r: np.ndarray, c: np.ndarray, approx: np.ndarray) -> None:
         """Append screened pairs to the pool (not scored yet)."""
-        self.p_rows = np.concatenate([self.p_rows, r])
-        self.p_cols = np.concatenate([self.p_cols, c])
-        self.p_approx = np.concatenate([self.p_approx, approx])
+        self.p_rows = np.concatenate([self.p_rows, np.asarray(r, dtype=np.int32)])
+        self.p_cols = np.concatenate([self.p_cols, np.asarray(c, dtype=np.int32)])
+        self.p_approx = np.concatenate([self.p_approx, np.asarray(approx, dtype=np.float32)])
         self.in_graph = np.concatenate([self.in_graph, np.zeros(len(r), dtype=bool)])
 
     def cover_columns(self, k: int) -> None:
@@ -280,13 +280,20 @@ class _Proof:
         self._rescreen(fail, sol.u, sol.v)
         return self._check_pool(sol.u, sol.v, first_new), len(fail)
 
-    def _check_pool(self, u: np.ndarray, v: np.ndarray, first: int = 0) -> int:
-        """Score exactly the pool pairs (from index `first`) whose bound reaches u + v; count violators."""
+    def _check_pool(self, u: np.ndarray, v: np.ndarray, first: int = 0, chunk: int = 1 << 23) -> int:
+        """Score exactly the pool pairs (from index `first`) whose bound reaches u + v; count violators.
+
+        Bounds are compared chunk by chunk, so the temporaries stay small however large the pool is.
+        """
         sc = self.sc
-        pend = first + np.flatnonzero(~self.in_graph[first:])
-        r, c = self.p_rows[pend], self.p_cols[pend]
-        reach = self.p_approx[pend] + sc.err_a[r] + sc.err_b[c] + sc.err_const
-        suspects = pend[reach > u[r] + v[c] - DUAL_TOLERANCE]
+        found = []
+        for start in range(first, len(self.p_rows), chunk):
+            stop = min(len(self.p_rows), start + chunk)
+            pend = start + np.flatnonzero(~self.in_graph[start:stop])
+            r, c = self.p_rows[pend], self.p_cols[pend]
+            reach = self.p_approx[pend] + sc.err_a[r] + sc.err_b[c] + sc.err_const
+            found.append(pend[reach > u[r] + v[c] - DUAL_TOLERANCE])
+        suspects = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
         vals = self._score_into_graph(suspects)
         rs, cs = self.p_rows[suspects], self.p_cols[suspects]
         return int(np.count_nonzero(vals > u[rs] + v[cs] + DUAL_TOLERANCE))

@@ -22,9 +22,9 @@ from saeseeds.align.similarity import PairScorer
 class Pool(NamedTuple):
     """Screened candidate pairs (approximate values) plus each row's bound on the pairs it dropped."""
 
-    rows: np.ndarray  # [m] int64
-    cols: np.ndarray  # [m] int64
-    approx: np.ndarray  # [m] float64 approximate values
+    rows: np.ndarray  # [m] int32
+    cols: np.ndarray  # [m] int32
+    approx: np.ndarray  # [m] float32 approximate values (exactly the screen's float32 values)
     initial: np.ndarray  # [m] bool: to be scored exactly up front (row's leaders)
     bound: np.ndarray  # [n_a] float64: approx <= bound for every pair of the row not in the pool
     approx_max: np.ndarray  # [n_a] float64: the row's largest approximate value
@@ -95,9 +95,10 @@ def screen_pool(
         sel = slice(int(ids[0]), int(ids[-1]) + 1)
         loc, cols, vals, lead, b, mx = select_block(block, groups, leaders, slack_all[sel])
         del block
-        rows_l.append(ids[loc.cpu().numpy()])
-        cols_l.append(cols.cpu().numpy().astype(np.int64))
-        vals_l.append(vals.cpu().numpy().astype(np.float64))
+        # compact storage (int32 ids, the float32 screen values as computed): ~65M entries at 131K
+        rows_l.append(ids[loc.cpu().numpy()].astype(np.int32))
+        cols_l.append(cols.cpu().numpy().astype(np.int32))
+        vals_l.append(vals.cpu().numpy().astype(np.float32))
         lead_l.append(lead.cpu().numpy())
         bound[ids] = b.cpu().numpy()
         approx_max[ids] = mx.cpu().numpy()
