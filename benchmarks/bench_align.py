@@ -74,7 +74,7 @@ def run_case(
     n: int, d: int, dense: bool, device: str | None, screen: str | None, threads: int = 2,
     progress: bool = False,
 ) -> dict:
-    """One case in this process: generate, align (timed), optionally the dense scipy baseline."""
+    """One case in this process: load the cached inputs (generating them first if needed), align (timed), optionally the dense scipy baseline."""
     from saeseeds.align import align_weights
 
     cache = OUT / f"inputs_{n}x{d}.pt"

@@ -79,15 +79,6 @@ def merge_graph(
     )
 
 
-def contains(graph: CandidateGraph, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Boolean mask: which of the pairs (rows[k], cols[k]) are in the graph."""
-    keys = graph.keys()
-    query = np.asarray(rows, dtype=np.int64) * graph.n_cols + np.asarray(cols, dtype=np.int64)
-    pos = np.searchsorted(keys, query)
-    pos = np.minimum(pos, max(len(keys) - 1, 0))
-    return (keys[pos] == query) if len(keys) else np.zeros(len(query), dtype=bool)
-
-
 def _biadjacency(graph: CandidateGraph, weights: np.ndarray) -> sp.csr_matrix:
     """scipy CSR matrix of the graph holding `weights` (all strictly positive, so none is dropped)."""
     return sp.csr_matrix(
