@@ -47,7 +47,6 @@ def check_certificate(graph: CandidateGraph, sol: lsap.SparseSolution) -> None:
 def test_warm_start_after_adding_pairs_equals_scipy(shape: tuple[int, int]) -> None:
     """Add pairs (many better than the duals allow), resume from the old duals: still the optimum."""
     rng = np.random.default_rng(sum(shape))
-    warm_solves = 0
     for trial in range(6):
         graph = random_graph(rng, *shape, per_row=2, ties=trial % 2 == 1)
         sol = solve_sparse_max(graph)
@@ -57,12 +56,10 @@ def test_warm_start_after_adding_pairs_equals_scipy(shape: tuple[int, int]) -> N
             r = rng.integers(0, shape[0], k)
             c = rng.integers(0, shape[1], k)
             graph = merge_graph(graph, r, c, rng.standard_normal(k) + 1.0)
-            sol = solve_sparse_max(graph, warm=sol, changed_rows=r)
-            warm_solves += sol.method == "warm"
+            sol = solve_sparse_max(graph, warm=sol)
+            assert sol.method == "warm"
             check_certificate(graph, sol)
             assert sol.value.sum() == pytest.approx(scipy_total(graph), abs=1e-9)
-    if shape[0] == shape[1]:  # rectangular resumes may solve afresh (a freed column kept a price)
-        assert warm_solves > 0
 
 
 @pytest.mark.parametrize("ties", [False, True])
@@ -80,3 +77,38 @@ def test_no_matching_is_reported() -> None:
     graph = build_graph(np.array([0, 1]), np.array([0, 0]), np.array([1.0, 2.0]), 2, 3)
     with pytest.raises(ValueError, match="no matching"):
         solve_sparse_max(graph)
+
+
+def greedy_conflicts(graph: CandidateGraph) -> int:
+    """Rows whose best column an earlier row already took (the first of equal values wins)."""
+    taken: set[int] = set()
+    conflicts = 0
+    for i in range(graph.n_rows):
+        lo, hi = graph.indptr[i], graph.indptr[i + 1]
+        best = int(graph.cols[lo + int(np.argmax(graph.vals[lo:hi]))])
+        conflicts += best in taken
+        taken.add(best)
+    return conflicts
+
+
+@pytest.mark.parametrize("shape", [(120, 120), (70, 150)])
+def test_exact_phase_alone_when_the_auction_gives_up(shape: tuple[int, int], monkeypatch) -> None:
+    """With no bids allowed the auction fails and the Dijkstra phase starts from zero prices: still optimal."""
+    monkeypatch.setattr(lsap, "AUCTION_BIDS_PER_EDGE", 0)
+    rng = np.random.default_rng(7)
+    for ties in (False, True):
+        graph = random_graph(rng, *shape, per_row=3, ties=ties)
+        sol = solve_sparse_max(graph)
+        assert sol.rows_augmented == greedy_conflicts(graph)  # the exact phase started from zero prices
+        check_certificate(graph, sol)
+        assert sol.value.sum() == pytest.approx(scipy_total(graph), abs=1e-9)
+
+
+def test_auction_leaves_few_rows_to_the_exact_phase() -> None:
+    """Near-optimal auction prices: most rows take their cheapest column, so few need a search."""
+    rng = np.random.default_rng(11)
+    graph = random_graph(rng, 2000, 2000, per_row=12, ties=False)
+    sol = solve_sparse_max(graph)
+    check_certificate(graph, sol)
+    assert sol.rows_augmented < 0.5 * graph.n_rows
+    assert sol.value.sum() == pytest.approx(scipy_total(graph), abs=1e-8)

@@ -129,15 +129,9 @@ def certified_assignment(
     row_max = proof.row_max() if with_row_max and not transposed else None
     proof.cover_columns(candidates)
     solution: SparseSolution | None = None
-    degree = np.diff(proof.graph.indptr)
     while True:
-        added = proof.ensure_full_matching()
-        stats.fallback_pairs += added
-        # rows that gained pairs since the last solve: the solver may resume from its duals
-        new_degree = np.diff(proof.graph.indptr)
-        changed = np.flatnonzero(new_degree != degree)
-        degree = new_degree
-        solution = solve_sparse_max(proof.graph, warm=solution, changed_rows=changed)
+        stats.fallback_pairs += proof.ensure_full_matching()
+        solution = solve_sparse_max(proof.graph, warm=solution)  # resumes from the last prices
         stats.rounds += 1
         violations, rescreened = proof.check(solution)
         stats.rows_rescreened += rescreened

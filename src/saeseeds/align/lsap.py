@@ -17,15 +17,19 @@ from scipy.sparse.csgraph import maximum_bipartite_matching
 
 from saeseeds.align.sap import (
     NO_PATH,
+    assign_cheapest,
+    auction_prices,
     augment_rows,
     capped_prices,
-    greedy_start,
-    loosen_rows,
     minimal_prices,
 )
 
-FREE_PRICE_TOLERANCE = 1e-12
-"""Rectangular warm solves: a free column may keep at most this price (else solve afresh)."""
+AUCTION_EPS = (0.05, 1e-3, 1e-6, 5.0)
+"""Auction eps schedule, relative to the largest |value|: first phase cold, first phase warm, last, divisor."""
+RECTANGULAR_RESTARTS = 20
+"""Rectangular problems: free columns that kept a price are reset to 0 this often, then all prices are."""
+AUCTION_BIDS_PER_EDGE = 100
+"""The auction gives up (and the exact phase starts from zero prices) after this many bids per edge."""
 
 
 class CandidateGraph(NamedTuple):
@@ -107,36 +111,40 @@ class SparseSolution(NamedTuple):
     rows_augmented: int = 0  # rows matched by a shortest-path search in this solve
 
 
-def solve_sparse_max(
-    graph: CandidateGraph,
-    warm: SparseSolution | None = None,
-    changed_rows: np.ndarray | None = None,
-) -> SparseSolution:
+def solve_sparse_max(graph: CandidateGraph, warm: SparseSolution | None = None) -> SparseSolution:
     """Maximum-total assignment of every row (n_rows <= n_cols) within the graph, with feasible duals.
 
     Duals satisfy ``u[i] + v[j] >= C[i, j]`` on every graph pair (equality on matched pairs),
     ``v >= 0`` and ``v = 0`` on unmatched columns, so ``sum(u) + sum(v)`` equals the matching's total.
-    With `warm` (the solution before pairs were added to `changed_rows`) the solve resumes from the
-    old duals: only rows whose new pairs break them are matched again.
+    With `warm` (a solution of the graph before pairs were added) the auction starts from its prices.
     Raises ValueError if the graph has no matching covering all rows.
     """
     if graph.n_rows > graph.n_cols:
         raise ValueError("solve_sparse_max needs n_rows <= n_cols; transpose the problem")
     if graph.n_rows == 0:
         return SparseSolution(np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(graph.n_cols))
-    w = -graph.vals  # minimisation form; the duals are negated back below
-    if warm is not None:
-        u, v = -warm.u, -warm.v
-        col_of_row = warm.col_of_row.copy()
-        row_of_col = np.full(graph.n_cols, -1, dtype=np.int64)
-        row_of_col[col_of_row] = np.arange(graph.n_rows)
-        changed = np.unique(np.asarray(changed_rows if changed_rows is not None else [], dtype=np.int64))
-        loosen_rows(graph.indptr, graph.cols, w, u, v, col_of_row, row_of_col, changed)
-    else:
-        u, v = np.empty(graph.n_rows), np.zeros(graph.n_cols)
-        col_of_row = np.full(graph.n_rows, -1, dtype=np.int64)
-        row_of_col = np.full(graph.n_cols, -1, dtype=np.int64)
-        greedy_start(graph.indptr, graph.cols, w, u, v, col_of_row, row_of_col)
+    prices = warm.v.copy() if warm is not None else np.zeros(graph.n_cols)
+    scale = max(1.0, float(np.abs(graph.vals).max(initial=0.0)))
+    cold_eps, warm_eps, last_eps, divisor = AUCTION_EPS
+    first_eps = (warm_eps if warm is not None else cold_eps) * scale
+    max_bids = AUCTION_BIDS_PER_EDGE * (graph.nnz + graph.n_rows)
+    if not auction_prices(graph.indptr, graph.cols, graph.vals, prices, first_eps, last_eps * scale,
+                          divisor, max_bids):
+        prices[:] = 0.0
+    # exact phase, in minimisation form (the duals are negated back below)
+    w = -graph.vals
+    u, v = np.empty(graph.n_rows), -prices
+    col_of_row = np.empty(graph.n_rows, dtype=np.int64)
+    row_of_col = np.empty(graph.n_cols, dtype=np.int64)
+    for attempt in range(RECTANGULAR_RESTARTS + 2):
+        assign_cheapest(graph.indptr, graph.cols, w, u, v, col_of_row, row_of_col)
+        if graph.n_rows == graph.n_cols:
+            break
+        # rectangular: columns free now stay free or become matched; the free ones need v = 0
+        priced = (row_of_col < 0) & (v < 0.0)
+        if not priced.any():
+            break
+        v[priced if attempt < RECTANGULAR_RESTARTS else slice(None)] = 0.0
     free = int(np.count_nonzero(col_of_row < 0))
     stuck = augment_rows(graph.indptr, graph.cols, w, u, v, col_of_row, row_of_col)
     if stuck != NO_PATH:
@@ -146,9 +154,6 @@ def solve_sparse_max(
         # square: the greatest column duals below 0 (rows keep the largest profits they can)
         capped_prices(graph.indptr, graph.cols, w, v, col_of_row, prices)
     else:
-        if warm is not None and (v[row_of_col < 0] < -FREE_PRICE_TOLERANCE).any():
-            # a column freed by the warm start kept its price: complementary slackness needs 0 there
-            return solve_sparse_max(graph)
         # rectangular: the least prices >= 0, which are 0 on every unmatched column
         minimal_prices(graph.indptr, graph.cols, w, v, col_of_row, row_of_col, prices)
     rows = graph.row_ids()

@@ -2,12 +2,14 @@
 
 Minimisation form: costs ``w`` on the graph's edges, row duals ``u`` and column duals ``v`` with
 ``u[i] + v[j] <= w[i, j]`` on every edge and equality on matched edges (complementary slackness).
-Each free row is matched by one Dijkstra search over reduced costs (Jonker-Volgenant / Crouse
-style, with a binary heap because the graph is sparse), which keeps the duals feasible. Because the
-duals are maintained, a solve can resume after edges are added: only rows whose new edges break
-feasibility are freed and matched again. `capped_prices` / `minimal_prices` then pick, among the
-duals that prove the matching optimal on the graph, the ones least likely to be violated by pairs
-outside it.
+A forward auction with eps-scaling first finds near-optimal prices cheaply (`auction_prices`); from
+them every row takes its cheapest column (`assign_cheapest`), and each row left free is matched by
+one Dijkstra search over reduced costs (Jonker-Volgenant / Crouse style, with a binary heap because
+the graph is sparse), which keeps the duals feasible and makes the matching exactly optimal. Near-
+optimal prices keep those searches short: at 32,768 latents the Dijkstra phase alone took 2.8 s from
+zero prices and takes 0.02 s after a 0.1 s auction. A later solve starts the auction from the previous
+prices. `capped_prices` / `minimal_prices` then pick, among the duals that prove the matching optimal
+on the graph, the ones least likely to be violated by pairs outside it.
 """
 
 from __future__ import annotations
@@ -17,8 +19,6 @@ from numba import njit
 
 NO_PATH = -2
 """Returned by `augment_rows` when every free row was matched; otherwise the row with no path."""
-LOOSEN_TOLERANCE = 1e-12
-"""A row is freed only when a new edge beats its matched edge by more than this (float noise)."""
 
 
 @njit(cache=True)
@@ -73,7 +73,77 @@ def _grow(keys: np.ndarray, vals: np.ndarray, size: int) -> tuple[np.ndarray, np
 
 
 @njit(cache=True)
-def greedy_start(
+def auction_prices(
+    indptr: np.ndarray,
+    cols: np.ndarray,
+    a: np.ndarray,
+    p: np.ndarray,
+    eps_start: float,
+    eps_end: float,
+    factor: float,
+    max_bids: int,
+) -> bool:
+    """Near-optimal column prices by forward auction with eps-scaling (Bertsekas), updated in place.
+
+    Maximisation form: row i bids for its best column j1 (profit ``a - p``) and raises ``p[j1]`` by
+    the margin over its second best plus eps, evicting j1's owner. Each phase divides eps by
+    `factor`, restarting the bidding from the prices reached. The prices are only a starting point:
+    the exact phase (`assign_cheapest` + `augment_rows`) makes the result optimal. Returns False
+    when `max_bids` ran out (no full matching, or a pathological input); `p` is then unusable.
+    """
+    n_rows = len(indptr) - 1
+    n_cols = len(p)
+    owner = np.empty(n_cols, np.int64)
+    queue = np.empty(max(n_rows, 1), np.int64)
+    span = 1.0
+    for e in range(len(a)):
+        span = max(span, abs(a[e]))
+    lone = 4.0 * span  # the margin of a row with a single edge
+    eps = eps_start
+    bids = 0
+    while True:
+        owner[:] = -1
+        for i in range(n_rows):
+            queue[i] = i
+        head = 0
+        count = n_rows
+        while count > 0:
+            i = queue[head]
+            head = head + 1 if head + 1 < n_rows else 0
+            count -= 1
+            best = -np.inf
+            second = -np.inf
+            j1 = -1
+            for e in range(indptr[i], indptr[i + 1]):
+                val = a[e] - p[cols[e]]
+                if val > second:
+                    if val > best:
+                        second = best
+                        best = val
+                        j1 = cols[e]
+                    else:
+                        second = val
+            if j1 < 0:
+                return False
+            if second == -np.inf:
+                second = best - lone
+            bids += 1
+            if bids > max_bids:
+                return False
+            p[j1] += best - second + eps
+            k = owner[j1]
+            owner[j1] = i
+            if k >= 0:
+                tail = head + count
+                queue[tail - n_rows if tail >= n_rows else tail] = k
+                count += 1
+        if eps <= eps_end:
+            return True
+        eps = max(eps / factor, eps_end)
+
+
+@njit(cache=True)
+def assign_cheapest(
     indptr: np.ndarray,
     cols: np.ndarray,
     w: np.ndarray,
@@ -82,57 +152,24 @@ def greedy_start(
     col_of_row: np.ndarray,
     row_of_col: np.ndarray,
 ) -> None:
-    """Cold start: v = 0, u = each row's cheapest edge, and each row takes that edge if its column is free."""
+    """Start of the exact phase (minimisation form): ``u[i]`` = the row's least reduced cost ``w - v``
+    (so the duals are feasible) and each row takes that column if it is still free.
+    """
     n_rows = len(indptr) - 1
-    v[:] = 0.0
     col_of_row[:] = -1
     row_of_col[:] = -1
     for i in range(n_rows):
         best = np.inf
         arg = -1
         for e in range(indptr[i], indptr[i + 1]):
-            if w[e] < best:
-                best = w[e]
+            val = w[e] - v[cols[e]]
+            if val < best:
+                best = val
                 arg = cols[e]
         u[i] = best
         if arg >= 0 and row_of_col[arg] < 0:
             row_of_col[arg] = i
             col_of_row[i] = arg
-
-
-@njit(cache=True)
-def loosen_rows(
-    indptr: np.ndarray,
-    cols: np.ndarray,
-    w: np.ndarray,
-    u: np.ndarray,
-    v: np.ndarray,
-    col_of_row: np.ndarray,
-    row_of_col: np.ndarray,
-    rows: np.ndarray,
-) -> int:
-    """Warm start after edges were added to `rows`: restore feasibility, free rows whose match is no longer tight.
-
-    Lowering ``u[i]`` to the row's smallest ``w - v`` makes every edge of the row feasible again;
-    if that is clearly below the matched edge's value, the match loses complementary slackness and
-    is undone. Returns the number of rows freed.
-    """
-    freed = 0
-    for i in rows:
-        low = np.inf
-        for e in range(indptr[i], indptr[i + 1]):
-            val = w[e] - v[cols[e]]
-            if val < low:
-                low = val
-        if low < u[i]:
-            slack = u[i] - low
-            u[i] = low
-            j = col_of_row[i]
-            if j >= 0 and slack > LOOSEN_TOLERANCE * (1.0 + abs(low)):
-                col_of_row[i] = -1
-                row_of_col[j] = -1
-                freed += 1
-    return freed
 
 
 @njit(cache=True)
