@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from saeseeds.align.assignment import max_cosine_assignment
-from saeseeds.align.candidates import screen_pool, select_block
+from saeseeds.align.candidates import group_size, screen_pool, select_block
 from saeseeds.align.similarity import PairScorer
 
 
@@ -74,3 +74,61 @@ def test_family_structure_needs_rescreen_and_stays_exact() -> None:
     np.testing.assert_allclose(res.row_max, mat.max(axis=1), atol=1e-12)
     assert res.stats.rows_rescreened > 0
     assert res.stats.certified
+
+
+def torch_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Route blocks through the torch ops (the accelerator path) instead of the numba kernels."""
+    monkeypatch.setattr(PairScorer, "fused", property(lambda self: False))
+
+
+@pytest.mark.parametrize("screen", ["int8", "fp32"])
+@pytest.mark.parametrize("absolute", [False, True])
+def test_fused_screen_equals_torch_path(screen: str, absolute: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The numba screen keeps exactly the pairs, values, leaders and bounds of the torch ops."""
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((200, 32)) * rng.random(32)
+    b = rng.standard_normal((1100, 32)) * rng.random(32)
+    b[7] = 0.0  # a zero column: value 0 everywhere
+    sc = PairScorer(a, b, screen=screen, absolute=absolute, chunk_rows=64)
+    fused = screen_pool(sc, 9, 3)
+    torch_path(monkeypatch)
+    ref = screen_pool(PairScorer(a, b, screen=screen, absolute=absolute, chunk_rows=64), 9, 3)
+
+    def entries(p):
+        order = np.lexsort((p.cols, p.rows))
+        return p.rows[order], p.cols[order], p.approx[order], p.initial[order]
+
+    for got, want in zip(entries(fused), entries(ref)):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(fused.bound, ref.bound)
+    np.testing.assert_array_equal(fused.approx_max, ref.approx_max)
+
+
+def test_fused_screen_keeps_top_groups_of_a_tied_row() -> None:
+    """A row whose values all tie (a zero row) still keeps `groups` groups, bounded by the tie value."""
+    rng = np.random.default_rng(6)
+    a = rng.standard_normal((50, 16))
+    a[4] = 0.0
+    b = rng.standard_normal((3000, 16))
+    pool = screen_pool(PairScorer(a, b, chunk_rows=32), 5, 2)
+    mine = pool.rows == 4
+    assert pool.bound[4] == 0.0 and pool.approx_max[4] == 0.0
+    assert mine.sum() == 5 * group_size(3000, 5)  # five whole groups
+    assert pool.initial[mine].all()  # everything ties with the max: all leaders
+
+
+@pytest.mark.parametrize("absolute", [False, True])
+def test_fused_rescreen_equals_torch_path(absolute: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole proof (screen, re-screens, rounds) goes the same way through numba and torch."""
+    rng = np.random.default_rng(13)
+    n, d = 700, 36
+    centres = rng.standard_normal((n // 8, d))
+    a = centres[rng.integers(0, len(centres), n)] + 1.2 * rng.standard_normal((n, d))
+    b = centres[rng.integers(0, len(centres), n)] + 1.2 * rng.standard_normal((n, d))
+    fused = max_cosine_assignment(a, b, dense_max_pairs=0, candidates=2, absolute=absolute, with_row_max=True)
+    torch_path(monkeypatch)
+    ref = max_cosine_assignment(a, b, dense_max_pairs=0, candidates=2, absolute=absolute, with_row_max=True)
+    assert fused.stats.rows_rescreened > 0
+    assert fused.stats.history == ref.stats.history
+    assert fused.total == ref.total
+    np.testing.assert_array_equal(fused.row_max, ref.row_max)

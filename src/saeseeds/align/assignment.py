@@ -27,6 +27,7 @@ from saeseeds.align.lsap import (
     solve_sparse_max,
     unmatched_rows_and_cols,
 )
+from saeseeds.align.screen_kernels import count_above, emit_above
 from saeseeds.align.similarity import PairScorer, ScreenMode
 
 DUAL_TOLERANCE = 1e-10
@@ -315,7 +316,6 @@ class _Proof:
     def _rescreen(self, rows: np.ndarray, u: np.ndarray, v: np.ndarray) -> None:
         """Screen whole rows again: every pair within a margin of u + v joins the pool; tighten bounds."""
         sc = self.sc
-        dev = sc.device
         margin = self.margin0 * 2.0 ** np.minimum(self.times_rescreened[rows], 20)
         self.times_rescreened[rows] += 1
         snap = len(self.snap_v)
@@ -323,31 +323,74 @@ class _Proof:
         local_of = np.full(sc.n_a, -1, dtype=np.int64)
         local_of[rows] = np.arange(len(rows))
         in_rows = np.flatnonzero(local_of[self.p_rows] >= 0)
-        pr_loc, pc = local_of[self.p_rows[in_rows]], self.p_cols[in_rows]
-        v_minus = _lower_f32(v - sc.err_b, dev)
+        # pool pairs of these rows (sorted by row): they are checked one by one, not by the bound
+        order = np.argsort(local_of[self.p_rows[in_rows]], kind="stable")
+        pool_loc = local_of[self.p_rows[in_rows[order]]]
+        pool_col = self.p_cols[in_rows[order]].astype(np.int64)
+        # a pair joins the pool when approx > lhs[i] + col_lhs[j] (both rounded down: a superset)
+        lhs_all = _lower(u[rows] - sc.err_a[rows] - sc.err_const - margin - DUAL_TOLERANCE)
+        col_lhs = _lower(v - sc.err_b)
+        rescreen = _rescreen_fused if sc.fused else _rescreen_torch
         new_r, new_c, new_a = [], [], []
         start = 0
-        for ids, block in tqdm(sc.iter_row_blocks(rows), total=-(-len(rows) // sc.chunk_rows),
-                               desc="verify", disable=not self.progress, leave=False):
+        for ids, block in tqdm(sc.iter_raw_blocks(rows) if sc.fused else sc.iter_row_blocks(rows),
+                               total=-(-len(rows) // sc.chunk_rows), desc="verify",
+                               disable=not self.progress, leave=False):
             lo, hi = start, start + len(ids)
             start = hi
-            mask = (pr_loc >= lo) & (pr_loc < hi)
-            block[torch.as_tensor(pr_loc[mask] - lo, device=dev), torch.as_tensor(pc[mask], device=dev)] = (
-                -torch.inf
-            )
-            m = margin[lo:hi]
-            lhs = _lower_f32(u[ids] - sc.err_a[ids] - sc.err_const - m - DUAL_TOLERANCE, dev)
-            hit = block > (lhs[:, None] + v_minus[None, :])
-            loc, col = hit.nonzero(as_tuple=True)
-            new_r.append(ids[loc.cpu().numpy()])
-            new_c.append(col.cpu().numpy().astype(np.int64))
-            new_a.append(block[loc, col].double().cpu().numpy())
-            block[loc, col] = -torch.inf
-            self.bound[ids] = block.amax(dim=1).double().cpu().numpy() if block.shape[1] else -np.inf
+            a, b = np.searchsorted(pool_loc, [lo, hi])
+            loc, col, approx, rest = rescreen(sc, ids, block, pool_loc[a:b] - lo, pool_col[a:b],
+                                              lhs_all[lo:hi], col_lhs)
+            new_r.append(ids[loc])
+            new_c.append(col)
+            new_a.append(approx)
+            self.bound[ids] = rest
         self.snap_id[rows] = snap
         self.snap_u[rows] = u[rows]
         self.snap_margin[rows] = margin
         self._add_pool(np.concatenate(new_r), np.concatenate(new_c), np.concatenate(new_a))
+
+
+def _rescreen_torch(
+    sc: PairScorer, ids: np.ndarray, block: torch.Tensor, skip_loc: np.ndarray, skip_col: np.ndarray,
+    lhs: np.ndarray, col_lhs: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One block of a re-screen with torch ops (accelerators; the reference for `_rescreen_fused`).
+
+    Pairs (outside the skipped ones) with approx > lhs[i] + col_lhs[j]: (local row, column, approx),
+    and each row's largest approximate value among the rest (-inf when there is none).
+    """
+    dev = sc.device
+    block[torch.as_tensor(skip_loc, device=dev), torch.as_tensor(skip_col, device=dev)] = -torch.inf
+    lhs_t = torch.as_tensor(lhs, device=dev)
+    hit = block > (lhs_t[:, None] + torch.as_tensor(col_lhs, device=dev)[None, :])
+    loc, col = hit.nonzero(as_tuple=True)
+    approx = block[loc, col].double().cpu().numpy()
+    block[loc, col] = -torch.inf
+    rest = block.amax(dim=1).double().cpu().numpy() if block.shape[1] else np.full(len(ids), -np.inf)
+    return loc.cpu().numpy(), col.cpu().numpy().astype(np.int64), approx, rest
+
+
+def _rescreen_fused(
+    sc: PairScorer, ids: np.ndarray, raw: np.ndarray, skip_loc: np.ndarray, skip_col: np.ndarray,
+    lhs: np.ndarray, col_lhs: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`_rescreen_torch` on a raw block by the numba kernels (CPU): the same pairs and bounds."""
+    r = len(ids)
+    row_f, col_f = sc.raw_factors()
+    row_f = row_f[ids]
+    skip = np.zeros((r, sc.n_b), dtype=np.bool_)
+    skip[skip_loc, skip_col] = True
+    count = np.empty(r, np.int64)
+    rest = np.empty(r, np.float32)
+    count_above(raw, r, row_f, col_f, skip, lhs, col_lhs, sc.absolute, count, rest)
+    offset = np.zeros(r + 1, np.int64)
+    np.cumsum(count, out=offset[1:])
+    loc = np.empty(offset[-1], np.int64)
+    col = np.empty(offset[-1], np.int64)
+    approx = np.empty(offset[-1], np.float32)
+    emit_above(raw, r, row_f, col_f, skip, lhs, col_lhs, sc.absolute, offset, loc, col, approx)
+    return loc, col, approx.astype(np.float64), rest.astype(np.float64)
 
 
 def _topk_rows(block: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -381,11 +424,15 @@ def _block_row_max(
     return best
 
 
-def _lower_f32(values: np.ndarray, device: torch.device) -> torch.Tensor:
-    """float32 tensor no larger than the float64 values (rounded down with headroom for one f32 add)."""
+def _lower(values: np.ndarray) -> np.ndarray:
+    """float32 values no larger than the float64 ones (rounded down with headroom for one f32 add)."""
     x = np.asarray(values, dtype=np.float64)
-    x = x - 1e-6 * (1.0 + np.abs(x))
-    return torch.as_tensor(x, device=device, dtype=torch.float32)
+    return (x - 1e-6 * (1.0 + np.abs(x))).astype(np.float32)
+
+
+def _lower_f32(values: np.ndarray, device: torch.device) -> torch.Tensor:
+    """`_lower` as a tensor on `device`."""
+    return torch.as_tensor(_lower(values), device=device)
 
 
 def _ensure_full_matching(scorer: PairScorer, graph: CandidateGraph) -> tuple[CandidateGraph, int]:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from saeseeds.align.screen_kernels import select_candidates
 from saeseeds.align.similarity import PairScorer
 
 
@@ -44,7 +45,9 @@ def select_block(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Candidates of one block [r, n]: (local row, column, value, is-leader, row bound, row max).
 
-    A leader is among the row's top `leaders` group maxima or within `slack[row]` of the row max.
+    The torch path (accelerators), and the reference for `screen_kernels.select_candidates`: the
+    top `groups` groups by maximum are kept, with their values that reach the next group maximum
+    (the bound). A leader reaches the row's `leaders`-th group maximum or `slack[row]` below its max.
     """
     r, n = block.shape
     size = group_size(n, groups)
@@ -87,22 +90,48 @@ def screen_pool(
     approx_max = np.empty(n_a)
     # a row's max may come from any column: its exact value is >= row_max - err_a - max err_b
     eb_max = float(scorer.err_b.max(initial=0.0))
-    slack_all = torch.as_tensor(
-        2 * (scorer.err_a + eb_max + scorer.err_const) + 1e-6, dtype=torch.float32, device=scorer.device
-    )
-    for ids, block in tqdm(scorer.iter_row_blocks(), total=-(-n_a // scorer.chunk_rows), desc=label,
+    slack_all = 2 * (scorer.err_a + eb_max + scorer.err_const) + 1e-6
+    blocks = scorer.iter_raw_blocks() if scorer.fused else scorer.iter_row_blocks()
+    for ids, block in tqdm(blocks, total=-(-n_a // scorer.chunk_rows), desc=label,
                            disable=not progress, leave=False):
         sel = slice(int(ids[0]), int(ids[-1]) + 1)
-        loc, cols, vals, lead, b, mx = select_block(block, groups, leaders, slack_all[sel])
+        if scorer.fused:
+            loc, cols, vals, lead, b, mx = _select_fused(scorer, ids, block, groups, leaders, slack_all[sel])
+        else:
+            slack = torch.as_tensor(slack_all[sel], dtype=torch.float32, device=scorer.device)
+            found = select_block(block, groups, leaders, slack)
+            loc, cols, vals, lead, b, mx = (t.cpu().numpy() for t in found)
         del block
         # compact storage (int32 ids, the float32 screen values as computed): ~65M entries at 131K
-        rows_l.append(ids[loc.cpu().numpy()].astype(np.int32))
-        cols_l.append(cols.cpu().numpy().astype(np.int32))
-        vals_l.append(vals.cpu().numpy().astype(np.float32))
-        lead_l.append(lead.cpu().numpy())
-        bound[ids] = b.cpu().numpy()
-        approx_max[ids] = mx.cpu().numpy()
+        rows_l.append(ids[loc].astype(np.int32))
+        cols_l.append(cols.astype(np.int32))
+        vals_l.append(vals.astype(np.float32))
+        lead_l.append(lead)
+        bound[ids] = b
+        approx_max[ids] = mx
     return Pool(
         np.concatenate(rows_l), np.concatenate(cols_l), np.concatenate(vals_l),
         np.concatenate(lead_l), bound, approx_max,
     )
+
+
+def _select_fused(
+    scorer: PairScorer, ids: np.ndarray, raw: np.ndarray, groups: int, leaders: int, slack: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    """`select_block` on a raw block by the numba kernel: the same candidates, as numpy arrays."""
+    r = len(ids)
+    size = group_size(scorer.n_b, groups)
+    width = min(groups, -(-scorer.n_b // size)) * size
+    row_f, col_f = scorer.raw_factors()
+    out_cols = np.empty((r, width), np.int32)
+    out_vals = np.empty((r, width), np.float32)
+    out_lead = np.empty((r, width), np.bool_)
+    count = np.empty(r, np.int64)
+    bound = np.empty(r, np.float32)
+    row_max = np.empty(r, np.float32)
+    select_candidates(raw, r, row_f[ids[0] : ids[-1] + 1], col_f, size, groups, leaders,
+                      slack.astype(np.float32), scorer.absolute, out_cols, out_vals, out_lead,
+                      count, bound, row_max)
+    mask = np.arange(width)[None, :] < count[:, None]
+    loc = np.repeat(np.arange(r), count)
+    return loc, out_cols[mask], out_vals[mask], out_lead[mask], bound, row_max

@@ -15,6 +15,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 import torch
 
+from saeseeds.align.row_kernels import exact_dots, quantise_int8
 from saeseeds.errors import DataError
 
 ScreenMode = Literal["int8", "bf16", "fp32"]
@@ -66,7 +67,8 @@ def as_weight(weight: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
     if w.ndim != 2:
         raise DataError(f"{name}: expected a 2-d [num_latents, d_in] matrix, got shape {tuple(w.shape)}")
     w = w.to("cpu", torch.float32).contiguous()
-    if not bool(torch.isfinite(w).all()):
+    # the sum is finite unless a value is not (or it overflows): 20x cheaper than isfinite
+    if not np.isfinite(float(w.sum())) and not bool(torch.isfinite(w).all()):
         raise DataError(f"{name}: contains NaN or inf")
     return w
 
@@ -102,9 +104,12 @@ class PairScorer:
         self.absolute = absolute
         self.n_a, self.d = self.a.shape
         self.n_b = self.b.shape[0]
-        # CPU: ~256-row blocks keep the int32 -> float conversion in cache (30% faster than 1024)
-        budget = 64 * 2**20 if self.device.type == "cpu" else 2 * 2**30
-        self.chunk_rows = chunk_rows or int(max(256, min(8192, budget // max(1, 8 * self.n_b))))
+        if self.device.type == "cpu":  # a 4-byte raw block of <= 256 MiB; the GEMM is fastest at ~512 rows
+            auto = max(64, min(512, 2**26 // max(1, self.n_b)))
+        else:
+            auto = max(256, min(8192, 2**28 // max(1, self.n_b)))
+        self.chunk_rows = int(chunk_rows or auto)
+        self._raw_buffer: torch.Tensor | None = None
         if _prepared is not None:
             (self._side_a, self._side_b) = _prepared
         else:
@@ -165,6 +170,48 @@ class PairScorer:
             block.abs_()
         return block
 
+    # -- raw blocks, for the CPU kernels of `screen_kernels` ------------------------------------
+    @property
+    def fused(self) -> bool:
+        """Whether blocks go to the fused numba kernels (CPU) rather than torch ops (accelerators)."""
+        return self.device.type == "cpu"
+
+    def raw_factors(self) -> tuple[np.ndarray, np.ndarray]:
+        """(row factors [n_a], column factors [n_b]), float32: approx[i, j] = (raw[i, j] * col[j]) * row[i]."""
+        if self.screen == "int8":
+            return self._row_factor.cpu().numpy(), self._col_factor.cpu().numpy()
+        return self._inv_a_dev.cpu().numpy(), self._inv_b_dev.cpu().numpy()
+
+    def raw_rows(self, rows: torch.Tensor | slice) -> np.ndarray:
+        """Raw screen products of the given rows (at most `chunk_rows`) against every column, [r, n_b].
+
+        int32 for the int8 screen, float32 otherwise, written into a buffer reused by the next call.
+        """
+        low = self._side_a.low[rows]
+        r = low.shape[0]
+        if r > self.chunk_rows:
+            raise ValueError(f"raw_rows takes at most {self.chunk_rows} rows, got {r}")
+        dtype = torch.int32 if self.screen == "int8" else torch.float32
+        if self._raw_buffer is None or self._raw_buffer.dtype != dtype:
+            self._raw_buffer = torch.empty((self.chunk_rows, self.n_b), dtype=dtype)
+        out = self._raw_buffer[:r]
+        if self.screen == "int8":
+            _int8_matmul(low, self._bt, out=out)
+        else:
+            torch.matmul(low.float(), self._bt, out=out)
+        return out.numpy()
+
+    def iter_raw_blocks(self, rows: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Raw blocks over `rows` (default: all rows of a) in chunks: (row ids, raw block)."""
+        ids = np.arange(self.n_a) if rows is None else np.asarray(rows, dtype=np.int64)
+        for start in range(0, len(ids), self.chunk_rows):
+            chunk = ids[start : start + self.chunk_rows]
+            if rows is None:
+                sel: torch.Tensor | slice = slice(int(chunk[0]), int(chunk[-1]) + 1)
+            else:
+                sel = torch.as_tensor(chunk)
+            yield chunk, self.raw_rows(sel)
+
     def iter_row_blocks(
         self, rows: np.ndarray | None = None
     ) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
@@ -182,30 +229,14 @@ class PairScorer:
     def exact_pairs(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Exact (float64) cosines of the pairs (rows[k], cols[k]); absolute when the scorer is.
 
-        Rows are gathered in chunks into reused float64 buffers (no per-pair Python work); products of
-        float32 numbers are exact in float64, so only the float64 summation rounds.
+        Products of float32 numbers are exact in float64, so only the float64 summation rounds.
         """
-        rows = np.asarray(rows, dtype=np.int64)
-        cols = np.asarray(cols, dtype=np.int64)
-        k = len(rows)
-        out = np.empty(k, dtype=np.float64)
-        if k == 0:
-            return out
-        step = int(max(64, min(k, (1 << 22) // max(1, self.d))))
-        buf_a = torch.empty((step, self.d), dtype=torch.float64)
-        buf_b = torch.empty((step, self.d), dtype=torch.float64)
-        r_all = torch.from_numpy(rows)
-        c_all = torch.from_numpy(cols)
-        out_t = torch.from_numpy(out)
-        for start in range(0, k, step):
-            m = min(step, k - start)
-            xa, xb = buf_a[:m], buf_b[:m]
-            xa.copy_(self.a.index_select(0, r_all[start : start + m]))
-            xb.copy_(self.b.index_select(0, c_all[start : start + m]))
-            torch.sum(xa.mul_(xb), dim=1, out=out_t[start : start + m])
-        out *= self.inv_a[rows]
-        out *= self.inv_b[cols]
-        return np.abs(out) if self.absolute else out
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
+        cols = np.ascontiguousarray(cols, dtype=np.int64)
+        out = np.empty(len(rows), dtype=np.float64)
+        if len(rows):
+            exact_dots(self.a.numpy(), self.b.numpy(), rows, cols, self.inv_a, self.inv_b, self.absolute, out)
+        return out
 
     def exact_dense(self) -> np.ndarray:
         """The whole exact cosine matrix (float64); only for small problems."""
@@ -231,6 +262,8 @@ def _inverse(norms: np.ndarray) -> np.ndarray:
 def _prepare_side(w: torch.Tensor, screen: str, device: torch.device, chunk: int = 8192) -> _Side:
     """Quantise one side chunk by chunk and measure exactly how far each stand-in is from its row."""
     n = w.shape[0]
+    if screen == "int8" and device.type == "cpu":
+        return _quantise_side(w)
     norms = row_norms(w)
     inv = torch.as_tensor(_inverse(norms.numpy()))
     err = torch.empty(n, dtype=torch.float64)
@@ -267,6 +300,18 @@ def _prepare_side(w: torch.Tensor, screen: str, device: torch.device, chunk: int
     )
 
 
+def _quantise_side(w: torch.Tensor) -> _Side:
+    """`_prepare_side` for the int8 screen by one numba pass (no float64 copy of the rows)."""
+    n, d = w.shape
+    q = np.empty((n, d), np.int8)
+    scale = np.empty(n, np.float32)
+    norms, err, low_norm = np.empty(n), np.empty(n), np.empty(n)
+    if quantise_int8(w.numpy(), q, scale, norms, err, low_norm) >= 0:
+        raise DataError("weights contain NaN or inf")
+    return _Side(torch.from_numpy(q), torch.from_numpy(scale), norms, err,
+                 float(low_norm.max()) if n else 1.0)
+
+
 def _quantise_int8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-row symmetric int8 quantisation of float64 rows: (q int8, scale float32)."""
     scale = (x.abs().amax(dim=1) / 127.0).to(torch.float32)
@@ -275,12 +320,16 @@ def _quantise_int8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return q.to(torch.int8), scale
 
 
-def _int8_matmul(qa: torch.Tensor, qbt: torch.Tensor) -> torch.Tensor:
-    """Exact int32 product of int8 matrices [r, d] @ [d, n]; float64 fallback where `_int_mm` is missing."""
+def _int8_matmul(qa: torch.Tensor, qbt: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Exact int32 product of int8 matrices [r, d] @ [d, n] (into `out` when given, contiguous).
+
+    Falls back to a float64 product (exact: |sums| < 2^53) where `_int_mm` is missing or refuses.
+    """
     try:
-        return torch._int_mm(qa, qbt)
+        return torch._int_mm(qa, qbt) if out is None else torch._int_mm(qa, qbt, out=out)
     except (RuntimeError, AttributeError):  # pragma: no cover - depends on the torch build / device
-        return (qa.double() @ qbt.double()).round_().to(torch.int32)
+        prod = (qa.double() @ qbt.double()).round_().to(torch.int32)
+        return prod if out is None else out.copy_(prod)
 
 
 def cosine_blocks(
