@@ -27,14 +27,14 @@ from saeseeds.align.lsap import (
     solve_sparse_max,
     unmatched_rows_and_cols,
 )
-from saeseeds.align.screen_kernels import count_above, emit_above
+from saeseeds.align.screen_kernels import count_above, emit_above, pool_count_below, pool_reaches
 from saeseeds.align.similarity import PairScorer, ScreenMode
 
 DUAL_TOLERANCE = 1e-10
 """A dropped pair counts as violating the duals when C > u + v + this (float64 rounding headroom)."""
 DENSE_MAX_PAIRS = 1 << 22
 """Problems up to this many pairs (2048 x 2048) are solved densely."""
-LEADERS = 24
+LEADERS = 16
 """Pool entries scored exactly up front per row: its top screen values (plus any that may be its max).
 A richer first graph (24, not 4) cut the first round's violations at 32K from 291K to 15K, 6 rounds to 4."""
 CANDIDATES = 128
@@ -131,7 +131,8 @@ def certified_assignment(
     proof.cover_columns(candidates)
     solution: SparseSolution | None = None
     while True:
-        stats.fallback_pairs += proof.ensure_full_matching()
+        if solution is None:  # later graphs hold the previous matching: a full one exists
+            stats.fallback_pairs += proof.ensure_full_matching()
         solution = solve_sparse_max(proof.graph, warm=solution)  # resumes from the last prices
         stats.rounds += 1
         violations, rescreened = proof.check(solution)
@@ -275,20 +276,13 @@ class _Proof:
         self._rescreen(fail, sol.u, sol.v)
         return self._check_pool(sol.u, sol.v, first_new), len(fail)
 
-    def _check_pool(self, u: np.ndarray, v: np.ndarray, first: int = 0, chunk: int = 1 << 23) -> int:
-        """Score exactly the pool pairs (from index `first`) whose bound reaches u + v; count violators.
-
-        Bounds are compared chunk by chunk, so the temporaries stay small however large the pool is.
-        """
+    def _check_pool(self, u: np.ndarray, v: np.ndarray, first: int = 0) -> int:
+        """Score exactly the pool pairs (from index `first`) whose bound reaches u + v; count violators."""
         sc = self.sc
-        found = []
-        for start in range(first, len(self.p_rows), chunk):
-            stop = min(len(self.p_rows), start + chunk)
-            pend = start + np.flatnonzero(~self.in_graph[start:stop])
-            r, c = self.p_rows[pend], self.p_cols[pend]
-            reach = self.p_approx[pend] + sc.err_a[r] + sc.err_b[c] + sc.err_const
-            found.append(pend[reach > u[r] + v[c] - DUAL_TOLERANCE])
-        suspects = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+        reach = np.empty(len(self.p_rows) - first, dtype=np.bool_)
+        pool_reaches(self.p_rows, self.p_cols, self.p_approx, self.in_graph, sc.err_a, sc.err_b,
+                     float(sc.err_const), u, v, DUAL_TOLERANCE, first, reach)
+        suspects = first + np.flatnonzero(reach)
         vals = self._score_into_graph(suspects)
         rs, cs = self.p_rows[suspects], self.p_cols[suspects]
         return int(np.count_nonzero(vals > u[rs] + v[cs] + DUAL_TOLERANCE))
@@ -300,8 +294,9 @@ class _Proof:
         sorted_key = np.sort(key)
         theta = self.bound + sc.err_a + sc.err_const - u + DUAL_TOLERANCE
         count = np.searchsorted(sorted_key, theta, side="left")
-        below = key[self.p_cols] < theta[self.p_rows]  # pool pairs are checked one by one instead
-        count = count - np.bincount(self.p_rows[below], minlength=sc.n_a)
+        in_pool = np.zeros(sc.n_a, dtype=np.int64)  # pool pairs are checked one by one instead
+        pool_count_below(self.p_rows, self.p_cols, key, theta, in_pool)
+        count = count - in_pool
         fail = count > 0
         snapped = fail & (self.snap_id >= 0)
         if snapped.any():
@@ -314,83 +309,104 @@ class _Proof:
         return np.flatnonzero(fail)
 
     def _rescreen(self, rows: np.ndarray, u: np.ndarray, v: np.ndarray) -> None:
-        """Screen whole rows again: every pair within a margin of u + v joins the pool; tighten bounds."""
+        """Screen rows again where their dropped-pair bound is not enough: pairs within a margin of
+        u + v join the pool.
+
+        Only the columns that the bound cannot clear are screened: row i's dropped pairs (i, j)
+        reach u + v only where ``key[j] = v[j] - err_b[j]`` is below ``theta[i]``, so each row block
+        screens the columns with the smallest keys, up to its largest ``theta + margin`` (at 32,768
+        latents: ~3K of 32K columns). Every other column keeps clear of the bound by the margin,
+        which is what the snapshot check of later rounds assumes for the whole row.
+        """
         sc = self.sc
         margin = self.margin0 * 2.0 ** np.minimum(self.times_rescreened[rows], 20)
+        key = v - sc.err_b
+        reach = self.bound[rows] + sc.err_a[rows] + sc.err_const - u[rows] + DUAL_TOLERANCE + margin
+        order = np.argsort(reach, kind="stable")  # rows with similar reach share a block
+        rows, margin, reach = rows[order], margin[order], reach[order]
         self.times_rescreened[rows] += 1
         snap = len(self.snap_v)
         self.snap_v.append(v.copy())
+        by_key = np.argsort(key, kind="stable")
+        sorted_key = key[by_key]
         local_of = np.full(sc.n_a, -1, dtype=np.int64)
         local_of[rows] = np.arange(len(rows))
         in_rows = np.flatnonzero(local_of[self.p_rows] >= 0)
         # pool pairs of these rows (sorted by row): they are checked one by one, not by the bound
-        order = np.argsort(local_of[self.p_rows[in_rows]], kind="stable")
-        pool_loc = local_of[self.p_rows[in_rows[order]]]
-        pool_col = self.p_cols[in_rows[order]].astype(np.int64)
+        pool_order = np.argsort(local_of[self.p_rows[in_rows]], kind="stable")
+        pool_loc = local_of[self.p_rows[in_rows[pool_order]]]
+        pool_col = self.p_cols[in_rows[pool_order]].astype(np.int64)
         # a pair joins the pool when approx > lhs[i] + col_lhs[j] (both rounded down: a superset)
         lhs_all = _lower(u[rows] - sc.err_a[rows] - sc.err_const - margin - DUAL_TOLERANCE)
         col_lhs = _lower(v - sc.err_b)
-        rescreen = _rescreen_fused if sc.fused else _rescreen_torch
+        position = np.full(sc.n_b, -1, dtype=np.int64)
         new_r, new_c, new_a = [], [], []
-        start = 0
-        for ids, block in tqdm(sc.iter_raw_blocks(rows) if sc.fused else sc.iter_row_blocks(rows),
-                               total=-(-len(rows) // sc.chunk_rows), desc="verify",
-                               disable=not self.progress, leave=False):
-            lo, hi = start, start + len(ids)
-            start = hi
+        for lo in tqdm(range(0, len(rows), sc.chunk_rows), desc="verify", disable=not self.progress,
+                       leave=False):
+            hi = min(len(rows), lo + sc.chunk_rows)
+            ids = rows[lo:hi]
+            cols = np.sort(by_key[: np.searchsorted(sorted_key, reach[hi - 1])])
+            if len(cols) == 0:
+                continue
+            position[cols] = np.arange(len(cols))
             a, b = np.searchsorted(pool_loc, [lo, hi])
-            loc, col, approx, rest = rescreen(sc, ids, block, pool_loc[a:b] - lo, pool_col[a:b],
-                                              lhs_all[lo:hi], col_lhs)
+            skip_pos = position[pool_col[a:b]]
+            inside = skip_pos >= 0
+            skip = (pool_loc[a:b][inside] - lo, skip_pos[inside])
+            if sc.fused:
+                loc, pos, approx = _rescreen_fused(sc, ids, cols, skip, lhs_all[lo:hi], col_lhs[cols])
+            else:
+                loc, pos, approx = _rescreen_torch(sc, ids, cols, skip, lhs_all[lo:hi], col_lhs[cols])
+            position[cols] = -1
             new_r.append(ids[loc])
-            new_c.append(col)
+            new_c.append(cols[pos])
             new_a.append(approx)
-            self.bound[ids] = rest
         self.snap_id[rows] = snap
         self.snap_u[rows] = u[rows]
         self.snap_margin[rows] = margin
-        self._add_pool(np.concatenate(new_r), np.concatenate(new_c), np.concatenate(new_a))
+        if new_r:
+            self._add_pool(np.concatenate(new_r), np.concatenate(new_c), np.concatenate(new_a))
 
 
 def _rescreen_torch(
-    sc: PairScorer, ids: np.ndarray, block: torch.Tensor, skip_loc: np.ndarray, skip_col: np.ndarray,
+    sc: PairScorer, ids: np.ndarray, cols: np.ndarray, skip: tuple[np.ndarray, np.ndarray],
     lhs: np.ndarray, col_lhs: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One block of a re-screen with torch ops (accelerators; the reference for `_rescreen_fused`).
 
-    Pairs (outside the skipped ones) with approx > lhs[i] + col_lhs[j]: (local row, column, approx),
-    and each row's largest approximate value among the rest (-inf when there is none).
+    Pairs of rows `ids` and columns `cols`, outside the `skip` positions, with approx > lhs[i] +
+    col_lhs[k]: (row position, column position, approx).
     """
     dev = sc.device
-    block[torch.as_tensor(skip_loc, device=dev), torch.as_tensor(skip_col, device=dev)] = -torch.inf
+    block = sc.approx_rows(torch.as_tensor(ids, device=dev), cols)
+    block[torch.as_tensor(skip[0], device=dev), torch.as_tensor(skip[1], device=dev)] = -torch.inf
     lhs_t = torch.as_tensor(lhs, device=dev)
     hit = block > (lhs_t[:, None] + torch.as_tensor(col_lhs, device=dev)[None, :])
-    loc, col = hit.nonzero(as_tuple=True)
-    approx = block[loc, col].double().cpu().numpy()
-    block[loc, col] = -torch.inf
-    rest = block.amax(dim=1).double().cpu().numpy() if block.shape[1] else np.full(len(ids), -np.inf)
-    return loc.cpu().numpy(), col.cpu().numpy().astype(np.int64), approx, rest
+    loc, pos = hit.nonzero(as_tuple=True)
+    approx = block[loc, pos].double().cpu().numpy()
+    return loc.cpu().numpy(), pos.cpu().numpy().astype(np.int64), approx
 
 
 def _rescreen_fused(
-    sc: PairScorer, ids: np.ndarray, raw: np.ndarray, skip_loc: np.ndarray, skip_col: np.ndarray,
+    sc: PairScorer, ids: np.ndarray, cols: np.ndarray, skip: tuple[np.ndarray, np.ndarray],
     lhs: np.ndarray, col_lhs: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """`_rescreen_torch` on a raw block by the numba kernels (CPU): the same pairs and bounds."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`_rescreen_torch` on a raw block by the numba kernels (CPU): the same pairs."""
     r = len(ids)
+    raw = sc.raw_rows(torch.as_tensor(ids), cols)
     row_f, col_f = sc.raw_factors()
-    row_f = row_f[ids]
-    skip = np.zeros((r, sc.n_b), dtype=np.bool_)
-    skip[skip_loc, skip_col] = True
+    row_f, col_f = row_f[ids], np.ascontiguousarray(col_f[cols])
+    mask = np.zeros(raw.shape, dtype=np.bool_)
+    mask[skip] = True
     count = np.empty(r, np.int64)
-    rest = np.empty(r, np.float32)
-    count_above(raw, r, row_f, col_f, skip, lhs, col_lhs, sc.absolute, count, rest)
+    count_above(raw, r, row_f, col_f, mask, lhs, col_lhs, sc.absolute, count)
     offset = np.zeros(r + 1, np.int64)
     np.cumsum(count, out=offset[1:])
     loc = np.empty(offset[-1], np.int64)
-    col = np.empty(offset[-1], np.int64)
+    pos = np.empty(offset[-1], np.int64)
     approx = np.empty(offset[-1], np.float32)
-    emit_above(raw, r, row_f, col_f, skip, lhs, col_lhs, sc.absolute, offset, loc, col, approx)
-    return loc, col, approx.astype(np.float64), rest.astype(np.float64)
+    emit_above(raw, r, row_f, col_f, mask, lhs, col_lhs, sc.absolute, offset, loc, pos, approx)
+    return loc, pos, approx.astype(np.float64)
 
 
 def _topk_rows(block: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

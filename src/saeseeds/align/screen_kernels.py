@@ -25,6 +25,34 @@ def _value(raw: np.ndarray, i: int, j: int, col_f: np.ndarray, row_f: float, abs
     return abs(x) if absolute else x
 
 
+@njit(cache=True)
+def kth_largest(x: np.ndarray, k: int) -> float:
+    """The value of rank `k` (0 = largest) of `x`, by quickselect; reorders `x` in place."""
+    lo = 0
+    hi = len(x) - 1
+    while lo < hi:
+        a, b, c = x[lo], x[(lo + hi) >> 1], x[hi]
+        pivot = max(min(a, b), min(max(a, b), c))  # median of three
+        i, j = lo, hi
+        while i <= j:
+            while x[i] > pivot:
+                i += 1
+            while x[j] < pivot:
+                j -= 1
+            if i <= j:
+                x[i], x[j] = x[j], x[i]
+                i += 1
+                j -= 1
+        # now x[lo..j] >= pivot >= x[i..hi], and everything between equals the pivot
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            return x[k]
+    return x[k]
+
+
 @njit(parallel=True, fastmath=FAST, cache=True)
 def select_candidates(
     raw: np.ndarray,
@@ -49,27 +77,38 @@ def select_candidates(
     (-inf when there are at most `take` groups); the `take` groups with the largest maxima are kept
     (ties at the bound: leftmost first), and in them every value ``>= bound[i]`` goes to
     ``out_*[i, :count[i]]``. A value is a leader when it reaches the `leaders`-th largest group
-    maximum (or `slack[i]` below the row max).
+    maximum (or `slack[i]` below the row max). A group maximum is taken before the multiplication by
+    the row factor: rounding is monotonic, so it equals the maximum of the group's values.
     """
     n = col_f.shape[0]
     n_groups = (n + size - 1) // size
+    full = n // size
     take = min(take, n_groups)
     lead_rank = min(leaders, take)
     for i in prange(rows):
         rf = row_f[i]
         gmax = np.empty(n_groups, np.float32)
-        top = np.float32(-np.inf)
-        for g in range(n_groups):
-            m = np.float32(-np.inf)
-            for j in range(g * size, min(g * size + size, n)):
-                m = max(m, _value(raw, i, j, col_f, rf, absolute))
-            gmax[g] = m
-            top = max(top, m)
-        row_max[i] = top
-        if n_groups > take:
-            b = -np.partition(-gmax, take)[take]
+        if absolute:
+            for g in range(full):
+                m = np.float32(-np.inf)
+                for j in range(g * size, g * size + size):
+                    m = max(m, abs(np.float32(raw[i, j]) * col_f[j]))
+                gmax[g] = m * rf
         else:
-            b = np.float32(-np.inf)
+            for g in range(full):
+                m = np.float32(-np.inf)
+                for j in range(g * size, g * size + size):
+                    m = max(m, np.float32(raw[i, j]) * col_f[j])
+                gmax[g] = m * rf
+        if full < n_groups:
+            m = np.float32(-np.inf)
+            for j in range(full * size, n):
+                x = np.float32(raw[i, j]) * col_f[j]
+                m = max(m, abs(x) if absolute else x)
+            gmax[full] = m * rf
+        row_max[i] = gmax.max()
+        scratch = gmax.copy()
+        b = kth_largest(scratch, take) if n_groups > take else np.float32(-np.inf)
         bound[i] = b
         kept = np.empty(take, np.int64)
         kept_max = np.empty(take, np.float32)
@@ -86,8 +125,7 @@ def select_candidates(
                 kept[nk] = g
                 kept_max[nk] = b
                 nk += 1
-        ranked = np.sort(kept_max[:nk])
-        level = min(ranked[nk - lead_rank], top - slack[i])
+        level = min(kth_largest(kept_max, lead_rank - 1), row_max[i] - slack[i])
         c = 0
         for q in range(nk):
             g = kept[q]
@@ -112,27 +150,18 @@ def count_above(
     col_lhs: np.ndarray,
     absolute: bool,
     count: np.ndarray,
-    rest_max: np.ndarray,
 ) -> None:
     """Per row of `raw[:rows]`, over columns not marked in `skip`: how many values exceed
-    ``lhs[i] + col_lhs[j]`` (into `count`), and the largest value among the others (into `rest_max`).
-    """
+    ``lhs[i] + col_lhs[j]`` (into `count`)."""
     n = col_f.shape[0]
     for i in prange(rows):
         rf = row_f[i]
         li = lhs[i]
         c = 0
-        m = np.float32(-np.inf)
         for j in range(n):
-            if skip[i, j]:
-                continue
-            x = _value(raw, i, j, col_f, rf, absolute)
-            if x > li + col_lhs[j]:
+            if not skip[i, j] and _value(raw, i, j, col_f, rf, absolute) > li + col_lhs[j]:
                 c += 1
-            else:
-                m = max(m, x)
         count[i] = c
-        rest_max[i] = m
 
 
 @njit(parallel=True, fastmath=FAST, cache=True)
@@ -165,3 +194,38 @@ def emit_above(
                 out_cols[c] = j
                 out_vals[c] = x
                 c += 1
+
+
+@njit(parallel=True, cache=True)
+def pool_reaches(
+    rows: np.ndarray,
+    cols: np.ndarray,
+    approx: np.ndarray,
+    in_graph: np.ndarray,
+    err_a: np.ndarray,
+    err_b: np.ndarray,
+    err_const: float,
+    u: np.ndarray,
+    v: np.ndarray,
+    tolerance: float,
+    first: int,
+    out: np.ndarray,
+) -> None:
+    """``out[k - first]``: pool pair k (not yet in the graph) may violate the duals, i.e. its
+    approximate value plus its error bound exceeds ``u[row] + v[col] - tolerance``."""
+    for k in prange(first, len(rows)):
+        if in_graph[k]:
+            out[k - first] = False
+            continue
+        r = rows[k]
+        c = cols[k]
+        reach = np.float64(approx[k]) + err_a[r] + err_b[c] + err_const
+        out[k - first] = reach > u[r] + v[c] - tolerance
+
+
+@njit(cache=True)
+def pool_count_below(rows: np.ndarray, cols: np.ndarray, key: np.ndarray, theta: np.ndarray, out: np.ndarray) -> None:
+    """``out[i]`` += the number of row i's pool pairs (i, j) with ``key[j] < theta[i]``."""
+    for k in range(len(rows)):
+        if key[cols[k]] < theta[rows[k]]:
+            out[rows[k]] += 1

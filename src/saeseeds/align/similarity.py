@@ -152,20 +152,23 @@ class PairScorer:
         return float(self.err_a.max(initial=0.0) + self.err_b.max(initial=0.0) + self.err_const)
 
     # -- approximate blocks ------------------------------------------------------------------
-    def approx_rows(self, rows: torch.Tensor | slice) -> torch.Tensor:
-        """Approximate cosines of the given rows of `a` against every row of `b`: float32 [r, n_b] on device."""
+    def approx_rows(self, rows: torch.Tensor | slice, cols: np.ndarray | None = None) -> torch.Tensor:
+        """Approximate cosines of the given rows of `a` against the rows `cols` of `b` (default: all),
+        float32 [r, len(cols)] on the device."""
         low = self._side_a.low[rows]
+        bt, col_sel = self._columns(cols)
+        n = bt.shape[1]
         if self.screen == "int8":
-            block = torch.empty((low.shape[0], self.n_b), dtype=torch.float32, device=self.device)
+            block = torch.empty((low.shape[0], n), dtype=torch.float32, device=self.device)
             # column tiles keep each int32 product in cache for its conversion (~25% faster on CPU);
             # same-dtype-out copy: far faster than a promoting multiply
-            width = INT8_TILE if self.device.type == "cpu" else self.n_b
-            for c0 in range(0, self.n_b, width):
-                block[:, c0 : c0 + width].copy_(_int8_matmul(low, self._bt[:, c0 : c0 + width]))
-            block.mul_(self._col_factor[None, :]).mul_(self._row_factor[rows][:, None])
+            width = INT8_TILE if self.device.type == "cpu" else max(n, 1)
+            for c0 in range(0, n, width):
+                block[:, c0 : c0 + width].copy_(_int8_matmul(low, bt[:, c0 : c0 + width]))
+            block.mul_(self._col_factor[col_sel][None, :]).mul_(self._row_factor[rows][:, None])
         else:
-            block = (low.float() @ self._bt).to(torch.float32)
-            block.mul_(self._inv_b_dev[None, :]).mul_(self._inv_a_dev[rows][:, None])
+            block = (low.float() @ bt).to(torch.float32)
+            block.mul_(self._inv_b_dev[col_sel][None, :]).mul_(self._inv_a_dev[rows][:, None])
         if self.absolute:
             block.abs_()
         return block
@@ -182,24 +185,33 @@ class PairScorer:
             return self._row_factor.cpu().numpy(), self._col_factor.cpu().numpy()
         return self._inv_a_dev.cpu().numpy(), self._inv_b_dev.cpu().numpy()
 
-    def raw_rows(self, rows: torch.Tensor | slice) -> np.ndarray:
-        """Raw screen products of the given rows (at most `chunk_rows`) against every column, [r, n_b].
-
-        int32 for the int8 screen, float32 otherwise, written into a buffer reused by the next call.
-        """
+    def raw_rows(self, rows: torch.Tensor | slice, cols: np.ndarray | None = None) -> np.ndarray:
+        """Raw screen products of the given rows (at most `chunk_rows`) against the rows `cols` of `b`
+        (default: all), [r, len(cols)]: int32 for the int8 screen, float32 otherwise, written into a
+        buffer that the next call reuses."""
         low = self._side_a.low[rows]
-        r = low.shape[0]
+        bt, _ = self._columns(cols)
+        r, n = low.shape[0], bt.shape[1]
         if r > self.chunk_rows:
             raise ValueError(f"raw_rows takes at most {self.chunk_rows} rows, got {r}")
         dtype = torch.int32 if self.screen == "int8" else torch.float32
         if self._raw_buffer is None or self._raw_buffer.dtype != dtype:
             self._raw_buffer = torch.empty((self.chunk_rows, self.n_b), dtype=dtype)
-        out = self._raw_buffer[:r]
+        out = self._raw_buffer.view(-1)[: r * n].view(r, n)
         if self.screen == "int8":
-            _int8_matmul(low, self._bt, out=out)
+            _int8_matmul(low, bt, out=out)
         else:
-            torch.matmul(low.float(), self._bt, out=out)
+            torch.matmul(low.float(), bt, out=out)
         return out.numpy()
+
+    def _columns(self, cols: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor | slice]:
+        """The screen operand [d, m] for columns `cols` of b (all when None) and their selector."""
+        if cols is None:
+            return self._bt, slice(None)
+        sel = torch.as_tensor(np.asarray(cols, dtype=np.int64), device=self.device)
+        if self.screen == "bf16":  # its operand is a float32 copy
+            return self._bt.index_select(1, sel), sel
+        return self._side_b.low.index_select(0, sel).t(), sel  # same layout as the full operand
 
     def iter_raw_blocks(self, rows: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Raw blocks over `rows` (default: all rows of a) in chunks: (row ids, raw block)."""
