@@ -170,10 +170,12 @@ class _Proof:
     def __init__(self, scorer: PairScorer, pool: Pool, progress: bool) -> None:
         self.sc = scorer
         self.progress = progress
-        self.p_rows, self.p_cols, self.p_approx = pool.rows, pool.cols, pool.approx
+        # pool storage with spare capacity: re-screens append without copying the whole pool
+        self._rows_buf, self._cols_buf, self._approx_buf = pool.rows, pool.cols, pool.approx
+        self._in_graph_buf = np.zeros(len(pool.rows), dtype=bool)
+        self.n_pool = len(pool.rows)
         self.bound = pool.bound.copy()
         self.approx_max = pool.approx_max
-        self.in_graph = np.zeros(len(pool.rows), dtype=bool)
         self.scored = 0
         # rows screened again: their dropped pairs obey approx + err <= u_s + v_s - margin (snapshot s)
         self.snap_id = np.full(scorer.n_a, -1, dtype=np.int64)
@@ -204,12 +206,41 @@ class _Proof:
         if len(r):
             self.graph = merge_graph(self.graph, r, c, vals)
 
+    @property
+    def p_rows(self) -> np.ndarray:
+        """Row of every pool pair (int32)."""
+        return self._rows_buf[: self.n_pool]
+
+    @property
+    def p_cols(self) -> np.ndarray:
+        """Column of every pool pair (int32)."""
+        return self._cols_buf[: self.n_pool]
+
+    @property
+    def p_approx(self) -> np.ndarray:
+        """Screen value of every pool pair (float32)."""
+        return self._approx_buf[: self.n_pool]
+
+    @property
+    def in_graph(self) -> np.ndarray:
+        """Whether each pool pair has been scored exactly into the graph."""
+        return self._in_graph_buf[: self.n_pool]
+
     def _add_pool(self, r: np.ndarray, c: np.ndarray, approx: np.ndarray) -> None:
-        """Append screened pairs to the pool (not scored yet)."""
-        self.p_rows = np.concatenate([self.p_rows, np.asarray(r, dtype=np.int32)])
-        self.p_cols = np.concatenate([self.p_cols, np.asarray(c, dtype=np.int32)])
-        self.p_approx = np.concatenate([self.p_approx, np.asarray(approx, dtype=np.float32)])
-        self.in_graph = np.concatenate([self.in_graph, np.zeros(len(r), dtype=bool)])
+        """Append screened pairs to the pool (not scored yet), growing its storage by >= 25% when full."""
+        n, k = self.n_pool, len(r)
+        if n + k > len(self._rows_buf):
+            cap = max(n + k, int(1.25 * len(self._rows_buf)) + 1024)
+            for name, dtype in (("_rows_buf", np.int32), ("_cols_buf", np.int32), ("_approx_buf", np.float32),
+                                ("_in_graph_buf", np.bool_)):
+                grown = np.zeros(cap, dtype=dtype)
+                grown[:n] = getattr(self, name)[:n]
+                setattr(self, name, grown)
+        self._rows_buf[n : n + k] = r
+        self._cols_buf[n : n + k] = c
+        self._approx_buf[n : n + k] = approx
+        self._in_graph_buf[n : n + k] = False
+        self.n_pool = n + k
 
     def cover_columns(self, k: int) -> None:
         """Give every column without a graph pair its pool pairs, or (none in the pool) its top-k rows."""
@@ -255,8 +286,14 @@ class _Proof:
             best[nonempty] = np.maximum.reduceat(g.vals, g.indptr[:-1][nonempty])
         reach = self.bound + sc.err_a + self.eb_max + sc.err_const
         redo = np.flatnonzero(reach >= best - DUAL_TOLERANCE)
-        for ids, block in sc.iter_row_blocks(redo):
-            best[ids] = _block_row_max(sc, ids, block, best[ids])
+        col_lhs = _lower(-sc.err_b)
+        for lo in range(0, len(redo), sc.chunk_rows):
+            ids = redo[lo : lo + sc.chunk_rows]
+            # pairs whose approx + err may reach the best exact value so far are scored exactly
+            need = _lower(best[ids] - sc.err_a[ids] - sc.err_const)
+            loc, col, _ = pairs_above(sc, ids, None, None, need, col_lhs)
+            if len(loc):
+                np.maximum.at(best, ids[loc], sc.exact_pairs(ids[loc], col))
         return best
 
     # -- the optimality check --------------------------------------------------------------------
@@ -331,7 +368,7 @@ class _Proof:
         sorted_key = key[by_key]
         local_of = np.full(sc.n_a, -1, dtype=np.int64)
         local_of[rows] = np.arange(len(rows))
-        in_rows = np.flatnonzero(local_of[self.p_rows] >= 0)
+        in_rows = np.flatnonzero((local_of >= 0)[self.p_rows])  # a bool gather: no int64 pool-sized copy
         # pool pairs of these rows (sorted by row): they are checked one by one, not by the bound
         pool_order = np.argsort(local_of[self.p_rows[in_rows]], kind="stable")
         pool_loc = local_of[self.p_rows[in_rows[pool_order]]]
@@ -353,10 +390,7 @@ class _Proof:
             skip_pos = position[pool_col[a:b]]
             inside = skip_pos >= 0
             skip = (pool_loc[a:b][inside] - lo, skip_pos[inside])
-            if sc.fused:
-                loc, pos, approx = _rescreen_fused(sc, ids, cols, skip, lhs_all[lo:hi], col_lhs[cols])
-            else:
-                loc, pos, approx = _rescreen_torch(sc, ids, cols, skip, lhs_all[lo:hi], col_lhs[cols])
+            loc, pos, approx = pairs_above(sc, ids, cols, skip, lhs_all[lo:hi], col_lhs[cols])
             position[cols] = -1
             new_r.append(ids[loc])
             new_c.append(cols[pos])
@@ -368,18 +402,25 @@ class _Proof:
             self._add_pool(np.concatenate(new_r), np.concatenate(new_c), np.concatenate(new_a))
 
 
-def _rescreen_torch(
-    sc: PairScorer, ids: np.ndarray, cols: np.ndarray, skip: tuple[np.ndarray, np.ndarray],
+def pairs_above(
+    sc: PairScorer, ids: np.ndarray, cols: np.ndarray | None, skip: tuple[np.ndarray, np.ndarray] | None,
     lhs: np.ndarray, col_lhs: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One block of a re-screen with torch ops (accelerators; the reference for `_rescreen_fused`).
+    """Pairs of rows `ids` and columns `cols` (None: all) whose approximate value exceeds
+    ``lhs[i] + col_lhs[k]`` (float32), outside the `skip` (row position, column position) pairs:
+    (row position, column position, approx). Numba kernels on the CPU, torch ops elsewhere."""
+    return (_pairs_above_fused if sc.fused else _pairs_above_torch)(sc, ids, cols, skip, lhs, col_lhs)
 
-    Pairs of rows `ids` and columns `cols`, outside the `skip` positions, with approx > lhs[i] +
-    col_lhs[k]: (row position, column position, approx).
-    """
+
+def _pairs_above_torch(
+    sc: PairScorer, ids: np.ndarray, cols: np.ndarray | None, skip: tuple[np.ndarray, np.ndarray] | None,
+    lhs: np.ndarray, col_lhs: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`pairs_above` with torch ops (accelerators; the reference for `_pairs_above_fused`)."""
     dev = sc.device
     block = sc.approx_rows(torch.as_tensor(ids, device=dev), cols)
-    block[torch.as_tensor(skip[0], device=dev), torch.as_tensor(skip[1], device=dev)] = -torch.inf
+    if skip is not None:
+        block[torch.as_tensor(skip[0], device=dev), torch.as_tensor(skip[1], device=dev)] = -torch.inf
     lhs_t = torch.as_tensor(lhs, device=dev)
     hit = block > (lhs_t[:, None] + torch.as_tensor(col_lhs, device=dev)[None, :])
     loc, pos = hit.nonzero(as_tuple=True)
@@ -387,25 +428,28 @@ def _rescreen_torch(
     return loc.cpu().numpy(), pos.cpu().numpy().astype(np.int64), approx
 
 
-def _rescreen_fused(
-    sc: PairScorer, ids: np.ndarray, cols: np.ndarray, skip: tuple[np.ndarray, np.ndarray],
+def _pairs_above_fused(
+    sc: PairScorer, ids: np.ndarray, cols: np.ndarray | None, skip: tuple[np.ndarray, np.ndarray] | None,
     lhs: np.ndarray, col_lhs: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`_rescreen_torch` on a raw block by the numba kernels (CPU): the same pairs."""
+    """`pairs_above` on a raw block by the numba kernels (CPU): the same pairs."""
     r = len(ids)
     raw = sc.raw_rows(torch.as_tensor(ids), cols)
     row_f, col_f = sc.raw_factors()
-    row_f, col_f = row_f[ids], np.ascontiguousarray(col_f[cols])
-    mask = np.zeros(raw.shape, dtype=np.bool_)
-    mask[skip] = True
+    row_f = row_f[ids]
+    col_f = col_f if cols is None else np.ascontiguousarray(col_f[cols])
+    mask = np.zeros(raw.shape if skip is not None else (1, 1), dtype=np.bool_)
+    if skip is not None:
+        mask[skip] = True
     count = np.empty(r, np.int64)
-    count_above(raw, r, row_f, col_f, mask, lhs, col_lhs, sc.absolute, count)
+    count_above(raw, r, row_f, col_f, mask, skip is not None, lhs, col_lhs, sc.absolute, count)
     offset = np.zeros(r + 1, np.int64)
     np.cumsum(count, out=offset[1:])
     loc = np.empty(offset[-1], np.int64)
     pos = np.empty(offset[-1], np.int64)
     approx = np.empty(offset[-1], np.float32)
-    emit_above(raw, r, row_f, col_f, mask, lhs, col_lhs, sc.absolute, offset, loc, pos, approx)
+    emit_above(raw, r, row_f, col_f, mask, skip is not None, lhs, col_lhs, sc.absolute, offset, loc, pos,
+               approx)
     return loc, pos, approx.astype(np.float64)
 
 
@@ -419,25 +463,6 @@ def _topk_rows(block: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor,
     else:
         rest = torch.full((block.shape[0],), -np.inf, device=block.device)
     return vals, idx, rest
-
-
-def _block_row_max(
-    scorer: PairScorer, ids: np.ndarray, block: torch.Tensor, best: np.ndarray
-) -> np.ndarray:
-    """Exact row maxima of a block given the best exact candidate value of each row."""
-    dev = scorer.device
-    need = _lower_f32(best - scorer.err_a[ids] - scorer.err_const, dev)
-    err_b = _lower_f32(-scorer.err_b, dev)  # block - err_b_low >= block + err_b, conservatively
-    sus = (block - err_b[None, :] > need[:, None]).nonzero()
-    if len(sus):
-        loc = sus[:, 0].cpu().numpy()
-        sr = ids[loc]
-        sc = sus[:, 1].cpu().numpy().astype(np.int64)
-        vals = scorer.exact_pairs(sr, sc)
-        extra = np.full(len(ids), -np.inf)
-        np.maximum.at(extra, loc, vals)
-        best = np.maximum(best, extra)
-    return best
 
 
 def _lower(values: np.ndarray) -> np.ndarray:

@@ -146,12 +146,13 @@ def count_above(
     row_f: np.ndarray,
     col_f: np.ndarray,
     skip: np.ndarray,
+    use_skip: bool,
     lhs: np.ndarray,
     col_lhs: np.ndarray,
     absolute: bool,
     count: np.ndarray,
 ) -> None:
-    """Per row of `raw[:rows]`, over columns not marked in `skip`: how many values exceed
+    """Per row of `raw[:rows]`, over columns not marked in `skip` (when `use_skip`): how many values exceed
     ``lhs[i] + col_lhs[j]`` (into `count`)."""
     n = col_f.shape[0]
     for i in prange(rows):
@@ -159,7 +160,9 @@ def count_above(
         li = lhs[i]
         c = 0
         for j in range(n):
-            if not skip[i, j] and _value(raw, i, j, col_f, rf, absolute) > li + col_lhs[j]:
+            if use_skip and skip[i, j]:
+                continue
+            if _value(raw, i, j, col_f, rf, absolute) > li + col_lhs[j]:
                 c += 1
         count[i] = c
 
@@ -171,6 +174,7 @@ def emit_above(
     row_f: np.ndarray,
     col_f: np.ndarray,
     skip: np.ndarray,
+    use_skip: bool,
     lhs: np.ndarray,
     col_lhs: np.ndarray,
     absolute: bool,
@@ -186,7 +190,7 @@ def emit_above(
         li = lhs[i]
         c = offset[i]
         for j in range(n):
-            if skip[i, j]:
+            if use_skip and skip[i, j]:
                 continue
             x = _value(raw, i, j, col_f, rf, absolute)
             if x > li + col_lhs[j]:
