@@ -1,4 +1,4 @@
-"""The warm-startable sparse solver: optimal totals, feasible robust duals, and exact warm starts."""
+"""The sparse solver: optimal totals and feasible duals, cold, from earlier prices, and without the auction."""
 
 from __future__ import annotations
 

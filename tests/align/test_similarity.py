@@ -34,3 +34,22 @@ def test_nan_rows_are_refused_by_name() -> None:
     a[17, 3] = np.nan
     with pytest.raises(DataError, match="a: contains NaN or inf"):
         PairScorer(a, np.ones((50, 8)))
+
+
+def test_fine_scorer_matches_a_fresh_fp32_scorer() -> None:
+    """The re-screen scorer reuses the int8 scorer's rows and norms: same error model as a fresh fp32 one."""
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((120, 40)).astype(np.float32)
+    b = rng.standard_normal((90, 40)).astype(np.float32) * 3
+    fine = PairScorer(a, b, screen="int8").fine()
+    fresh = PairScorer(a, b, screen="fp32")
+    np.testing.assert_allclose(fine.inv_a, fresh.inv_a, rtol=1e-15)
+    np.testing.assert_allclose(fine.inv_b, fresh.inv_b, rtol=1e-15)
+    assert (fine.err_a >= fresh.err_a).all() and (fine.err_b >= fresh.err_b).all()
+    assert fine.err_const >= fresh.err_const
+    rows = np.arange(120)
+    block = fine.approx_rows(torch.as_tensor(rows)).double().numpy()
+    exact = fresh.exact_dense()
+    bound = fine.err_a[:, None] + fine.err_b[None, :] + fine.err_const
+    assert (np.abs(block - exact) <= bound).all()
+    assert fine.max_error() < 1e-4

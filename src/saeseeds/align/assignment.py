@@ -27,7 +27,13 @@ from saeseeds.align.lsap import (
     solve_sparse_max,
     unmatched_rows_and_cols,
 )
-from saeseeds.align.screen_kernels import count_above, emit_above, pool_count_below, pool_reaches
+from saeseeds.align.screen_kernels import (
+    count_above,
+    emit_above,
+    pool_by_row,
+    pool_count_below,
+    pool_reaches,
+)
 from saeseeds.align.similarity import PairScorer, ScreenMode
 
 DUAL_TOLERANCE = 1e-10
@@ -37,6 +43,9 @@ DENSE_MAX_PAIRS = 1 << 22
 LEADERS = 16
 """Pool entries scored exactly up front per row: its top screen values (plus any that may be its max).
 A richer first graph (24, not 4) cut the first round's violations at 32K from 291K to 15K, 6 rounds to 4."""
+RESCREEN_MARGIN = 2e-2
+"""Re-screens keep pairs within this of u + v (doubling each time a row is re-screened again), so
+that small moves of the duals in later rounds need no new screen of the row."""
 CANDIDATES = 128
 """Column groups a row keeps in its pool: deep enough that few rows fail their dropped-pair bound."""
 
@@ -184,7 +193,7 @@ class _Proof:
         self.times_rescreened = np.zeros(scorer.n_a, dtype=np.int64)
         self.snap_v: list[np.ndarray] = []
         self.eb_max = float(scorer.err_b.max(initial=0.0))
-        self.margin0 = 0.5 * (float(scorer.err_a.max(initial=0.0)) + self.eb_max) + 1e-6
+        self._fine: PairScorer | None = None
         lead = np.flatnonzero(pool.initial)
         self.graph = build_graph(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), scorer.n_a,
                                  scorer.n_b)
@@ -207,6 +216,13 @@ class _Proof:
             self.graph = merge_graph(self.graph, r, c, vals)
 
     @property
+    def fine(self) -> PairScorer:
+        """The fp32 scorer that re-screens use (made on first use)."""
+        if self._fine is None:
+            self._fine = self.sc.fine()
+        return self._fine
+
+    @property
     def p_rows(self) -> np.ndarray:
         """Row of every pool pair (int32)."""
         return self._rows_buf[: self.n_pool]
@@ -226,19 +242,26 @@ class _Proof:
         """Whether each pool pair has been scored exactly into the graph."""
         return self._in_graph_buf[: self.n_pool]
 
-    def _add_pool(self, r: np.ndarray, c: np.ndarray, approx: np.ndarray) -> None:
-        """Append screened pairs to the pool (not scored yet), growing its storage by >= 25% when full."""
-        n, k = self.n_pool, len(r)
+    def _as_screen_value(self, fine_value: np.ndarray, r: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """Pool values are kept on the coarse screen's scale (value + its error bound = an upper bound):
+        a fine value plus the difference of the two error bounds, rounded up to float32."""
+        sc, fine = self.sc, self.fine
+        shift = (fine.err_a[r] + fine.err_b[c] + fine.err_const) - (sc.err_a[r] + sc.err_b[c] + sc.err_const)
+        return _round_up_f32(fine_value.astype(np.float64) + shift)
+
+    def _add_pool(self, r: list[np.ndarray], c: list[np.ndarray], approx: list[np.ndarray]) -> None:
+        """Append screened pairs (lists of chunks) to the pool, unscored; the storage grows only when full."""
+        n, k = self.n_pool, sum(len(x) for x in r)
         if n + k > len(self._rows_buf):
-            cap = max(n + k, int(1.25 * len(self._rows_buf)) + 1024)
-            for name, dtype in (("_rows_buf", np.int32), ("_cols_buf", np.int32), ("_approx_buf", np.float32),
-                                ("_in_graph_buf", np.bool_)):
-                grown = np.zeros(cap, dtype=dtype)
-                grown[:n] = getattr(self, name)[:n]
+            cap = n + k + max(1024, (n + k) // 16)  # headroom for a later, smaller re-screen
+            for name in ("_rows_buf", "_cols_buf", "_approx_buf", "_in_graph_buf"):
+                old = getattr(self, name)
+                grown = np.empty(cap, dtype=old.dtype)
+                grown[:n] = old[:n]
                 setattr(self, name, grown)
-        self._rows_buf[n : n + k] = r
-        self._cols_buf[n : n + k] = c
-        self._approx_buf[n : n + k] = approx
+                del old
+        for name, parts in (("_rows_buf", r), ("_cols_buf", c), ("_approx_buf", approx)):
+            np.concatenate(parts, out=getattr(self, name)[n : n + k])
         self._in_graph_buf[n : n + k] = False
         self.n_pool = n + k
 
@@ -355,8 +378,8 @@ class _Proof:
         latents: ~3K of 32K columns). Every other column keeps clear of the bound by the margin,
         which is what the snapshot check of later rounds assumes for the whole row.
         """
-        sc = self.sc
-        margin = self.margin0 * 2.0 ** np.minimum(self.times_rescreened[rows], 20)
+        sc, fine = self.sc, self.fine
+        margin = RESCREEN_MARGIN * 2.0 ** np.minimum(self.times_rescreened[rows], 20)
         key = v - sc.err_b
         reach = self.bound[rows] + sc.err_a[rows] + sc.err_const - u[rows] + DUAL_TOLERANCE + margin
         order = np.argsort(reach, kind="stable")  # rows with similar reach share a block
@@ -368,14 +391,11 @@ class _Proof:
         sorted_key = key[by_key]
         local_of = np.full(sc.n_a, -1, dtype=np.int64)
         local_of[rows] = np.arange(len(rows))
-        in_rows = np.flatnonzero((local_of >= 0)[self.p_rows])  # a bool gather: no int64 pool-sized copy
-        # pool pairs of these rows (sorted by row): they are checked one by one, not by the bound
-        pool_order = np.argsort(local_of[self.p_rows[in_rows]], kind="stable")
-        pool_loc = local_of[self.p_rows[in_rows[pool_order]]]
-        pool_col = self.p_cols[in_rows[pool_order]].astype(np.int64)
-        # a pair joins the pool when approx > lhs[i] + col_lhs[j] (both rounded down: a superset)
-        lhs_all = _lower(u[rows] - sc.err_a[rows] - sc.err_const - margin - DUAL_TOLERANCE)
-        col_lhs = _lower(v - sc.err_b)
+        # pool pairs of these rows: they are checked one by one, so the screen skips them
+        pool_ptr, pool_col = pool_by_row(self.p_rows, self.p_cols, local_of, len(rows))
+        # a pair joins the pool when its fp32 value > lhs[i] + col_lhs[j] (both rounded down: a superset)
+        lhs_all = _lower(u[rows] - fine.err_a[rows] - fine.err_const - margin - DUAL_TOLERANCE)
+        col_lhs = _lower(v - fine.err_b)
         position = np.full(sc.n_b, -1, dtype=np.int64)
         new_r, new_c, new_a = [], [], []
         for lo in tqdm(range(0, len(rows), sc.chunk_rows), desc="verify", disable=not self.progress,
@@ -386,20 +406,27 @@ class _Proof:
             if len(cols) == 0:
                 continue
             position[cols] = np.arange(len(cols))
-            a, b = np.searchsorted(pool_loc, [lo, hi])
-            skip_pos = position[pool_col[a:b]]
+            skip_pos = position[pool_col[pool_ptr[lo] : pool_ptr[hi]]]
+            skip_loc = np.repeat(np.arange(hi - lo), np.diff(pool_ptr[lo : hi + 1]))
             inside = skip_pos >= 0
-            skip = (pool_loc[a:b][inside] - lo, skip_pos[inside])
-            loc, pos, approx = pairs_above(sc, ids, cols, skip, lhs_all[lo:hi], col_lhs[cols])
+            skip = (skip_loc[inside], skip_pos[inside])
+            loc, pos, approx = pairs_above(fine, ids, cols, skip, lhs_all[lo:hi], col_lhs[cols])
             position[cols] = -1
-            new_r.append(ids[loc])
-            new_c.append(cols[pos])
-            new_a.append(approx)
+            r, c = ids[loc], cols[pos]
+            new_r.append(r.astype(np.int32))
+            new_c.append(c.astype(np.int32))
+            new_a.append(self._as_screen_value(approx, r, c))
         self.snap_id[rows] = snap
         self.snap_u[rows] = u[rows]
         self.snap_margin[rows] = margin
         if new_r:
-            self._add_pool(np.concatenate(new_r), np.concatenate(new_c), np.concatenate(new_a))
+            self._add_pool(new_r, new_c, new_a)
+
+
+def _round_up_f32(x: np.ndarray) -> np.ndarray:
+    """float32 values no smaller than the float64 ones."""
+    y = x.astype(np.float32)
+    return np.where(y < x, np.nextafter(y, np.float32(np.inf)), y)
 
 
 def pairs_above(
@@ -408,7 +435,7 @@ def pairs_above(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs of rows `ids` and columns `cols` (None: all) whose approximate value exceeds
     ``lhs[i] + col_lhs[k]`` (float32), outside the `skip` (row position, column position) pairs:
-    (row position, column position, approx). Numba kernels on the CPU, torch ops elsewhere."""
+    (row position, column position, float32 approx). Numba kernels on the CPU, torch ops elsewhere."""
     return (_pairs_above_fused if sc.fused else _pairs_above_torch)(sc, ids, cols, skip, lhs, col_lhs)
 
 
@@ -424,7 +451,7 @@ def _pairs_above_torch(
     lhs_t = torch.as_tensor(lhs, device=dev)
     hit = block > (lhs_t[:, None] + torch.as_tensor(col_lhs, device=dev)[None, :])
     loc, pos = hit.nonzero(as_tuple=True)
-    approx = block[loc, pos].double().cpu().numpy()
+    approx = block[loc, pos].cpu().numpy()
     return loc.cpu().numpy(), pos.cpu().numpy().astype(np.int64), approx
 
 
@@ -450,7 +477,7 @@ def _pairs_above_fused(
     approx = np.empty(offset[-1], np.float32)
     emit_above(raw, r, row_f, col_f, mask, skip is not None, lhs, col_lhs, sc.absolute, offset, loc, pos,
                approx)
-    return loc, pos, approx.astype(np.float64)
+    return loc, pos, approx
 
 
 def _topk_rows(block: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

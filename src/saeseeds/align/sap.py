@@ -1,4 +1,4 @@
-"""Shortest-augmenting-path assignment on a sparse graph, compiled with numba, warm-startable.
+"""Sparse assignment compiled with numba: auction prices, then exact shortest augmenting paths.
 
 Minimisation form: costs ``w`` on the graph's edges, row duals ``u`` and column duals ``v`` with
 ``u[i] + v[j] <= w[i, j]`` on every edge and equality on matched edges (complementary slackness).

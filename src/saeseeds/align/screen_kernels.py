@@ -233,3 +233,26 @@ def pool_count_below(rows: np.ndarray, cols: np.ndarray, key: np.ndarray, theta:
     for k in range(len(rows)):
         if key[cols[k]] < theta[rows[k]]:
             out[rows[k]] += 1
+
+
+@njit(cache=True)
+def pool_by_row(
+    rows: np.ndarray, cols: np.ndarray, local_of: np.ndarray, n_local: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pool's columns for the rows with ``local_of[row] >= 0``, grouped by that local index:
+    (offsets [n_local + 1], columns int32), a counting sort with no pool-sized temporaries."""
+    offsets = np.zeros(n_local + 1, np.int64)
+    for k in range(len(rows)):
+        loc = local_of[rows[k]]
+        if loc >= 0:
+            offsets[loc + 1] += 1
+    for i in range(n_local):
+        offsets[i + 1] += offsets[i]
+    fill = offsets[:-1].copy()
+    out = np.empty(offsets[n_local], np.int32)
+    for k in range(len(rows)):
+        loc = local_of[rows[k]]
+        if loc >= 0:
+            out[fill[loc]] = cols[k]
+            fill[loc] += 1
+    return offsets, out
