@@ -43,7 +43,7 @@ DENSE_MAX_PAIRS = 1 << 22
 LEADERS = 16
 """Pool entries scored exactly up front per row: its top screen values (plus any that may be its max).
 A richer first graph (24, not 4) cut the first round's violations at 32K from 291K to 15K, 6 rounds to 4."""
-RESCREEN_MARGIN = 2e-2
+RESCREEN_MARGIN = 1e-2
 """Re-screens keep pairs within this of u + v (doubling each time a row is re-screened again), so
 that small moves of the duals in later rounds need no new screen of the row."""
 CANDIDATES = 128
