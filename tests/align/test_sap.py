@@ -112,3 +112,23 @@ def test_auction_leaves_few_rows_to_the_exact_phase() -> None:
     check_certificate(graph, sol)
     assert sol.rows_augmented < 0.5 * graph.n_rows
     assert sol.value.sum() == pytest.approx(scipy_total(graph), abs=1e-8)
+
+
+@pytest.mark.parametrize("shape", [(300, 300), (200, 260)])
+def test_resumed_auction_after_a_few_added_pairs(shape: tuple[int, int], monkeypatch) -> None:
+    """A few added pairs: one auction phase from the old assignment (no scaled auction), still optimal."""
+    rng = np.random.default_rng(21)
+    graph = random_graph(rng, *shape, per_row=4, ties=False)
+    sol = solve_sparse_max(graph)
+
+    def no_scaled_auction(*args, **kwargs):
+        raise AssertionError("the scaled auction ran")
+
+    monkeypatch.setattr(lsap, "auction_prices", no_scaled_auction)
+    for _ in range(5):
+        r = rng.integers(0, shape[0], 3)
+        c = rng.integers(0, shape[1], 3)
+        graph = merge_graph(graph, r, c, rng.standard_normal(3) + 1.5)  # likely to break the duals
+        sol = solve_sparse_max(graph, warm=sol)
+        check_certificate(graph, sol)
+        assert sol.value.sum() == pytest.approx(scipy_total(graph), abs=1e-9)

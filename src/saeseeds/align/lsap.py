@@ -23,10 +23,15 @@ from saeseeds.align.sap import (
     augment_rows,
     capped_prices,
     minimal_prices,
+    resume_auction,
 )
 
 AUCTION_EPS = (0.05, 1e-3, 1e-6, 5.0)
 """Auction eps schedule, relative to the largest |value|: first phase cold, first phase warm, last, divisor."""
+RESUME_EPS = 1e-4
+"""Later solves: eps (relative) of the single auction phase that resumes from the last assignment."""
+RESUME_FREE = 1 / 32
+"""... taken only when at most this fraction of rows must bid (else the scaled auction runs again)."""
 RECTANGULAR_RESTARTS = 20
 """Rectangular problems: free columns that kept a price are reset to 0 this often, then all prices are."""
 AUCTION_BIDS_PER_EDGE = 100
@@ -129,8 +134,14 @@ def solve_sparse_max(graph: CandidateGraph, warm: SparseSolution | None = None) 
     cold_eps, warm_eps, last_eps, divisor = AUCTION_EPS
     first_eps = (warm_eps if warm is not None else cold_eps) * scale
     max_bids = AUCTION_BIDS_PER_EDGE * (graph.nnz + graph.n_rows)
-    if not auction_prices(graph.indptr, graph.cols, graph.vals, prices, first_eps, last_eps * scale,
-                          divisor, max_bids):
+    resumed = -1
+    if warm is not None:  # few rows affected by the added pairs: one phase from the old assignment
+        resumed = resume_auction(graph.indptr, graph.cols, graph.vals, prices, warm.col_of_row,
+                                 RESUME_EPS * scale, int(RESUME_FREE * graph.n_rows), max_bids)
+    if resumed == -2:
+        prices[:] = 0.0
+    elif resumed == -1 and not auction_prices(graph.indptr, graph.cols, graph.vals, prices, first_eps,
+                                              last_eps * scale, divisor, max_bids):
         prices[:] = 0.0
     # exact phase, in minimisation form (the duals are negated back below)
     w = -graph.vals

@@ -73,6 +73,65 @@ def _grow(keys: np.ndarray, vals: np.ndarray, size: int) -> tuple[np.ndarray, np
 
 
 @njit(cache=True)
+def _bid(
+    indptr: np.ndarray,
+    cols: np.ndarray,
+    a: np.ndarray,
+    p: np.ndarray,
+    owner: np.ndarray,
+    queue: np.ndarray,
+    count: int,
+    eps: float,
+    lone: float,
+    budget: int,
+) -> int:
+    """Forward auction until no row waits in `queue[:count]`: each waiting row bids for its best
+    column (profit ``a - p``), raising its price by the margin over its second best plus eps and
+    evicting the owner, who waits next. Returns the bids left of `budget` (-1: a row has no edge or
+    the budget ran out)."""
+    n_rows = len(queue)
+    head = 0
+    while count > 0:
+        i = queue[head]
+        head = head + 1 if head + 1 < n_rows else 0
+        count -= 1
+        best = -np.inf
+        second = -np.inf
+        j1 = -1
+        for e in range(indptr[i], indptr[i + 1]):
+            val = a[e] - p[cols[e]]
+            if val > second:
+                if val > best:
+                    second = best
+                    best = val
+                    j1 = cols[e]
+                else:
+                    second = val
+        if j1 < 0 or budget <= 0:
+            return -1
+        if second == -np.inf:
+            second = best - lone  # a row with a single edge
+        budget -= 1
+        p[j1] += best - second + eps
+        k = owner[j1]
+        owner[j1] = i
+        if k >= 0:
+            tail = head + count
+            queue[tail - n_rows if tail >= n_rows else tail] = k
+            count += 1
+    return budget
+
+
+@njit(cache=True)
+def _lone_margin(a: np.ndarray) -> float:
+    """Bid margin of a row with a single edge: larger than any difference of values."""
+    span = 1.0
+    for e in range(len(a)):
+        span = max(span, abs(a[e]))
+    return 4.0 * span
+
+
+@njit(cache=True)
 def auction_prices(
     indptr: np.ndarray,
     cols: np.ndarray,
@@ -85,61 +144,69 @@ def auction_prices(
 ) -> bool:
     """Near-optimal column prices by forward auction with eps-scaling (Bertsekas), updated in place.
 
-    Maximisation form: row i bids for its best column j1 (profit ``a - p``) and raises ``p[j1]`` by
-    the margin over its second best plus eps, evicting j1's owner. Each phase divides eps by
-    `factor`, restarting the bidding from the prices reached. The prices are only a starting point:
-    the exact phase (`assign_cheapest` + `augment_rows`) makes the result optimal. Returns False
-    when `max_bids` ran out (no full matching, or a pathological input); `p` is then unusable.
+    Maximisation form (`_bid`). Each phase divides eps by `factor` and lets every row bid again from
+    the prices reached. The prices are only a starting point: the exact phase (`assign_cheapest` +
+    `augment_rows`) makes the result optimal. Returns False when `max_bids` ran out (no full
+    matching, or a pathological input); `p` is then unusable.
     """
     n_rows = len(indptr) - 1
-    n_cols = len(p)
-    owner = np.empty(n_cols, np.int64)
+    owner = np.empty(len(p), np.int64)
     queue = np.empty(max(n_rows, 1), np.int64)
-    span = 1.0
-    for e in range(len(a)):
-        span = max(span, abs(a[e]))
-    lone = 4.0 * span  # the margin of a row with a single edge
+    lone = _lone_margin(a)
     eps = eps_start
-    bids = 0
+    budget = max_bids
     while True:
         owner[:] = -1
         for i in range(n_rows):
             queue[i] = i
-        head = 0
-        count = n_rows
-        while count > 0:
-            i = queue[head]
-            head = head + 1 if head + 1 < n_rows else 0
-            count -= 1
-            best = -np.inf
-            second = -np.inf
-            j1 = -1
-            for e in range(indptr[i], indptr[i + 1]):
-                val = a[e] - p[cols[e]]
-                if val > second:
-                    if val > best:
-                        second = best
-                        best = val
-                        j1 = cols[e]
-                    else:
-                        second = val
-            if j1 < 0:
-                return False
-            if second == -np.inf:
-                second = best - lone
-            bids += 1
-            if bids > max_bids:
-                return False
-            p[j1] += best - second + eps
-            k = owner[j1]
-            owner[j1] = i
-            if k >= 0:
-                tail = head + count
-                queue[tail - n_rows if tail >= n_rows else tail] = k
-                count += 1
+        budget = _bid(indptr, cols, a, p, owner, queue, n_rows, eps, lone, budget)
+        if budget < 0:
+            return False
         if eps <= eps_end:
             return True
         eps = max(eps / factor, eps_end)
+
+
+@njit(cache=True)
+def resume_auction(
+    indptr: np.ndarray,
+    cols: np.ndarray,
+    a: np.ndarray,
+    p: np.ndarray,
+    col_of_row: np.ndarray,
+    eps: float,
+    max_free: int,
+    max_bids: int,
+) -> int:
+    """One auction phase from an earlier assignment and its prices (edges were added since).
+
+    Rows whose column is still within eps of their best profit keep it; the others bid. Returns the
+    number of rows that had to bid, or -1 (prices untouched) when more than `max_free` would, or -2
+    when `max_bids` ran out (`p` is then unusable).
+    """
+    n_rows = len(indptr) - 1
+    owner = np.full(len(p), -1, np.int64)
+    queue = np.empty(max(n_rows, 1), np.int64)
+    count = 0
+    for i in range(n_rows):
+        mine = col_of_row[i]
+        own = -np.inf
+        best = -np.inf
+        for e in range(indptr[i], indptr[i + 1]):
+            val = a[e] - p[cols[e]]
+            if cols[e] == mine:
+                own = val
+            best = max(best, val)
+        if mine >= 0 and own >= best - eps and owner[mine] < 0:
+            owner[mine] = i
+        else:
+            queue[count] = i
+            count += 1
+            if count > max_free:
+                return -1
+    if _bid(indptr, cols, a, p, owner, queue, count, eps, _lone_margin(a), max_bids) < 0:
+        return -2
+    return count
 
 
 @njit(cache=True)
