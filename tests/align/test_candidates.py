@@ -11,6 +11,11 @@ from saeseeds.align.candidates import group_size, screen_pool, select_block
 from saeseeds.align.similarity import PairScorer
 
 
+def torch_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Route blocks through the torch ops (the accelerator path) instead of the numba kernels."""
+    monkeypatch.setattr(PairScorer, "fused", property(lambda self: False))
+
+
 @pytest.mark.parametrize("n_cols", [7, 130, 1000, 1037])
 def test_select_block_bound_and_leaders(n_cols: int) -> None:
     """Dropped values <= the row bound; the top `groups` values and everything near the max are kept."""
@@ -38,12 +43,16 @@ def test_select_block_bound_and_leaders(n_cols: int) -> None:
         assert int(leaders.sum()) >= min(2, n_cols)
 
 
-def test_pool_bound_is_rigorous_for_exact_values() -> None:
-    """A pair not in the pool has exact cosine <= bound + err_a + err_b + const."""
+@pytest.mark.parametrize("screen", ["int8", "fp32"])
+@pytest.mark.parametrize("fused", [True, False])
+def test_pool_bound_is_rigorous_for_exact_values(screen: str, fused: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pair not in the pool has exact cosine <= bound + err_a + err_b + const (numba and torch paths)."""
+    if not fused:
+        torch_path(monkeypatch)
     rng = np.random.default_rng(11)
     a = rng.standard_normal((300, 48)) * rng.random(48) ** 2
     b = rng.standard_normal((500, 48)) * rng.random(48) ** 2
-    sc = PairScorer(a, b, screen="int8", chunk_rows=64)
+    sc = PairScorer(a, b, screen=screen, chunk_rows=64)
     pool = screen_pool(sc, 6, 2)
     exact = sc.exact_dense()
     in_pool = np.zeros(exact.shape, dtype=bool)
@@ -74,11 +83,6 @@ def test_family_structure_needs_rescreen_and_stays_exact() -> None:
     np.testing.assert_allclose(res.row_max, mat.max(axis=1), atol=1e-12)
     assert res.stats.rows_rescreened > 0
     assert res.stats.certified
-
-
-def torch_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Route blocks through the torch ops (the accelerator path) instead of the numba kernels."""
-    monkeypatch.setattr(PairScorer, "fused", property(lambda self: False))
 
 
 @pytest.mark.parametrize("screen", ["int8", "fp32"])
