@@ -140,3 +140,37 @@ def test_row_max_cosine() -> None:
     _, mat = dense_reference(a, b)
     np.testing.assert_allclose(row_max_cosine(a, b), mat.max(axis=1), atol=1e-12)
 
+
+
+def test_dead_latents_zero_rows_on_both_sides(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Zero rows (dead, zeroed latents) have cosine 0 with everything: exact total, row max 0, and the
+    row-max pass does not screen them again (each would match every column of b)."""
+    import saeseeds.align.assignment as assignment
+
+    rng = np.random.default_rng(31)
+    a = rng.standard_normal((2600, 20))
+    b = rng.standard_normal((2600, 20))
+    a[::50] = 0.0
+    b[7::60] = 0.0
+    screened: list[np.ndarray] = []
+    original = assignment.pairs_above
+
+    def recording(sc, ids, cols, skip, lhs, col_lhs):
+        if cols is None:  # the row-max pass
+            screened.append(np.asarray(ids))
+        return original(sc, ids, cols, skip, lhs, col_lhs)
+
+    monkeypatch.setattr(assignment, "pairs_above", recording)
+    res = max_cosine_assignment(a, b, dense_max_pairs=0, with_row_max=True)
+    assert not np.isin(np.arange(0, 2600, 50), np.concatenate(screened or [np.zeros(0, int)])).any()
+
+    def unit(x: np.ndarray) -> np.ndarray:
+        x = x.astype(np.float32).astype(np.float64)
+        n = np.linalg.norm(x, axis=1, keepdims=True)
+        return np.divide(x, n, out=np.zeros_like(x), where=n > 0)
+
+    mat = unit(a) @ unit(b).T
+    r, c = linear_sum_assignment(mat, maximize=True)
+    assert res.total == pytest.approx(mat[r, c].sum(), abs=1e-9)
+    np.testing.assert_allclose(res.row_max, mat.max(axis=1), atol=1e-12)
+    assert (res.row_max[::50] == 0).all()

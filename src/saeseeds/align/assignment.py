@@ -2,9 +2,9 @@
 
 Small problems go to scipy's dense `linear_sum_assignment`. Large ones: (1) a chunked screen keeps
 each row's top candidates and a bound on everything it dropped; (2) the sparse problem is solved with
-dual potentials; (3) every dropped pair is checked against the duals (by its bound, or by a second
-screen of the rows whose bound is not enough, then exactly); pairs that violate them join the
-candidates and (2)-(3) repeat. When no pair violates the duals the matching is optimal on the full
+dual potentials; (3) every dropped pair is checked against the duals (by its bound, or by a second,
+fp32 screen of the rows and columns the bound cannot clear, then exactly); pairs that violate them
+join the candidates and (2)-(3) repeat. When no pair violates the duals the matching is optimal on the full
 matrix: its total equals the dense optimum.
 """
 
@@ -42,7 +42,8 @@ DENSE_MAX_PAIRS = 1 << 22
 """Problems up to this many pairs (2048 x 2048) are solved densely."""
 LEADERS = 16
 """Pool entries scored exactly up front per row: its top screen values (plus any that may be its max).
-A richer first graph (24, not 4) cut the first round's violations at 32K from 291K to 15K, 6 rounds to 4."""
+More make a first graph closer to the optimum (at 32K, first-round violations: 4 -> 291K, 16 -> 61K,
+24 -> 15K) but cost exact scoring; with cheap re-solves 16 was fastest (one more round than 24)."""
 RESCREEN_MARGIN = 1e-2
 """Re-screens keep pairs within this of u + v (doubling each time a row is re-screened again), so
 that small moves of the duals in later rounds need no new screen of the row."""
@@ -308,7 +309,9 @@ class _Proof:
             nonempty = np.diff(g.indptr) > 0
             best[nonempty] = np.maximum.reduceat(g.vals, g.indptr[:-1][nonempty])
         reach = self.bound + sc.err_a + self.eb_max + sc.err_const
-        redo = np.flatnonzero(reach >= best - DUAL_TOLERANCE)
+        dead = sc.inv_a == 0  # zero rows: cosine 0 with everything (else each would score all of b)
+        best[dead] = 0.0
+        redo = np.flatnonzero((reach >= best - DUAL_TOLERANCE) & ~dead)
         col_lhs = _lower(-sc.err_b)
         for lo in range(0, len(redo), sc.chunk_rows):
             ids = redo[lo : lo + sc.chunk_rows]
