@@ -132,3 +132,20 @@ def test_resumed_auction_after_a_few_added_pairs(shape: tuple[int, int], monkeyp
         sol = solve_sparse_max(graph, warm=sol)
         check_certificate(graph, sol)
         assert sol.value.sum() == pytest.approx(scipy_total(graph), abs=1e-9)
+
+
+def test_merge_graph_equals_building_from_all_pairs() -> None:
+    """Merging keeps stored values for pairs already present and the first value of new duplicates."""
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        n_rows, n_cols = int(rng.integers(1, 40)), int(rng.integers(1, 40))
+        k0, k1 = int(rng.integers(0, 200)), int(rng.integers(0, 200))
+        r0, c0 = rng.integers(0, n_rows, k0), rng.integers(0, n_cols, k0)
+        r1, c1 = rng.integers(0, n_rows, k1), rng.integers(0, n_cols, k1)
+        v0, v1 = rng.standard_normal(k0), rng.standard_normal(k1)
+        merged = merge_graph(build_graph(r0, c0, v0, n_rows, n_cols), r1, c1, v1)
+        want = build_graph(np.concatenate([r0, r1]), np.concatenate([c0, c1]), np.concatenate([v0, v1]),
+                           n_rows, n_cols)
+        np.testing.assert_array_equal(merged.indptr, want.indptr)
+        np.testing.assert_array_equal(merged.cols, want.cols)
+        np.testing.assert_array_equal(merged.vals, want.vals)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from saeseeds.align.screen_kernels import select_candidates
+from saeseeds.align.screen_kernels import compact_rows, select_candidates
 from saeseeds.align.similarity import PairScorer
 
 
@@ -132,6 +132,5 @@ def _select_fused(
     select_candidates(raw, r, row_f[ids[0] : ids[-1] + 1], col_f, size, groups, leaders,
                       slack.astype(np.float32), scorer.absolute, out_cols, out_vals, out_lead,
                       count, bound, row_max)
-    mask = np.arange(width)[None, :] < count[:, None]
-    loc = np.repeat(np.arange(r), count)
-    return loc, out_cols[mask], out_vals[mask], out_lead[mask], bound, row_max
+    loc, cols, vals, lead = compact_rows(out_cols, out_vals, out_lead, count)
+    return loc, cols, vals, lead, bound, row_max

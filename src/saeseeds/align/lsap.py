@@ -22,6 +22,7 @@ from saeseeds.align.sap import (
     auction_prices,
     augment_rows,
     capped_prices,
+    merge_csr,
     minimal_prices,
     resume_auction,
 )
@@ -80,13 +81,12 @@ def merge_graph(
     graph: CandidateGraph, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray
 ) -> CandidateGraph:
     """The graph with the given pairs added (pairs already present keep their stored value)."""
-    return build_graph(
-        np.concatenate([graph.row_ids(), rows]),
-        np.concatenate([graph.cols, cols]),
-        np.concatenate([graph.vals, vals]),
-        graph.n_rows,
-        graph.n_cols,
-    )
+    if len(rows) == 0:
+        return graph
+    new = build_graph(rows, cols, vals, graph.n_rows, graph.n_cols)  # sorted, first value of duplicates
+    indptr, merged_cols, merged_vals = merge_csr(graph.indptr, graph.cols, graph.vals, new.indptr, new.cols,
+                                                 new.vals)
+    return CandidateGraph(indptr, merged_cols, merged_vals, graph.n_rows, graph.n_cols)
 
 
 def _biadjacency(graph: CandidateGraph, weights: np.ndarray) -> sp.csr_matrix:

@@ -465,3 +465,43 @@ def capped_prices(
     for j in range(n_cols):
         x = dist[j] - y_max + y[j]
         out[j] = x if x < 0.0 else 0.0
+
+
+@njit(cache=True)
+def merge_csr(
+    ptr_a: np.ndarray, cols_a: np.ndarray, vals_a: np.ndarray, ptr_b: np.ndarray, cols_b: np.ndarray,
+    vals_b: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Union of two CSR graphs with sorted, duplicate-free rows; a pair in both keeps a's value."""
+    n_rows = len(ptr_a) - 1
+    ptr = np.zeros(n_rows + 1, np.int64)
+    for i in range(n_rows):
+        x, y = ptr_a[i], ptr_b[i]
+        count = 0
+        while x < ptr_a[i + 1] or y < ptr_b[i + 1]:
+            if y == ptr_b[i + 1] or (x < ptr_a[i + 1] and cols_a[x] < cols_b[y]):
+                x += 1
+            elif x == ptr_a[i + 1] or cols_b[y] < cols_a[x]:
+                y += 1
+            else:
+                x += 1
+                y += 1
+            count += 1
+        ptr[i + 1] = ptr[i] + count
+    cols = np.empty(ptr[n_rows], np.int64)
+    vals = np.empty(ptr[n_rows], np.float64)
+    for i in range(n_rows):
+        x, y, k = ptr_a[i], ptr_b[i], ptr[i]
+        while x < ptr_a[i + 1] or y < ptr_b[i + 1]:
+            if y == ptr_b[i + 1] or (x < ptr_a[i + 1] and cols_a[x] < cols_b[y]):
+                cols[k], vals[k] = cols_a[x], vals_a[x]
+                x += 1
+            elif x == ptr_a[i + 1] or cols_b[y] < cols_a[x]:
+                cols[k], vals[k] = cols_b[y], vals_b[y]
+                y += 1
+            else:
+                cols[k], vals[k] = cols_a[x], vals_a[x]
+                x += 1
+                y += 1
+            k += 1
+    return ptr, cols, vals

@@ -256,3 +256,26 @@ def pool_by_row(
             out[fill[loc]] = cols[k]
             fill[loc] += 1
     return offsets, out
+
+
+@njit(cache=True)
+def compact_rows(
+    out_cols: np.ndarray, out_vals: np.ndarray, out_lead: np.ndarray, count: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The filled part of `select_candidates`' outputs as flat arrays: (local row, column, value, is-leader)."""
+    total = 0
+    for i in range(len(count)):
+        total += count[i]
+    loc = np.empty(total, np.int64)
+    col = np.empty(total, np.int32)
+    val = np.empty(total, np.float32)
+    lead = np.empty(total, np.bool_)
+    k = 0
+    for i in range(len(count)):
+        for t in range(count[i]):
+            loc[k] = i
+            col[k] = out_cols[i, t]
+            val[k] = out_vals[i, t]
+            lead[k] = out_lead[i, t]
+            k += 1
+    return loc, col, val, lead
