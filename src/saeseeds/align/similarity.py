@@ -227,28 +227,24 @@ class PairScorer:
             return self._bt.index_select(1, sel), sel
         return self._side_b.low.index_select(0, sel).t(), sel  # same layout as the full operand
 
+    def _row_chunks(self, rows: np.ndarray | None) -> Iterator[tuple[np.ndarray, torch.Tensor | slice]]:
+        """`rows` (default: all rows of a) in chunks of `chunk_rows`: (row ids, selector of a's rows)."""
+        ids = np.arange(self.n_a) if rows is None else np.asarray(rows, dtype=np.int64)
+        for start in range(0, len(ids), self.chunk_rows):
+            chunk = ids[start : start + self.chunk_rows]
+            if rows is None:
+                yield chunk, slice(int(chunk[0]), int(chunk[-1]) + 1)
+            else:
+                yield chunk, torch.as_tensor(chunk, device=self._side_a.low.device)
+
     def iter_raw_blocks(self, rows: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Raw blocks over `rows` (default: all rows of a) in chunks: (row ids, raw block)."""
-        ids = np.arange(self.n_a) if rows is None else np.asarray(rows, dtype=np.int64)
-        for start in range(0, len(ids), self.chunk_rows):
-            chunk = ids[start : start + self.chunk_rows]
-            if rows is None:
-                sel: torch.Tensor | slice = slice(int(chunk[0]), int(chunk[-1]) + 1)
-            else:
-                sel = torch.as_tensor(chunk)
+        for chunk, sel in self._row_chunks(rows):
             yield chunk, self.raw_rows(sel)
 
-    def iter_row_blocks(
-        self, rows: np.ndarray | None = None
-    ) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    def iter_row_blocks(self, rows: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
         """Approximate blocks over `rows` (default: all rows of a) in chunks: (row ids, block)."""
-        ids = np.arange(self.n_a) if rows is None else np.asarray(rows, dtype=np.int64)
-        for start in range(0, len(ids), self.chunk_rows):
-            chunk = ids[start : start + self.chunk_rows]
-            if rows is None:
-                sel: torch.Tensor | slice = slice(int(chunk[0]), int(chunk[-1]) + 1)
-            else:
-                sel = torch.as_tensor(chunk, device=self.device)
+        for chunk, sel in self._row_chunks(rows):
             yield chunk, self.approx_rows(sel)
 
     # -- exact values ------------------------------------------------------------------------
