@@ -501,11 +501,6 @@ def _lower(values: np.ndarray) -> np.ndarray:
     return (x - 1e-6 * (1.0 + np.abs(x))).astype(np.float32)
 
 
-def _lower_f32(values: np.ndarray, device: torch.device) -> torch.Tensor:
-    """`_lower` as a tensor on `device`."""
-    return torch.as_tensor(_lower(values), device=device)
-
-
 def _ensure_full_matching(scorer: PairScorer, graph: CandidateGraph) -> tuple[CandidateGraph, int]:
     """Add exact pairs between rows and columns a maximum matching leaves free, so every row can match."""
     free_rows, free_cols = unmatched_rows_and_cols(graph)
