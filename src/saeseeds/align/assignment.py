@@ -28,11 +28,10 @@ from saeseeds.align.lsap import (
     unmatched_rows_and_cols,
 )
 from saeseeds.align.screen_kernels import (
-    count_above,
-    emit_above,
     pool_by_row,
     pool_count_below,
     pool_reaches,
+    values_above,
 )
 from saeseeds.align.similarity import PairScorer, ScreenMode
 
@@ -472,14 +471,15 @@ def _pairs_above_fused(
     if skip is not None:
         mask[skip] = True
     count = np.empty(r, np.int64)
-    count_above(raw, r, row_f, col_f, mask, skip is not None, lhs, col_lhs, sc.absolute, count)
+    args = (raw, r, row_f, col_f, mask, skip is not None, lhs, col_lhs, sc.absolute, count)
+    values_above(*args, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
+                 np.zeros(0, np.float32))
     offset = np.zeros(r + 1, np.int64)
     np.cumsum(count, out=offset[1:])
     loc = np.empty(offset[-1], np.int64)
     pos = np.empty(offset[-1], np.int64)
     approx = np.empty(offset[-1], np.float32)
-    emit_above(raw, r, row_f, col_f, mask, skip is not None, lhs, col_lhs, sc.absolute, offset, loc, pos,
-               approx)
+    values_above(*args, offset, loc, pos, approx)
     return loc, pos, approx
 
 

@@ -140,7 +140,7 @@ def select_candidates(
 
 
 @njit(parallel=True, fastmath=FAST, cache=True)
-def count_above(
+def values_above(
     raw: np.ndarray,
     rows: int,
     row_f: np.ndarray,
@@ -151,53 +151,32 @@ def count_above(
     col_lhs: np.ndarray,
     absolute: bool,
     count: np.ndarray,
-) -> None:
-    """Per row of `raw[:rows]`, over columns not marked in `skip` (when `use_skip`): how many values exceed
-    ``lhs[i] + col_lhs[j]`` (into `count`)."""
-    n = col_f.shape[0]
-    for i in prange(rows):
-        rf = row_f[i]
-        li = lhs[i]
-        c = 0
-        for j in range(n):
-            if use_skip and skip[i, j]:
-                continue
-            if _value(raw, i, j, col_f, rf, absolute) > li + col_lhs[j]:
-                c += 1
-        count[i] = c
-
-
-@njit(parallel=True, fastmath=FAST, cache=True)
-def emit_above(
-    raw: np.ndarray,
-    rows: int,
-    row_f: np.ndarray,
-    col_f: np.ndarray,
-    skip: np.ndarray,
-    use_skip: bool,
-    lhs: np.ndarray,
-    col_lhs: np.ndarray,
-    absolute: bool,
     offset: np.ndarray,
     out_rows: np.ndarray,
     out_cols: np.ndarray,
     out_vals: np.ndarray,
 ) -> None:
-    """The values `count_above` counted: row i's go to ``out_*[offset[i]:offset[i + 1]]``."""
+    """Per row of `raw[:rows]`, over columns not marked in `skip` (when `use_skip`), the values that
+    exceed ``lhs[i] + col_lhs[j]``: counted into `count` when `offset` is empty (first pass), else
+    written to ``out_*[offset[i]:offset[i + 1]]`` (second pass, `offset` from the counts)."""
     n = col_f.shape[0]
+    emit = len(offset) > 0
     for i in prange(rows):
         rf = row_f[i]
         li = lhs[i]
-        c = offset[i]
+        c = offset[i] if emit else 0
         for j in range(n):
             if use_skip and skip[i, j]:
                 continue
             x = _value(raw, i, j, col_f, rf, absolute)
             if x > li + col_lhs[j]:
-                out_rows[c] = i
-                out_cols[c] = j
-                out_vals[c] = x
+                if emit:
+                    out_rows[c] = i
+                    out_cols[c] = j
+                    out_vals[c] = x
                 c += 1
+        if not emit:
+            count[i] = c
 
 
 @njit(parallel=True, cache=True)
