@@ -234,7 +234,7 @@ class _Proof:
 
     @property
     def p_approx(self) -> np.ndarray:
-        """Screen value of every pool pair (float32)."""
+        """Screen value of every pool pair (float32; re-screen pairs on the same scale, `_as_screen_value`)."""
         return self._approx_buf[: self.n_pool]
 
     @property
