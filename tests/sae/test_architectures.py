@@ -7,7 +7,7 @@ import torch
 
 from saeseeds.config import SaeConfig, TrainConfig
 from saeseeds.sae import SparseAutoencoder
-from saeseeds.train.member import Member
+from saeseeds.training.member import Member
 
 ARCHS = ["topk", "batchtopk", "relu", "jumprelu"]
 

@@ -3,10 +3,21 @@ a single learned threshold at inference."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor
 
+from saeseeds.config.architectures import register_architecture
+from saeseeds.config.checks import check_float
+from saeseeds.sae.auxk import AUXK_FIELDS, auxk_loss, validate_auxk
 from saeseeds.sae.outputs import Encoding
+from saeseeds.sae.spec import ArchitectureSpec, per_latent, pre_activations, validate_k
+
+if TYPE_CHECKING:
+    from saeseeds.config import SaeConfig
+    from saeseeds.sae.model import SparseAutoencoder
 
 
 def encode_batchtopk(pre_acts: Tensor, k: int, threshold: Tensor, training: bool) -> tuple[Encoding, Tensor | None]:
@@ -28,3 +39,65 @@ def encode_batchtopk(pre_acts: Tensor, k: int, threshold: Tensor, training: bool
     positive = top.values[top.values > 0]
     estimate = positive.min().detach() if positive.numel() else None
     return Encoding(None, None, dense, pre_acts, zero), estimate
+
+
+class BatchTopK(ArchitectureSpec):
+    """k latents per token on average over the batch in training; a learned global threshold at inference.
+
+    The threshold is a buffer `threshold` [num_latents] (all equal; -1 until estimated), updated as an EMA of
+    each training batch's estimate during the forward pass, so a training-mode call alone keeps it current.
+    """
+
+    activation = "batchtopk"
+    fields = ("k", *AUXK_FIELDS, "batchtopk_threshold_momentum")
+    dictionary_learning_classes = ("BatchTopKSAE",)
+
+    def validate(self, cfg: SaeConfig, where: str, d_in: int | None) -> None:
+        """1 <= k <= num_latents; AuxK weights >= 0; momentum in [0, 1)."""
+        validate_k(cfg, where, d_in)
+        validate_auxk(cfg, where)
+        check_float(f"{where}.batchtopk_threshold_momentum", cfg.batchtopk_threshold_momentum, 0.0, 1.0, hi_open=True)
+
+    def init_extra(self, sae: SparseAutoencoder, device: torch.device | str | None, dtype: torch.dtype) -> None:
+        """The inference threshold buffer, -1 (not yet estimated)."""
+        sae.register_buffer("threshold", torch.full((sae.num_latents,), -1.0, device=device, dtype=dtype))
+
+    def encode(self, sae: SparseAutoencoder, x_centered: Tensor) -> Encoding:
+        """Batch-level top-k while training (and at inference until a threshold exists), else the threshold."""
+        pre = pre_activations(sae, x_centered)
+        batch_level = sae.training or bool(sae.threshold[0] < 0)
+        enc, estimate = encode_batchtopk(pre, sae.cfg.k, sae.threshold[0], batch_level)
+        if sae.training and estimate is not None:
+            update_threshold(sae.threshold, estimate, sae.cfg.batchtopk_threshold_momentum)
+        return enc
+
+    def reconstruction_loss(self, fvu: Tensor, residual: Tensor) -> Tensor:
+        """FVU, as for topk."""
+        return fvu
+
+    def aux_loss(
+        self, sae: SparseAutoencoder, x: Tensor, enc: Encoding, residual: Tensor, dead_mask: Tensor | None
+    ) -> Tensor:
+        """AuxK over the dead latents."""
+        return auxk_loss(sae, x, enc, residual, dead_mask)
+
+    def checkpoint_tensors(self, sae: SparseAutoencoder) -> dict[str, Tensor]:
+        """The inference threshold."""
+        return {"threshold": sae.threshold}
+
+    def load_checkpoint_tensors(self, sae: SparseAutoencoder, tensors: Mapping[str, Tensor], source: str) -> None:
+        """The threshold when the checkpoint has one (else it is estimated again in training mode)."""
+        threshold = per_latent(tensors, "threshold", sae.num_latents, source)
+        if threshold is not None:
+            sae.threshold.copy_(threshold.to(sae.dtype))
+
+
+@torch.no_grad()
+def update_threshold(threshold: Tensor, estimate: Tensor, momentum: float) -> None:
+    """Fold a batch's estimate into the running threshold (the first estimate replaces the -1 start)."""
+    current = threshold[0]
+    new = estimate if current < 0 else momentum * current + (1 - momentum) * estimate
+    threshold.fill_(float(new))
+
+
+BATCHTOPK = register_architecture("batchtopk", BatchTopK())

@@ -5,9 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import shutil
-import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +14,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from saeseeds import __version__
-from saeseeds.config import ARCHITECTURES, SaeConfig, from_dict
+from saeseeds.atomic import atomic_dir
+from saeseeds.config import SaeConfig, from_dict
+from saeseeds.config.architectures import architecture_names, get_architecture
 from saeseeds.errors import CheckpointError, ConfigError
 from saeseeds.sae.model import SparseAutoencoder
+from saeseeds.sae.spec import ArchitectureSpec
 
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae.safetensors"
@@ -26,17 +27,14 @@ BASE_TENSORS = ("encoder.weight", "encoder.bias", "W_dec", "b_dec")
 
 
 def checkpoint_tensors(sae: SparseAutoencoder) -> dict[str, torch.Tensor]:
-    """The tensors of a checkpoint under sparsify's names; thresholds for jumprelu and batchtopk."""
+    """The tensors of a checkpoint under sparsify's names, then the architecture's own (e.g. `threshold`)."""
     tensors = {
         "encoder.weight": sae.encoder.weight,
         "encoder.bias": sae.encoder.bias,
         "W_dec": sae.W_dec,
         "b_dec": sae.b_dec,
     }
-    if sae.architecture == "jumprelu":
-        tensors["threshold"] = sae.log_threshold.exp()
-    elif sae.architecture == "batchtopk":
-        tensors["threshold"] = sae.threshold
+    tensors |= sae.spec.checkpoint_tensors(sae)
     return {name: t.detach().to("cpu").contiguous().clone() for name, t in tensors.items()}
 
 
@@ -46,7 +44,7 @@ def checkpoint_cfg(
     """cfg.json: sparsify's fields (so its loader reads it) followed by ours."""
     cfg = sae.cfg
     return {
-        "activation": "topk" if sae.architecture == "topk" else sae.architecture,
+        "activation": sae.spec.activation or sae.architecture,
         "expansion_factor": cfg.expansion_factor,
         "normalize_decoder": cfg.normalize_decoder,
         "num_latents": sae.num_latents,
@@ -72,28 +70,16 @@ def save_sae(
     model: str = "",
     seed: int | None = None,
 ) -> Path:
-    """Write `sae` to the directory `path`; the directory is replaced whole, so a reader never sees a mix."""
+    """Write `sae` to the directory `path`; the new directory is complete (fsynced) before the old name changes.
+
+    Built beside `path` by `atomic_dir`, then swapped in; a kill mid-swap leaves a backup that
+    `saeseeds.atomic.remove_stale_temps(path.parent)` renames back (the trainer calls it when a run starts).
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
+    with atomic_dir(path) as tmp:
         save_file(checkpoint_tensors(sae), str(tmp / WEIGHTS_FILE))
         cfg = checkpoint_cfg(sae, hookpoint=hookpoint, model=model, seed=seed)
         (tmp / CFG_FILE).write_text(json.dumps(cfg, indent=2) + "\n")
-        for name in (WEIGHTS_FILE, CFG_FILE):
-            with open(tmp / name, "rb") as fh:
-                os.fsync(fh.fileno())
-        old = None
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 
@@ -120,6 +106,15 @@ def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path} is not a readable safetensors file: {err}") from err
 
 
+def _architecture_spec(architecture: str, source: str) -> ArchitectureSpec:
+    """The registered spec of `architecture`; an unknown one is a CheckpointError naming `source`."""
+    try:
+        return get_architecture(architecture)
+    except ConfigError as err:
+        supported = ", ".join(architecture_names())
+        raise CheckpointError(f"{source}: unsupported architecture {architecture!r} (supported: {supported})") from err
+
+
 def build_sae(
     architecture: str,
     *,
@@ -129,14 +124,20 @@ def build_sae(
     b_dec: torch.Tensor,
     k: int = 0,
     threshold: torch.Tensor | None = None,
+    extra: Mapping[str, torch.Tensor] | None = None,
     normalize_decoder: bool = True,
     base_cfg: SaeConfig | None = None,
     source: str = "checkpoint",
     device: str | torch.device = "cpu",
 ) -> SparseAutoencoder:
-    """Assemble an SAE from weights in our layout (encoder [n, d], W_dec [n, d]), checking every shape."""
-    if architecture not in ARCHITECTURES:
-        raise CheckpointError(f"{source}: unsupported architecture {architecture!r} (supported: {ARCHITECTURES})")
+    """Assemble an SAE from weights in our layout (encoder [n, d], W_dec [n, d]), checking every shape.
+
+    `extra` holds the architecture's own checkpoint tensors (`threshold` is shorthand for extra["threshold"]).
+    """
+    spec = _architecture_spec(architecture, source)
+    extra = dict(extra or {})
+    if threshold is not None:
+        extra["threshold"] = threshold
     if encoder_weight.ndim != 2:
         raise CheckpointError(f"{source}: encoder weight must be 2-D, got shape {tuple(encoder_weight.shape)}")
     n, d = encoder_weight.shape
@@ -148,8 +149,6 @@ def build_sae(
                 f"{source}: {name} has shape {tuple(actual[name])}, expected {shape} "
                 f"for {n} latents of width {d}"
             )
-    if threshold is not None and threshold.numel() not in (1, n):
-        raise CheckpointError(f"{source}: threshold has shape {tuple(threshold.shape)}, expected ({n},)")
     cfg = dataclasses.replace(
         base_cfg or SaeConfig(),
         architecture=architecture,  # type: ignore[arg-type]
@@ -157,22 +156,19 @@ def build_sae(
         k=k if k > 0 else (base_cfg.k if base_cfg else SaeConfig().k),
         normalize_decoder=normalize_decoder,
     )
-    if architecture in ("topk", "batchtopk") and not 0 < cfg.k <= n:
+    if spec.uses_k and not 0 < cfg.k <= n:
         raise CheckpointError(f"{source}: k={cfg.k} is not in 1..{n}")
     dtype = W_dec.dtype if W_dec.is_floating_point() else torch.float32
-    sae = SparseAutoencoder(cfg, d, generator=torch.Generator().manual_seed(0), device="cpu", dtype=dtype)
+    try:
+        sae = SparseAutoencoder(cfg, d, generator=torch.Generator().manual_seed(0), device="cpu", dtype=dtype)
+    except ConfigError as err:
+        raise CheckpointError(f"{source}: {err}") from err
     with torch.no_grad():
         sae.encoder.weight.copy_(encoder_weight)
         sae.encoder.bias.copy_(encoder_bias)
         sae.W_dec.copy_(W_dec)
         sae.b_dec.copy_(b_dec)
-        if architecture == "jumprelu":
-            if threshold is None:
-                raise CheckpointError(f"{source}: a jumprelu SAE needs a threshold tensor")
-            tiny = torch.finfo(dtype).tiny
-            sae.log_threshold.copy_(threshold.to(dtype).expand(n).clamp_min(tiny).log())
-        elif architecture == "batchtopk" and threshold is not None:
-            sae.threshold.copy_(threshold.to(dtype).expand(n))
+        spec.load_checkpoint_tensors(sae, extra, source)
     for name, tensor in sae.state_dict().items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all() and name != "threshold":
             raise CheckpointError(f"{source}: tensor {name} contains NaN or inf")
@@ -204,8 +200,8 @@ def load_sae(path: str | Path, device: str | torch.device = "cpu") -> SparseAuto
             f"{path / CFG_FILE} says d_in={d_in} but W_dec has shape {tuple(tensors['W_dec'].shape)}"
         )
     k = int(cfg_json.get("k", 0) or 0)
-    if architecture == "topk" and k <= 0:
-        raise CheckpointError(f"{path / CFG_FILE}: a topk checkpoint needs a positive k")
+    if _architecture_spec(architecture, str(path)).uses_k and k <= 0:
+        raise CheckpointError(f"{path / CFG_FILE}: a {architecture} checkpoint needs a positive k")
     return build_sae(
         architecture,
         encoder_weight=tensors["encoder.weight"],
@@ -213,7 +209,7 @@ def load_sae(path: str | Path, device: str | torch.device = "cpu") -> SparseAuto
         W_dec=tensors["W_dec"],
         b_dec=tensors["b_dec"],
         k=k,
-        threshold=tensors.get("threshold"),
+        extra={name: t for name, t in tensors.items() if name not in BASE_TENSORS},
         normalize_decoder=bool(cfg_json.get("normalize_decoder", True)),
         base_cfg=base_cfg,
         source=str(path),
@@ -235,7 +231,7 @@ def fold_input_scale(sae: SparseAutoencoder, scale: float) -> SparseAutoencoder:
         W_dec=sae.W_dec.detach() / scale,
         b_dec=sae.b_dec.detach() / scale,
         k=sae.cfg.k,
-        threshold=checkpoint_tensors(sae).get("threshold"),
+        extra=sae.spec.checkpoint_tensors(sae),
         normalize_decoder=sae.cfg.normalize_decoder,
         base_cfg=sae.cfg,
         device=sae.device,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from saeseeds.config.architectures import aliases, architecture_for_alias
 from saeseeds.errors import CheckpointError
 from saeseeds.sae.checkpoint import (
     CFG_FILE,
@@ -25,13 +26,6 @@ SAELENS_WEIGHTS = "sae_weights.safetensors"
 DICTLEARN_WEIGHTS = "ae.pt"
 DICTLEARN_CFG = "config.json"
 
-_SAELENS_ARCH = {"standard": "relu", "topk": "topk", "jumprelu": "jumprelu", "batchtopk": "jumprelu"}
-_DICTLEARN_ARCH = {
-    "AutoEncoder": "relu",
-    "AutoEncoderTopK": "topk",
-    "BatchTopKSAE": "batchtopk",
-    "JumpReluAutoEncoder": "jumprelu",
-}
 
 
 def detect_format(path: str | Path) -> str:
@@ -80,8 +74,12 @@ def load_saelens(path: str | Path, device: str | torch.device = "cpu") -> Sparse
     tensors = read_safetensors(weights)
     _need(tensors, ("W_enc", "b_enc", "W_dec", "b_dec"), weights)
     arch_name = str(cfg.get("architecture", "standard"))
-    if arch_name not in _SAELENS_ARCH:
-        raise CheckpointError(f"{path / CFG_FILE}: SAELens architecture {arch_name!r} is not supported")
+    architecture = architecture_for_alias("saelens", arch_name)
+    if architecture is None:
+        raise CheckpointError(
+            f"{path / CFG_FILE}: SAELens architecture {arch_name!r} is not supported "
+            f"(supported: {', '.join(aliases('saelens'))})"
+        )
     norm = cfg.get("normalize_activations", "none")
     if norm not in (None, "none"):
         raise CheckpointError(
@@ -96,14 +94,11 @@ def load_saelens(path: str | Path, device: str | torch.device = "cpu") -> Sparse
             raise CheckpointError(f"{path / CFG_FILE} says {key}={cfg[key]} but W_enc has shape {tuple(tensors['W_enc'].shape)}")
     if not cfg.get("apply_b_dec_to_input", True):
         b_enc = _fold_b_dec(W_enc, b_enc, b_dec)
-    architecture = _SAELENS_ARCH[arch_name]
-    if architecture == "topk" and cfg.get("rescale_acts_by_decoder_norm", False):
+    if arch_name == "topk" and cfg.get("rescale_acts_by_decoder_norm", False):
         # pre-acts are multiplied by ‖W_dec,i‖ and latents divided by it before decoding: fold both in.
         norms = W_dec.norm(dim=1)
         W_enc, b_enc, W_dec = W_enc * norms[:, None], b_enc * norms, W_dec / norms[:, None]
     threshold = tensors.get("threshold")
-    if architecture == "jumprelu" and threshold is None:
-        raise CheckpointError(f"{weights}: a {arch_name} SAELens checkpoint needs a threshold tensor")
     return build_sae(
         architecture,
         encoder_weight=W_enc,
@@ -136,14 +131,14 @@ def load_dictionary_learning(path: str | Path, device: str | torch.device = "cpu
     cfg = read_json(path / DICTLEARN_CFG)
     trainer = cfg.get("trainer", {})
     dict_class = trainer.get("dict_class", "")
-    if dict_class not in _DICTLEARN_ARCH:
+    architecture = architecture_for_alias("dictionary_learning", dict_class)
+    if architecture is None:
         raise CheckpointError(
             f"{path / DICTLEARN_CFG}: trainer.dict_class {dict_class!r} is not supported "
-            f"(supported: {', '.join(_DICTLEARN_ARCH)})"
+            f"(supported: {', '.join(aliases('dictionary_learning'))})"
         )
     weights = path / DICTLEARN_WEIGHTS
     state = _load_torch_state(weights)
-    architecture = _DICTLEARN_ARCH[dict_class]
     threshold = None
     if dict_class == "AutoEncoder":
         _need(state, ("encoder.weight", "encoder.bias", "decoder.weight", "bias"), weights)

@@ -9,7 +9,7 @@ from saeseeds.sae.outputs import LatentCode
 
 
 class FvuAccumulator:
-    """FVU = Σ‖x − x̂‖² / Σ‖x − x̄‖², with x̄ the per-dimension mean over every row seen (DESIGN.md).
+    """FVU = Σ‖x − x̂‖² / Σ‖x − x̄‖², with x̄ the per-dimension mean over every row seen (docs/definitions.md).
 
     Sums are kept in float64 so that Σ‖x − x̄‖² = Σ‖x‖² − N‖x̄‖² stays accurate over millions of rows.
     """

@@ -1,0 +1,43 @@
+"""Read a TOML run config, apply CLI overrides, and validate every section before anything runs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from saeseeds.config.coerce import apply_overrides, from_dict
+from saeseeds.config.schema import RunConfig
+from saeseeds.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a TOML run config (or the defaults when `path` is None), apply CLI overrides, validate."""
+    data: dict[str, Any] = {}
+    where = "config"
+    if path is not None:
+        path = Path(path)
+        where = str(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{path}: not valid TOML: {err}") from err
+        if "sae" in data and "saes" not in data:  # [[sae]] tables read more naturally in TOML
+            data["saes"] = data.pop("sae")
+    cfg = from_dict(RunConfig, data, where)
+    if overrides:
+        cfg = apply_overrides(cfg, overrides)
+    cfg.validate()
+    return cfg
+
+
+def validate(cfg: RunConfig) -> None:
+    """Check every field of `cfg` (the same as `cfg.validate()`)."""
+    cfg.validate()
