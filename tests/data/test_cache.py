@@ -7,11 +7,12 @@ import json
 import pytest
 import torch
 
+from helpers.tiny_lm import build_tiny_causal_lm
+from saeseeds.atomic import TEMP_SUFFIX
 from saeseeds.config import RunConfig, SaeConfig
 from saeseeds.data import cache as cache_mod
 from saeseeds.data.cache import build_cache_source, open_cache, read_manifest, write_cache
 from saeseeds.data.lm_source import LmActivationStream, build_lm_source
-from saeseeds.data.tiny_lm import build_tiny_causal_lm
 from saeseeds.errors import DataError
 
 DOCS = [f"line {i} of the test corpus : {i % 9} apples and {i % 4} pears" for i in range(100)]
@@ -81,15 +82,18 @@ def test_interrupted_job_resumes_without_redoing_finished_shards(lm_dir, tmp_pat
     partial = read_manifest(tmp_path / "c")
     done = [s for s in partial["splits"]["train"]["shards"] if s["sha256"]]
     assert not partial["complete"] and len(done) == 2
-    assert not list((tmp_path / "c").glob(".*.tmp"))  # no half-written file left behind
+    assert not list((tmp_path / "c").glob(f".*{TEMP_SUFFIX}"))  # no half-written file left behind
     with pytest.raises(DataError, match="incomplete"):
         open_cache(tmp_path / "c")
 
+    stale = tmp_path / "c" / f".train-00002.safetensors.0123456789ab{TEMP_SUFFIX}"
+    stale.write_bytes(b"half a shard of a killed job")
     calls["n"] = -10**9  # never fail again; count the forwards of the resumed job
     write_cache(cfg, tmp_path / "c", batches_per_shard=2, progress=False)
     total_batches = sum(s["batches"] for sp in ("train", "eval") for s in reference["splits"][sp]["shards"])
     assert calls["n"] + 10**9 == 1 + total_batches - 4  # the probe, and everything but the 4 cached batches
     resumed = read_manifest(tmp_path / "c")
+    assert not stale.exists()
     for split in ("train", "eval"):
         assert [s["sha256"] for s in resumed["splits"][split]["shards"]] == [
             s["sha256"] for s in reference["splits"][split]["shards"]
@@ -118,7 +122,7 @@ def test_resume_refuses_a_different_cache(lm_dir, tmp_path):
 
 
 def test_training_from_cache_and_live_gives_the_same_fingerprint(lm_dir, tmp_path):
-    from saeseeds.train import train_run
+    from saeseeds.training import train_run
 
     cfg = _cfg(lm_dir, ["transformer.h.0.mlp"])
     cfg.saes = [SaeConfig(architecture="topk", expansion_factor=2, k=4)]

@@ -7,6 +7,8 @@ import json
 import pytest
 import torch
 
+from helpers.tiny_lm import build_tiny_tokenizer
+from saeseeds.config import LmConfig
 from saeseeds.data.corpus import (
     build_token_chunks,
     load_corpus,
@@ -14,8 +16,6 @@ from saeseeds.data.corpus import (
     special_tokens,
     split_chunks,
 )
-from saeseeds.data.lm_config import LmConfig
-from saeseeds.data.tiny_lm import build_tiny_tokenizer
 from saeseeds.errors import DataError
 
 DOCS = [f"document number {i} says the quick brown fox jumps over the lazy dog {i % 7} times" for i in range(60)]

@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
+from helpers.tiny_lm import build_tiny_causal_lm
 from saeseeds.config import RunConfig
 from saeseeds.data.lm_source import build_lm_source, load_language_model, resolve_dtype
 from saeseeds.data.sources import build_source
-from saeseeds.data.tiny_lm import build_tiny_causal_lm
 from saeseeds.errors import DataError
 
 DOCS = [f"sentence {i} : the cat sat on the mat while {i % 5} birds sang" for i in range(90)]

@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy.stats import ks_2samp
 
-from saeseeds.config import RunConfig
+from saeseeds.config import RunConfig, SyntheticConfig
 from saeseeds.data.synthetic import (
     AMBIGUOUS,
     IDENTIFIABLE,
@@ -18,7 +18,6 @@ from saeseeds.data.synthetic import (
     load_ground_truth,
     save_ground_truth,
 )
-from saeseeds.data.synthetic_config import SyntheticConfig
 from saeseeds.errors import ConfigError, DataError
 
 

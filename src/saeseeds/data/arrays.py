@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from saeseeds.data.sources import SourcePair
+from saeseeds.data.types import SourcePair
 from saeseeds.errors import DataError
 
 if TYPE_CHECKING:
@@ -113,3 +113,20 @@ def build_array_source(cfg: RunConfig) -> SourcePair:
     eval_batches = list(ArraySource(rows, bs, order=eval_idx, name=str(path))) if len(eval_idx) else []
     info = {"source": cfg.data.source, "path": str(path), "rows": int(rows.shape[0]), "d_in": int(rows.shape[1])}
     return SourcePair(train, eval_batches, info)
+
+
+def load_activation_batches(
+    path: str | Path, *, batch_size: int = 4096, max_rows: int = 262_144
+) -> list[Tensor]:
+    """Held-out activations from a .npy or .safetensors file as float32 `[rows, d_in]` batches (≤ `max_rows`)."""
+    rows = load_array(Path(path))
+    if rows.ndim != 2:
+        raise DataError(f"{path}: activations must be 2-D [tokens, d_in], got shape {tuple(rows.shape)}")
+    rows = rows[:max_rows]
+    out = []
+    for start in range(0, rows.shape[0], batch_size):
+        chunk = torch.as_tensor(np.array(rows[start : start + batch_size], dtype=np.float32))
+        out.append(check_batch(chunk, f"{path}: rows {start}..{start + len(chunk)}"))
+    if not out:
+        raise DataError(f"{path}: holds no activation rows")
+    return out

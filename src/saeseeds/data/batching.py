@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 import torch
 from torch import Tensor
 
-from saeseeds.data.sources import Batch, as_mapping
+from saeseeds.data.types import Batch, as_mapping
 from saeseeds.errors import DataError
 
 

@@ -8,7 +8,6 @@ cache has the same data fingerprint as one trained from the live model.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -19,18 +18,18 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from tqdm.auto import tqdm
 
-from saeseeds.atomic import atomic_write_bytes
-from saeseeds.data.lm_config import LmConfig
+from saeseeds.atomic import atomic_write_bytes, atomic_write_json, remove_stale_temps
+from saeseeds.config import LmConfig
 from saeseeds.data.lm_source import (
-    Activations,
     LmActivationStream,
-    SourcePair,
     lm_info,
     make_lm_streams,
     pack_output,
     prepare_lm,
 )
+from saeseeds.data.types import Activations, SourcePair
 from saeseeds.errors import DataError
+from saeseeds.hashing import sha256_hex
 
 if TYPE_CHECKING:
     from saeseeds.config import RunConfig
@@ -47,7 +46,7 @@ RESUME_KEYS = ("model", "revision", "hookpoints", "hook_input", "token_fingerpri
 
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
     """Atomically (re)write the manifest."""
-    atomic_write_bytes(directory / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+    atomic_write_json(directory / MANIFEST, manifest)
 
 
 def read_manifest(directory: str | Path) -> dict[str, Any]:
@@ -62,10 +61,6 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
     if manifest.get("format") != CACHE_FORMAT:
         raise DataError(f"{path}: not a saeseeds activation cache manifest")
     return manifest
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 # --------------------------------------------------------------------------------------------
@@ -92,7 +87,7 @@ def _shard_plan(stream: LmActivationStream, split: str, batches_per_shard: int) 
 def _shard_is_valid(directory: Path, shard: Mapping[str, Any]) -> bool:
     """True when a completed shard's file is present and its sha256 matches the manifest."""
     path = directory / shard["file"]
-    return bool(shard.get("sha256")) and path.is_file() and sha256_bytes(path.read_bytes()) == shard["sha256"]
+    return bool(shard.get("sha256")) and path.is_file() and sha256_hex(path.read_bytes()) == shard["sha256"]
 
 
 def _encode_shard(
@@ -133,6 +128,7 @@ def write_cache(
         raise DataError(f"batches_per_shard must be positive, got {batches_per_shard}")
     directory = Path(out_dir)
     directory.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(directory)  # half-written shards of a killed job
     loaded, chunks, hookpoints = prepare_lm(cfg)
     train, held_out = make_lm_streams(loaded, chunks, hookpoints, cfg.lm, progress=False)
     stored_dtype = loaded.dtype
@@ -168,7 +164,7 @@ def write_cache(
     for split, shard in tqdm(todo, desc="caching shards", disable=not progress):
         data, tokens = _encode_shard(streams[split], shard, stored_dtype)
         atomic_write_bytes(directory / shard["file"], data)
-        shard.update(tokens=tokens, sha256=sha256_bytes(data))
+        shard.update(tokens=tokens, sha256=sha256_hex(data))
         write_manifest(directory, manifest)
     for split in SPLITS:
         manifest["splits"][split]["tokens"] = sum(s["tokens"] for s in manifest["splits"][split]["shards"])
@@ -203,7 +199,7 @@ class CachedActivations:
         if not path.is_file():
             raise DataError(f"{path}: cache shard missing; rerun `saeseeds cache` on {self.directory} to repair")
         data = path.read_bytes()
-        if self.verify and sha256_bytes(data) != shard["sha256"]:
+        if self.verify and sha256_hex(data) != shard["sha256"]:
             raise DataError(f"{path}: sha256 does not match the manifest (corrupt shard); rerun `saeseeds cache`")
         tensors = load_safetensors(data)
         missing = [h for h in self.hookpoints if h not in tensors]

@@ -7,7 +7,6 @@ tokenizer has one. The chunk order is fixed by one shuffle seed, so every run se
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -15,9 +14,10 @@ from typing import Any, NamedTuple
 
 import torch
 
+from saeseeds.config import LmConfig
 from saeseeds.data.default_model import DEFAULT_CORPUS_NAME, default_corpus_documents
-from saeseeds.data.lm_config import LmConfig
 from saeseeds.errors import DataError
+from saeseeds.hashing import sha256_hex, tensor_bytes
 
 TEXT_SUFFIXES = (".txt", ".md")
 JSONL_SUFFIXES = (".jsonl", ".json")
@@ -202,10 +202,7 @@ def tokenize_documents(tokenizer: Any, documents: Sequence[str], batch: int = 51
 
 def fingerprint_tokens(*tensors: torch.Tensor) -> str:
     """sha256 over the little-endian int64 bytes of the tensors, in order."""
-    digest = hashlib.sha256()
-    for tensor in tensors:
-        digest.update(tensor.to(torch.int64).contiguous().numpy().astype("<i8").tobytes())
-    return digest.hexdigest()
+    return sha256_hex(*(tensor_bytes(tensor.to(torch.int64), "<i8") for tensor in tensors))
 
 
 def split_chunks(

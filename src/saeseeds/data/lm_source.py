@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from saeseeds.config import LmConfig
 from saeseeds.data.corpus import TokenChunks, build_token_chunks
 from saeseeds.data.default_model import (
     DEFAULT_HOOKPOINT,
@@ -25,29 +26,20 @@ from saeseeds.data.default_model import (
     is_default_model,
 )
 from saeseeds.data.hookpoints import capture_activations, resolve_hookpoints
-from saeseeds.data.lm_config import LmConfig
 from saeseeds.data.replay import Replay
-from saeseeds.data.sources import SourcePair
+from saeseeds.data.types import Activations, SourcePair
+from saeseeds.device import resolve_device
 from saeseeds.errors import DataError
 
 if TYPE_CHECKING:
     from saeseeds.config import RunConfig
 
 
-Activations = Mapping[str, torch.Tensor]
-
 CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 
 
 # --------------------------------------------------------------------------------------------
 # device, dtype and model loading
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' → cuda when present, else cpu; anything else as given."""
-    if name in ("", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -89,7 +81,7 @@ def load_language_model(cfg: LmConfig) -> LoadedModel:
         source, name, revision = str(default_model_path()), DEFAULT_MODEL_NAME, "packaged"
     else:
         source, name, revision = cfg.model, cfg.model, cfg.revision
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, field="lm.device")
     dtype = resolve_dtype(cfg.model_dtype, device)
     kwargs: dict[str, Any] = {"trust_remote_code": cfg.trust_remote_code}
     if not Path(source).exists():
@@ -261,10 +253,38 @@ def prepare_lm(cfg: RunConfig, *, progress: bool | None = None) -> tuple[LoadedM
     return loaded, chunks, hookpoints
 
 
+class TokenActivations(dict):
+    """An eval batch (hookpoint → [rows, d] like any other) that also knows which tokens its rows are.
+
+    `chunks` [B, ctx_len] are its held-out chunks, `token_ids` [rows] the token of each row and `positions`
+    [rows] the row's flat index in the whole held-out chunk grid; the trainer stores them in <run>/eval/.
+    """
+
+    chunks: torch.Tensor
+    token_ids: torch.Tensor
+    positions: torch.Tensor
+
+
+def held_out_batches(stream: LmActivationStream) -> list[TokenActivations]:
+    """The eval stream's batches, each carrying its chunks and each row's token id and grid position."""
+    ctx_len = stream.chunks.shape[1]
+    special = torch.tensor(list(stream.special_ids), dtype=stream.chunks.dtype)
+    out = []
+    for start, end in stream.batch_bounds():
+        ids = stream.chunks[start:end]
+        keep = ~torch.isin(ids, special)
+        batch = TokenActivations(stream.forward_batch(start, end))
+        batch.chunks = ids.clone()
+        batch.token_ids = ids[keep]
+        batch.positions = torch.arange(start * ctx_len, end * ctx_len).reshape(ids.shape)[keep]
+        out.append(batch)
+    return out
+
+
 def lm_source_pair(loaded: LoadedModel, chunks: TokenChunks, hookpoints: Sequence[str], cfg: RunConfig) -> SourcePair:
     """SourcePair over a loaded model: train is a lazy re-iterable stream (replayed for `lm.epochs`)."""
     train, held_out = make_lm_streams(loaded, chunks, hookpoints, cfg.lm, progress=cfg.train.progress)
-    eval_batches = list(held_out)
+    eval_batches = held_out_batches(held_out)
     first = eval_batches[0]
     d_in = {h: int(first[h].shape[-1]) for h in hookpoints}
     info = lm_info(loaded, chunks, hookpoints, cfg.lm, d_in) | {"epochs": cfg.lm.epochs}

@@ -1,34 +1,14 @@
-"""Activation sources behind one interface, and the dispatcher that builds one from a run config."""
+"""The dispatcher that builds the activation source named by a run config (each source module loads lazily)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING
 
-from torch import Tensor
-
+from saeseeds.data.types import SourcePair
 from saeseeds.errors import ConfigError
 
 if TYPE_CHECKING:
     from saeseeds.config import RunConfig
-
-Batch = Tensor | Mapping[str, Tensor]
-"""One step of activations: [batch, d_in] for one hookpoint, or hookpoint name → [batch, d_in] from one forward."""
-
-
-class SourcePair(NamedTuple):
-    """A training stream, a fixed held-out evaluation set, and a description that goes into run.json."""
-
-    train: Iterable[Batch]
-    eval: list[Batch]
-    info: dict[str, Any]
-
-
-def as_mapping(batch: Batch, default_hookpoint: str) -> dict[str, Tensor]:
-    """Normalise a batch to hookpoint name → tensor."""
-    if isinstance(batch, Tensor):
-        return {default_hookpoint: batch}
-    return dict(batch)
 
 
 def build_source(cfg: RunConfig) -> SourcePair:

@@ -8,7 +8,6 @@ has the same kind of span but independent sparse coefficients. Everything is det
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,10 +19,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from saeseeds.atomic import atomic_write, atomic_write_text
-from saeseeds.data.sources import SourcePair
-from saeseeds.data.synthetic_config import SyntheticConfig, validate_synthetic
+from saeseeds.atomic import atomic_write, atomic_write_json
+from saeseeds.config import SyntheticConfig, validate_synthetic
+from saeseeds.data.types import SourcePair
 from saeseeds.errors import DataError
+from saeseeds.hashing import sha256_hex, tensor_bytes
 
 if TYPE_CHECKING:
     from saeseeds.config import RunConfig
@@ -90,10 +90,8 @@ class GroundTruth:
 
     def fingerprint(self) -> str:
         """SHA-256 of the ground-truth tensors, to tie results to the truth they were scored against."""
-        digest = hashlib.sha256()
-        for name in ("directions", "scales", "firing_prob", "mean_magnitude", "group", "kind"):
-            digest.update(getattr(self, name).contiguous().numpy().tobytes())
-        return digest.hexdigest()
+        names = ("directions", "scales", "firing_prob", "mean_magnitude", "group", "kind")
+        return sha256_hex(*(tensor_bytes(getattr(self, name)) for name in names))
 
 
 class SyntheticModel:
@@ -321,8 +319,7 @@ def save_ground_truth(truth: GroundTruth, directory: str | Path) -> Path:
         ],
         "sha256": truth.fingerprint(),
     }
-    text = json.dumps(meta, indent=2)
-    atomic_write_text(directory / GROUND_TRUTH_JSON, text)
+    atomic_write_json(directory / GROUND_TRUTH_JSON, meta)
     return directory / GROUND_TRUTH_TENSORS
 
 

@@ -1,4 +1,4 @@
-"""Cross-seed alignment figures (Paulo & Belrose style), each as a PNG plus the numbers behind it as JSON.
+"""Cross-seed alignment figures (Paulo & Belrose style): `<out>/<name>.png` plus the numbers behind it in `<name>.json`.
 
 (a) decoder vs encoder cosine of each matched latent, coloured by same/different partner;
 (b) latents found only in the base SAE vs number of other seeds;
@@ -11,29 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from saeseeds.align.frequency import binned_by_frequency  # noqa: E402
-from saeseeds.align.pair import Alignment, write_json_atomic  # noqa: E402
+from saeseeds.align.pair import Alignment
+from saeseeds.analysis.frequency import binned_by_frequency
+from saeseeds.report.figures import save_figure
 
 MAX_POINTS = 50_000
 """Scatter plots draw at most this many points (a seeded subsample); the JSON keeps all of them."""
-
-
-def _save(fig: plt.Figure, out: Path, name: str, numbers: dict[str, Any]) -> Path:
-    """Write `<name>.png` (atomically) and `<name>.json`; close the figure."""
-    out.mkdir(parents=True, exist_ok=True)
-    png = out / f"{name}.png"
-    tmp = out / f".{name}.tmp.png"
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(png)
-    write_json_atomic(out / f"{name}.json", numbers)
-    return png
 
 
 def _subsample(n: int, limit: int = MAX_POINTS) -> np.ndarray:
@@ -63,7 +49,7 @@ def plot_dec_vs_enc(alignment: Alignment, out: str | Path, name: str = "fig_a_de
     numbers = {"a": alignment.name_a, "b": alignment.name_b, "threshold": t,
                "dec_cos": dec.tolist(), "enc_cos": enc.tolist(), "same_partner": same.tolist(),
                "shared_fraction": alignment.shared_fraction}
-    return _save(fig, Path(out), name, numbers)
+    return save_figure(fig, Path(out) / f"{name}.png", numbers)
 
 
 def plot_only_in_base(
@@ -83,7 +69,7 @@ def plot_only_in_base(
     ax.set_title("latents shared with none of M other seeds")
     if curves:
         ax.legend(fontsize=8)
-    return _save(fig, Path(out), name, numbers)
+    return save_figure(fig, Path(out) / f"{name}.png", numbers)
 
 
 def plot_similarity_vs_frequency(
@@ -109,7 +95,7 @@ def plot_similarity_vs_frequency(
     ax.legend(fontsize=8)
     numbers = {"label": label, "frequency": frequency.tolist(), "value": similarity.tolist(),
                "bins": bins, "ylabel": ylabel}
-    return _save(fig, Path(out), name, numbers)
+    return save_figure(fig, Path(out) / f"{name}.png", numbers)
 
 
 def plot_stability_histogram(
@@ -134,4 +120,4 @@ def plot_stability_histogram(
     ax.set_title("per-latent stability across seeds")
     if stability:
         ax.legend(fontsize=8)
-    return _save(fig, Path(out), name, numbers)
+    return save_figure(fig, Path(out) / f"{name}.png", numbers)

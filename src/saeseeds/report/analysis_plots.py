@@ -1,4 +1,4 @@
-"""Figures of the instability analysis (matplotlib, Agg backend, PNG written atomically).
+"""Figures of the instability analysis (PNG via `report.figures.save_figure`, with the plotted numbers as JSON).
 
 Each function takes plain numbers (lists / tensors already computed by `saeseeds.analysis`) and writes one file.
 """
@@ -10,22 +10,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import matplotlib.pyplot as plt
+import torch
+from torch import Tensor
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from torch import Tensor  # noqa: E402
-
-from saeseeds.atomic import atomic_write  # noqa: E402
-
-
-def _save(fig: Any, path: str | Path) -> Path:
-    """Write `fig` as PNG atomically and close it."""
-    fig.tight_layout()
-    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=110))
-    plt.close(fig)
-    return Path(path)
+from saeseeds.report.figures import save_figure
 
 
 def plot_stability_vs_stat(
@@ -53,7 +42,8 @@ def plot_stability_vs_stat(
     ax.set_xlabel("stability (fraction of other seeds where shared)")
     ax.set_ylabel(f"log10 {ylabel}" if log else ylabel)
     ax.set_title(title or f"{ylabel} vs stability")
-    return _save(fig, path)
+    numbers = {"ylabel": ylabel, "log10": log, "levels": levels, "values": [d.tolist() for d in data]}
+    return save_figure(fig, path, numbers)
 
 
 def plot_ablation(rows: Sequence[Mapping[str, Any]], metric: str, path: str | Path, *, title: str = "") -> Path:
@@ -70,7 +60,10 @@ def plot_ablation(rows: Sequence[Mapping[str, Any]], metric: str, path: str | Pa
     for i, v in enumerate(vals):
         if math.isfinite(v):
             ax.annotate(f"{v:.3g}", (i, v), ha="center", va="bottom", fontsize=7)
-    return _save(fig, path)
+    kept = [r for r in rows if metric in r["metrics"]]
+    numbers = {"metric": metric, "sets": [r["name"] for r in kept], "sizes": [r["size"] for r in kept],
+               "values": vals, "std": stds}
+    return save_figure(fig, path, numbers)
 
 
 def plot_principal_angle_curves(
@@ -97,7 +90,8 @@ def plot_principal_angle_curves(
     ax.set_ylim(-0.02, 1.02)
     ax.legend(fontsize=7)
     ax.set_title(title or "span reproducibility across seeds")
-    return _save(fig, path)
+    numbers = {"cos2_principal_angles": {k: list(v) for k, v in curves.items()}, "analytic": dict(analytic or {})}
+    return save_figure(fig, path, numbers)
 
 
 def plot_group_ranks(sizes: Sequence[int], ranks: Sequence[int], path: str | Path, *, title: str = "") -> Path:
@@ -111,4 +105,4 @@ def plot_group_ranks(sizes: Sequence[int], ranks: Sequence[int], path: str | Pat
     ax.set_xlabel("group size (latents)")
     ax.set_ylabel("rank of the group's span (90% energy)")
     ax.set_title(title or "groups of close unstable latents")
-    return _save(fig, path)
+    return save_figure(fig, path, {"sizes": list(sizes), "rank90": list(ranks)})

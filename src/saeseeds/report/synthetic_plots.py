@@ -3,36 +3,16 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from saeseeds.analysis.recovery import RecoveryResult  # noqa: E402
-from saeseeds.data.synthetic import AMBIGUOUS, IDENTIFIABLE, KIND_NAMES, SINGLE, GroundTruth  # noqa: E402
+from saeseeds.analysis.recovery import RecoveryResult
+from saeseeds.data.synthetic import AMBIGUOUS, IDENTIFIABLE, KIND_NAMES, SINGLE, GroundTruth
+from saeseeds.report.figures import save_figure
 
 KIND_COLORS = {SINGLE: "tab:gray", IDENTIFIABLE: "tab:blue", AMBIGUOUS: "tab:red"}
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    """Save a figure atomically as PNG and close it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 def plot_feature_recovery(truth: GroundTruth, result: RecoveryResult, path: Path, title: str = "") -> Path:
@@ -53,10 +33,13 @@ def plot_feature_recovery(truth: GroundTruth, result: RecoveryResult, path: Path
         axes[1].scatter([i] * len(d), d, s=8, c="k", alpha=0.3)
     axes[1].set_ylim(0, 1.05)
     axes[1].set_ylabel("fraction of seed pairs whose matched latents are shared")
-    axes[1].set_title(f"cross-seed sharing (τ = {result.threshold})")
+    axes[1].set_title(f"cross-seed sharing (τ = {result.rule.threshold})")
     if title:
         fig.suptitle(title, y=1.03)
-    return _save(fig, path)
+    numbers = {"kinds": labels, "hungarian_cos": [d.tolist() for d in cos_data],
+               "feature_shared": [d.tolist() for d in share_data],
+               "recovery_threshold": result.recovery_threshold, "threshold": result.rule.threshold}
+    return save_figure(fig, path, numbers)
 
 
 def plot_subspace_recovery(
@@ -84,7 +67,12 @@ def plot_subspace_recovery(
     ax.legend(fontsize=8)
     if title:
         fig.suptitle(title, y=1.03)
-    return _save(fig, path)
+    usage = result.usage_angles
+    numbers = {"group_kind": [KIND_NAMES[int(k)] for k in truth.group_kind],
+               "matched_span_max_angle_deg": matched.tolist(),
+               "used_subspace_max_angle_deg": None if usage is None else torch.rad2deg(usage.max(dim=2).values).tolist(),
+               "random_baseline_deg": random_baseline_deg}
+    return save_figure(fig, path, numbers)
 
 
 def plot_sharing_vs_frequency(truth: GroundTruth, result: RecoveryResult, path: Path, title: str = "") -> Path:
@@ -115,7 +103,10 @@ def plot_sharing_vs_frequency(truth: GroundTruth, result: RecoveryResult, path: 
     axes[1].set_title("recovery vs frequency")
     if title:
         fig.suptitle(title, y=1.03)
-    return _save(fig, path)
+    numbers = {"firing_prob": freq.tolist(), "kind": [KIND_NAMES[int(k)] for k in truth.kind],
+               "feature_shared": result.feature_shared.tolist(),
+               "feature_recovered": result.feature_recovered.tolist()}
+    return save_figure(fig, path, numbers)
 
 
 def plot_latent_stability(result: RecoveryResult, path: Path, title: str = "") -> Path:
@@ -131,4 +122,6 @@ def plot_latent_stability(result: RecoveryResult, path: Path, title: str = "") -
     ax.set_ylabel("density")
     ax.legend(fontsize=8)
     ax.set_title(title or "stability of latents by the ground truth they lie in")
-    return _save(fig, path)
+    numbers = {"latent_stability": result.latent_stability.tolist(),
+               "latent_kind": result.latent_kind.tolist(), "kind_names": list(KIND_NAMES)}
+    return save_figure(fig, path, numbers)

@@ -1,19 +1,22 @@
-"""A tiny randomly initialised causal LM plus a word-level tokenizer, saved as a local HF model directory.
-
-For tests and offline examples of the LM code paths (hooks, early exit, LM loss) without any hub access.
+"""Test fixture: a tiny randomly initialised causal LM plus a word-level tokenizer, saved as a local HF model
+directory, so the LM code paths (hooks, early exit, LM loss, caching) are tested without any hub access.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 TINY_ARCHITECTURES = ("gpt2", "gpt_neox")
 
 
-def build_tiny_tokenizer(documents: Sequence[str], vocab_size: int = 500):
+def build_tiny_tokenizer(documents: Sequence[str], vocab_size: int = 500) -> PreTrainedTokenizerFast:
     """A whitespace word-level fast tokenizer trained on `documents`, with `<|endoftext|>` as BOS/EOS."""
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast

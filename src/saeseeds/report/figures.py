@@ -1,0 +1,43 @@
+"""The one way a report figure is written: rendered headless (Agg), saved atomically at one resolution, and
+optionally accompanied by a strict-JSON sidecar holding the numbers behind it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # before any figure exists: reports are written on headless machines
+
+from matplotlib import pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from saeseeds.atomic import atomic_write, atomic_write_text, json_text  # noqa: E402
+
+FIGURE_DPI = 120
+"""Resolution of every raster figure."""
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """Where the numbers behind the figure at `path` go: the same name with a .json suffix."""
+    return Path(path).with_suffix(".json")
+
+
+def save_figure(fig: Figure, path: str | Path, numbers: Any = None) -> Path:
+    """Write `fig` to `path` atomically (format from the suffix, PNG by default) and close it; returns `path`.
+
+    With `numbers`, also write them to `sidecar_path(path)` as strict JSON (NaN/±inf → null); numbers that cannot
+    be serialised raise TypeError before any file is written. The figure is closed even when writing fails.
+    """
+    path = Path(path)
+    fmt = path.suffix.removeprefix(".").lower() or "png"
+    try:
+        sidecar = None if numbers is None else json_text(numbers)  # fail before writing anything
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=FIGURE_DPI, bbox_inches="tight"))
+    finally:
+        plt.close(fig)
+    if sidecar is not None:
+        atomic_write_text(sidecar_path(path), sidecar)
+    return path

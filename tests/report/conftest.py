@@ -1,0 +1,34 @@
+"""Shared checks for report tests: a figure file is a real image, and its sidecar is strict JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _reject(constant: str) -> None:
+    """parse_constant hook: strict JSON has no NaN / Infinity."""
+    raise ValueError(f"non-strict JSON constant {constant}")
+
+
+def read_strict_json(path: Path) -> Any:
+    """Parse `path`, failing on NaN/Infinity (which Python's json would otherwise accept)."""
+    return json.loads(path.read_text(), parse_constant=_reject)
+
+
+@pytest.fixture
+def check_figure():
+    """Assert that `path` is a PNG with a strict-JSON sidecar and no temporaries beside it; return the numbers."""
+
+    def check(path: Path) -> Any:
+        assert path.is_file() and path.read_bytes()[:8] == PNG_MAGIC, path
+        others = [p.name for p in path.parent.iterdir() if p.name.startswith(".")]
+        assert others == [], others
+        return read_strict_json(path.with_suffix(".json"))
+
+    return check
