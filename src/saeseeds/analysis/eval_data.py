@@ -4,11 +4,16 @@ For a language-model run it re-tokenises the run's corpus exactly as training di
 per batch of held-out chunks, and keeps for each activation row its token id and its global position in
 the `[n_chunks, ctx_len]` chunk grid (special-token positions have no row). Other sources give activations
 only (no tokens: trigger concentration and LM loss are then unavailable).
+
+`load_eval_data(run_dir)` reads the same rows from the run's stored held-out set (`<run>/eval/`, written by
+the trainer) without running the LM; only the tokenizer (for decoding contexts) and, on request, the model
+(for the LM-loss ablation) are loaded. Runs without a stored set fall back to `build_eval_data`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -59,7 +64,8 @@ def build_eval_data(cfg: Any, *, max_chunks: int = 0, progress: bool = False) ->
     """Evaluation data for a run config (`saeseeds.config.RunConfig`); `max_chunks` > 0 caps the LM chunks."""
     if cfg.data.source == "lm":
         return _lm_eval_data(cfg, max_chunks=max_chunks, progress=progress)
-    from saeseeds.data.sources import as_mapping, build_source
+    from saeseeds.data.sources import build_source
+    from saeseeds.data.types import as_mapping
 
     pair = build_source(cfg)
     batches = [EvalBatch(as_mapping(b, cfg.data.hookpoint)) for b in pair.eval]
@@ -97,3 +103,81 @@ def _lm_eval_data(cfg: Any, *, max_chunks: int, progress: bool) -> EvalData:
     vocab = max(len(tok), int(chunks.max()) + 1)
     return EvalData(batches, list(hookpoints), chunks, tok, vocab, loaded, special, {"source": "lm"})
 
+
+def load_eval_data(
+    run_dir: str | Path,
+    *,
+    need_model: bool = False,
+    need_tokenizer: bool = True,
+    max_chunks: int = 0,
+    progress: bool = False,
+) -> EvalData:
+    """The run's evaluation data from its stored held-out set; the LM is loaded only for `need_model`.
+
+    `need_model` loads the model when the run's LM is causal (LM-loss ablation); `need_tokenizer` loads only
+    the tokenizer (decoding contexts; None when it cannot be found). `max_chunks` > 0 caps the LM chunks.
+    Runs trained before the held-out set was stored are rebuilt with `build_eval_data` (runs the LM).
+    """
+    from saeseeds.training.eval_store import read_eval_set, stored_info
+    from saeseeds.training.run_dir import load_run_config, read_manifest
+
+    run_dir = Path(run_dir)
+    manifest = read_manifest(run_dir)
+    cfg = load_run_config(run_dir)
+    info = stored_info(manifest)
+    if info is None:
+        return build_eval_data(cfg, max_chunks=max_chunks, progress=progress)
+    acts, rows = read_eval_set(run_dir, info)
+    hookpoints = list(acts)
+    sizes = [int(n) for n in rows["batch_rows"]]
+    meta = {"source": manifest.get("data", {}).get("source", cfg.data.source), "stored": info}
+    if "chunks" not in rows:
+        split = {h: a.split(sizes) for h, a in acts.items()}
+        batches = [EvalBatch({h: parts[i] for h, parts in split.items()}) for i in range(len(sizes))]
+        return EvalData(batches, hookpoints, info=meta)
+    chunks, positions, token_ids = rows["chunks"], rows["positions"], rows["token_ids"]
+    if max_chunks > 0:
+        chunks = chunks[:max_chunks]
+    ctx_len = int(chunks.shape[1]) if chunks.ndim == 2 else 0
+    if chunks.numel() == 0:
+        raise DataError(f"{run_dir}: the stored held-out set has no token chunks")
+    keep = positions < chunks.shape[0] * ctx_len
+    # the same batches as build_eval_data: one per `lm.lm_batch_size` chunks
+    group = torch.div(positions[keep], ctx_len * max(cfg.lm.lm_batch_size, 1), rounding_mode="floor")
+    counts = torch.bincount(group).tolist() if group.numel() else []
+    parts = {h: a[keep].split(counts) for h, a in acts.items()}
+    ids, pos = token_ids[keep].split(counts), positions[keep].split(counts)
+    batches = [
+        EvalBatch({h: parts[h][i] for h in hookpoints}, ids[i], pos[i]) for i in range(len(counts)) if counts[i]
+    ]
+    loaded = _load_model(cfg, manifest) if need_model else None
+    tokenizer = loaded.tokenizer if loaded is not None else (_load_tokenizer(cfg) if need_tokenizer else None)
+    vocab = max(len(tokenizer) if tokenizer is not None else 0, int(chunks.max()) + 1)
+    special = tuple(int(t) for t in rows["special_ids"])
+    return EvalData(batches, hookpoints, chunks, tokenizer, vocab, loaded, special, meta)
+
+
+def _load_model(cfg: Any, manifest: dict[str, Any]) -> Any:
+    """The run's LM when it is causal (only then can LM loss be measured), else None."""
+    if not manifest.get("data", {}).get("is_causal", False):
+        return None
+    from saeseeds.data.lm_source import load_language_model
+
+    return load_language_model(cfg.lm)
+
+
+def _load_tokenizer(cfg: Any) -> Any:
+    """The run's tokenizer alone (no model weights), or None when it cannot be loaded here."""
+    from transformers import AutoTokenizer
+
+    from saeseeds.data.default_model import default_model_path, is_default_model
+
+    try:
+        if is_default_model(cfg.lm.model):
+            return AutoTokenizer.from_pretrained(str(default_model_path()))
+        kwargs: dict[str, Any] = {"trust_remote_code": cfg.lm.trust_remote_code}
+        if not Path(cfg.lm.model).exists():
+            kwargs["revision"] = cfg.lm.revision
+        return AutoTokenizer.from_pretrained(cfg.lm.model, **kwargs)
+    except (OSError, ValueError, DataError):
+        return None

@@ -1,13 +1,9 @@
-"""`saeseeds train CONFIG.toml --out RUN_DIR [--resume] [--section.field value ...]`."""
+"""`saeseeds train CONFIG.toml --out RUN_DIR [--resume | --overwrite] [--section.field value ...]`."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-
-from saeseeds.config import load_config
-from saeseeds.data.sources import build_source
-from saeseeds.train import train_run
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,14 +17,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("config", type=Path, help="TOML run config")
     parser.add_argument("--out", type=Path, required=True, help="run directory to write")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    parser.add_argument(
+        "--resume", action="store_true",
+        help="continue an interrupted run in --out exactly (refused if the config changes how it trains)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="delete everything in --out first (a run or any other files)"
+    )
     parser.set_defaults(func=run, accepts_overrides=True)
 
 
 def run(args: argparse.Namespace) -> int:
+    from saeseeds.config import load_config
+    from saeseeds.data.sources import build_source
+    from saeseeds.training import train_run
+    from saeseeds.training.trainer import check_out_dir  # heavy imports inside run: `--help` stays fast
+
     cfg = load_config(args.config, args.overrides)
+    check_out_dir(args.out, resume=args.resume, overwrite=args.overwrite)  # before the LM runs
     pair = build_source(cfg)
-    result = train_run(cfg, pair, args.out, resume=args.resume)
+    result = train_run(cfg, pair, args.out, resume=args.resume, overwrite=args.overwrite)
     print(f"trained {len(result.metrics) or 'all'} SAEs for {result.steps} steps ({result.tokens:,} tokens)")
     print(f"data fingerprint {result.fingerprint[:16]}…  run directory: {result.run_dir}")
     if result.metrics:

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from saeseeds.config import DataConfig, RunConfig, SaeConfig, TrainConfig
-from saeseeds.data.sources import SourcePair
+from saeseeds.data.types import SourcePair
 from saeseeds.errors import CheckpointError, DataError
 from saeseeds.sae import load_sae
-from saeseeds.train import list_checkpoints, read_manifest, train_run
+from saeseeds.training import list_checkpoints, read_manifest, train_run
 
 
 def sparse_data(rows: int = 4096, d: int = 12, n_true: int = 30, seed: int = 0) -> torch.Tensor:
@@ -88,7 +88,7 @@ def test_training_reduces_fvu(tmp_path: Path) -> None:
 
 def test_checkpoints_are_in_raw_activation_units(tmp_path: Path) -> None:
     """The input scale is folded into saved weights: evaluating the checkpoint on raw data gives the run's FVU."""
-    from saeseeds.train.evaluate import evaluate_sae
+    from saeseeds.training.evaluate import evaluate_sae
 
     x = sparse_data() * 40  # far from unit scale
     result = train_run(config([0], archs=("topk",)), pair(x), tmp_path / "run")

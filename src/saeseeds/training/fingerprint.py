@@ -2,38 +2,29 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 
-import numpy as np
-import torch
 from torch import Tensor
 
+from saeseeds.hashing import sha256_hex, tensor_digest
 
-def tensor_digest(name: str, tensor: Tensor) -> bytes:
-    """SHA-256 of a tensor's name, dtype, shape and bytes (moved to CPU, contiguous)."""
-    t = tensor.detach().to("cpu").contiguous()
-    h = hashlib.sha256()
-    h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-    if t.dtype == torch.bfloat16:
-        t = t.view(torch.int16)
-    h.update(np.ascontiguousarray(t.numpy()).tobytes())
-    return h.digest()
+__all__ = ["DataFingerprint", "fingerprint_batches", "tensor_digest"]
+
+FINGERPRINT_SEED = b"saeseeds-fingerprint-v1"
+"""Hashed to give the chain's start value, so an empty fingerprint is a fixed, recognisable string."""
 
 
 class DataFingerprint:
     """h_t = SHA-256(h_{t−1} ‖ digest(batch_t)); equal values mean equal batches in equal order."""
 
     def __init__(self, value: str = "", batches: int = 0) -> None:
-        self.value = value or hashlib.sha256(b"saeseeds-fingerprint-v1").hexdigest()
+        self.value = value or sha256_hex(FINGERPRINT_SEED)
         self.batches = batches
 
     def update(self, batch: Mapping[str, Tensor]) -> None:
         """Fold one batch (hookpoint → tensor) into the chain."""
-        h = hashlib.sha256(bytes.fromhex(self.value))
-        for name in sorted(batch):
-            h.update(tensor_digest(name, batch[name]))
-        self.value = h.hexdigest()
+        digests = [tensor_digest(name, batch[name]) for name in sorted(batch)]
+        self.value = sha256_hex(bytes.fromhex(self.value), *digests)
         self.batches += 1
 
 

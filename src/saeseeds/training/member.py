@@ -10,7 +10,7 @@ from torch import Tensor
 
 from saeseeds.config import SaeConfig, TrainConfig
 from saeseeds.sae.model import SparseAutoencoder
-from saeseeds.train.schedule import default_lr, lr_factor, warmup_factor
+from saeseeds.training.schedule import default_lr, lr_factor, warmup_factor
 
 
 class StepStats(NamedTuple):
@@ -69,13 +69,12 @@ class Member:
         return cls(hookpoint, sae_cfg.resolved_name(d_in), seed, sae, optimizer, train_cfg, total_steps, counter)
 
     def _coefficient_warmup(self, step: int) -> float:
-        cfg = self.sae.cfg
+        """Weight of the architecture's sparsity loss at `step`: its coefficient, warmed up linearly."""
+        penalty = self.sae.spec.sparsity_penalty(self.sae.cfg)
+        if penalty is None:
+            return 0.0
         default = max(int(0.05 * self.total_steps), 1)
-        if cfg.architecture == "relu":
-            return cfg.l1_coefficient * warmup_factor(step, cfg.l1_warmup_steps or default)
-        if cfg.architecture == "jumprelu":
-            return cfg.l0_coefficient * warmup_factor(step, cfg.l0_warmup_steps or default)
-        return 0.0
+        return penalty.coefficient * warmup_factor(step, penalty.warmup_steps or default)
 
     def dead_mask(self) -> Tensor:
         """Latents that have not fired for `dead_tokens_threshold` training tokens."""
@@ -104,8 +103,7 @@ class Member:
         if sae.cfg.normalize_decoder:
             sae.normalize_decoder()
         with torch.no_grad():
-            if sae.architecture == "jumprelu":
-                sae.log_threshold.clamp_(max=20.0)
+            sae.spec.post_step(sae)
             self.tokens_since_fired += x.shape[0]
             self.tokens_since_fired[out.fired] = 0
         return StepStats(

@@ -13,7 +13,7 @@ from saeseeds.sae.model import SparseAutoencoder
 
 
 class EvalMetrics(NamedTuple):
-    """Metrics of one SAE on an evaluation set (DESIGN.md definitions)."""
+    """Metrics of one SAE on an evaluation set (docs/definitions.md)."""
 
     fvu: float
     explained_variance: float

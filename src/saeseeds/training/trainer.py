@@ -2,6 +2,9 @@
 
 Each SAE keeps its own parameters, optimizer and counters, so training S seeds together gives exactly the
 parameters of S separate runs on the same stream; the data is read (or the LM run) once for all of them.
+Crash safety: the resumable state is committed as one unit (`saeseeds.training.state`), first at step 0, so
+`--resume` after a kill at any instant continues exactly or refuses; the held-out set and per-latent firing
+frequencies are kept in `<run>/eval/` (`saeseeds.training.eval_store`).
 """
 
 from __future__ import annotations
@@ -19,17 +22,28 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from saeseeds import __version__
-from saeseeds.atomic import atomic_write, atomic_write_json
-from saeseeds.config import RunConfig, to_dict
+from saeseeds.atomic import atomic_write_json, atomic_write_text, json_text, remove_stale_temps
+from saeseeds.config import RunConfig, from_dict, to_dict
 from saeseeds.data.arrays import check_batch
 from saeseeds.data.batching import rebatch
-from saeseeds.data.sources import SourcePair, as_mapping
-from saeseeds.errors import CheckpointError, DataError
+from saeseeds.data.types import SourcePair, as_mapping
+from saeseeds.device import resolve_device
+from saeseeds.errors import CheckpointError, ConfigError, DataError
 from saeseeds.sae.checkpoint import fold_input_scale, save_sae
-from saeseeds.train.evaluate import evaluate_sae
-from saeseeds.train.fingerprint import DataFingerprint, fingerprint_batches
-from saeseeds.train.member import Member
-from saeseeds.train.run_dir import MANIFEST, STATE_DIR, checkpoint_dir, read_manifest
+from saeseeds.training.eval_store import EVAL_DIR, store_eval_set, write_latent_frequencies
+from saeseeds.training.evaluate import evaluate_sae
+from saeseeds.training.fingerprint import DataFingerprint, fingerprint_batches
+from saeseeds.training.member import Member
+from saeseeds.training.run_dir import MANIFEST, STATE_DIR, checkpoint_dir, read_manifest
+from saeseeds.training.state import (
+    check_resume_config,
+    commit_state,
+    load_member_state,
+    read_pointer,
+    remove_uncommitted,
+)
+
+METRICS = "metrics.jsonl"
 
 
 class TrainResult(NamedTuple):
@@ -40,13 +54,6 @@ class TrainResult(NamedTuple):
     tokens: int
     fingerprint: str
     metrics: dict[str, dict[str, float | int]]
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' → the first CUDA device if present, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def library_versions() -> dict[str, str]:
@@ -70,15 +77,52 @@ def _input_scale(x: Tensor) -> float:
     return (x.shape[1] / mean_sq) ** 0.5
 
 
+def check_out_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse an --out that would mix with other files (checked before any data is read; changes nothing)."""
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other: continue the run, or replace it")
+    if out.exists() and not out.is_dir():
+        raise CheckpointError(f"--out {out} is a file, not a directory")
+    if resume:
+        if not (out / STATE_DIR / "trainer.json").is_file():
+            raise CheckpointError(f"--resume: {out} holds no interrupted run (no {STATE_DIR}/trainer.json)")
+    elif overwrite:
+        return
+    elif (out / MANIFEST).exists() or (out / STATE_DIR).exists():
+        raise CheckpointError(
+            f"{out} already holds a run; pass --resume to continue it, --overwrite to replace it, or choose another --out"
+        )
+    elif out.is_dir() and any(out.iterdir()):
+        raise CheckpointError(
+            f"--out {out} is not empty and holds no saeseeds run; choose an empty or new directory "
+            f"or pass --overwrite to replace its contents"
+        )
+
+
+def prepare_out_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
+    """`check_out_dir`, then create `out`; `overwrite` first deletes the whole directory."""
+    check_out_dir(out, resume=resume, overwrite=overwrite)
+    if overwrite and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def remove_run_temps(out: Path) -> None:
+    """Clean what writers killed mid-write left in the run directory (checkpoint swaps, temporary files)."""
+    for directory in [out, *(p for p in out.rglob("*") if p.is_dir() and STATE_DIR not in p.parts)]:
+        remove_stale_temps(directory)
+
+
 class _Run:
     """State of one training run while it is in progress."""
 
-    def __init__(self, cfg: RunConfig, pair: SourcePair, out_dir: Path, resume: bool) -> None:
+    def __init__(self, cfg: RunConfig, pair: SourcePair, out_dir: Path, resume: bool, overwrite: bool) -> None:
         self.cfg = cfg
         self.pair = pair
         self.out = Path(out_dir)
         self.resume = resume
-        self.device = resolve_device(cfg.train.device)
+        self.overwrite = overwrite
+        self.device = resolve_device(cfg.train.device, field="train.device")
         self.members: list[Member] = []
         self.scales: dict[str, float] = {}
         self.d_in: dict[str, int] = {}
@@ -87,19 +131,10 @@ class _Run:
         self.history: dict[str, dict[str, float | int]] = {}
         self.eval_batches = [as_mapping(b, cfg.data.hookpoint) for b in pair.eval]
         self.eval_fingerprint = fingerprint_batches(self.eval_batches) if self.eval_batches else None
+        self.eval_info: dict[str, Any] = {}
+        self.resumes: list[dict[str, Any]] = []
 
     # -------------------------------------------------------------- setup
-
-    def check_out_dir(self) -> None:
-        manifest = self.out / MANIFEST
-        if self.resume:
-            if not (self.out / STATE_DIR / "trainer.json").is_file():
-                raise CheckpointError(f"--resume: {self.out} holds no interrupted run (no {STATE_DIR}/trainer.json)")
-            return
-        if manifest.exists():
-            raise CheckpointError(
-                f"{self.out} already holds a run; pass --resume to continue it or choose another --out"
-            )
 
     def total_steps(self) -> int:
         steps = self.cfg.train.num_tokens // self.cfg.train.batch_size
@@ -133,25 +168,39 @@ class _Run:
     # -------------------------------------------------------------- persistence
 
     def save_state(self) -> None:
-        state_dir = self.out / STATE_DIR
-        for member in self.members:
-            path = state_dir / f"{member.key}.pt"
-            atomic_write(path, lambda p, m=member: torch.save(m.state_dict(), p))
-        atomic_write_json(
-            state_dir / "trainer.json",
+        """Commit every member's state and the trainer's counters as one unit (see saeseeds.training.state)."""
+        commit_state(
+            self.out,
+            {m.key: m.state_dict() for m in self.members},
             {
                 "step": self.step,
                 "fingerprint": self.fingerprint.value,
+                "eval_fingerprint": self.eval_fingerprint,
                 "scales": self.scales,
                 "d_in": self.d_in,
                 "members": [m.key for m in self.members],
+                "config": to_dict(self.cfg),
+                "resumes": self.resumes,
             },
         )
 
     def load_state(self) -> dict[str, Any]:
-        state_dir = self.out / STATE_DIR
-        trainer = json.loads((state_dir / "trainer.json").read_text())
-        self.scales = {k: float(v) for k, v in trainer["scales"].items()}
+        """Read the committed state; refuse a changed config or evaluation set before touching anything."""
+        trainer = read_pointer(self.out)
+        if "set" in trainer:
+            remove_uncommitted(self.out / STATE_DIR, keep=trainer["set"])
+        if "config" in trainer:
+            where = f"{self.out / STATE_DIR}/trainer.json:config"
+            changes = check_resume_config(_normalised(trainer["config"], where), _normalised(to_dict(self.cfg), "config"))
+            self.resumes = list(trainer.get("resumes", []))
+            self.resumes.append({"step": int(trainer["step"]), "changed": {k: list(v) for k, v in changes.items()}})
+        stored_eval = trainer.get("eval_fingerprint")
+        if stored_eval is not None and stored_eval != self.eval_fingerprint:
+            raise DataError("--resume: the data stream differs from the interrupted run's (its held-out evaluation set)")
+        try:
+            self.scales = {k: float(v) for k, v in trainer["scales"].items()}
+        except (AttributeError, TypeError, ValueError) as err:
+            raise CheckpointError(f"--resume: {self.out / STATE_DIR}/trainer.json has bad scales: {err}") from err
         return trainer
 
     def restore_members(self, trainer: dict[str, Any]) -> None:
@@ -161,12 +210,49 @@ class _Run:
                 f"--resume: the config's SAEs {keys} differ from the interrupted run's {trainer['members']}"
             )
         for member in self.members:
-            path = self.out / STATE_DIR / f"{member.key}.pt"
+            state = load_member_state(self.out, trainer, member.key, self.device)
             try:
-                state = torch.load(path, map_location=self.device, weights_only=True)
-            except Exception as err:
-                raise CheckpointError(f"--resume: cannot read trainer state {path}: {err}") from err
-            member.load_state_dict(state)
+                member.load_state_dict(state)
+            except (KeyError, RuntimeError, ValueError, TypeError) as err:
+                raise CheckpointError(f"--resume: trainer state of {member.key} does not fit: {err}".splitlines()[0]) from err
+
+    def restore_metrics(self, step: int) -> None:
+        """Keep only the metrics lines the resumed run will not write again; rebuild the latest per SAE."""
+        path = self.out / METRICS
+        if not path.is_file():
+            return
+        kept = []
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+                if int(record["step"]) <= step and int(record["step"]) < self.total_steps():
+                    kept.append(line)
+                    self.history[record["key"]] = {k: v for k, v in record.items() if k != "key"}
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut by the kill
+        atomic_write_text(path, "".join(line + "\n" for line in kept))
+
+    def store_eval(self) -> None:
+        """Write the held-out set into <run>/eval/ unless the same one (same cap) is already there."""
+        cap = self.cfg.train.store_eval_tokens
+        previous = read_manifest(self.out).get("eval", {}) if (self.out / MANIFEST).is_file() else {}
+        stored = previous.get("stored") if isinstance(previous, dict) else None
+        if (
+            self.resume
+            and isinstance(stored, dict)
+            and stored.get("cap") == cap
+            and previous.get("fingerprint") == self.eval_fingerprint
+            and all((self.out / rel).is_file() for rel in stored.get("acts", {}).values())
+        ):
+            self.eval_info = dict(previous)
+            return
+        special = self.pair.info.get("special_token_ids", []) if self.pair.info.get("exclude_special_tokens") else []
+        self.eval_info = {
+            "fingerprint": self.eval_fingerprint,
+            "tokens": sum(int(next(iter(b.values())).shape[0]) for b in self.eval_batches),
+            "stored": store_eval_set(self.out, self.pair.eval, self.eval_batches, cap, special),
+            "latents": None,
+        }
 
     def save_checkpoints(self, status: str) -> None:
         model_name = str(self.pair.info.get("model", ""))
@@ -195,9 +281,10 @@ class _Run:
             "tokens": self.step * self.cfg.train.batch_size,
             "seeds": list(self.cfg.train.seeds),
             "config": to_dict(self.cfg),
+            "resumes": self.resumes,
             "data": self.pair.info,
             "fingerprint": {
-                "algorithm": "sha256 chain over training batches (saeseeds.train.fingerprint)",
+                "algorithm": "sha256 chain over training batches (saeseeds.training.fingerprint)",
                 "train": self.fingerprint.value,
                 "batches": self.fingerprint.batches,
                 "eval": self.eval_fingerprint,
@@ -214,7 +301,11 @@ class _Run:
                 }
                 for m in self.members
             ],
-            "eval": self.history,
+            "eval": {
+                "about": f"held-out set and per-latent statistics in {EVAL_DIR}/ (saeseeds.training.eval_store)",
+                **self.eval_info,
+                "metrics": self.history,
+            },
             "versions": library_versions(),
         }
         atomic_write_json(self.out / MANIFEST, manifest)
@@ -224,14 +315,21 @@ class _Run:
     def evaluate(self) -> None:
         if not self.eval_batches:
             return
+        frequencies = {}
+        lines = []
         for member in self.members:
             batches = [b[member.hookpoint] for b in self.eval_batches]
-            metrics, _ = evaluate_sae(member.sae, batches, self.scales[member.hookpoint])
+            metrics, frequency = evaluate_sae(member.sae, batches, self.scales[member.hookpoint])
+            frequencies[member.key] = frequency
             record: dict[str, float | int] = metrics.as_dict() | {"step": self.step}
             record["train_dead_fraction"] = float(member.dead_mask().float().mean())
             self.history[member.key] = record
-            with open(self.out / "metrics.jsonl", "a") as fh:
-                fh.write(json.dumps({"key": member.key, **record}) + "\n")
+            lines.append(json.dumps({"key": member.key, **record}) + "\n")
+        tokens = int(self.eval_info.get("tokens", 0))
+        path = write_latent_frequencies(self.out, frequencies, step=self.step, tokens=tokens)
+        self.eval_info["latents"] = {"path": path, "step": self.step, "tokens": tokens, "dtype": "float64"}
+        with open(self.out / METRICS, "a") as fh:
+            fh.write("".join(lines))
 
     # -------------------------------------------------------------- the loop
 
@@ -239,22 +337,32 @@ class _Run:
         for batch in rebatch(self.pair.train, self.cfg.train.batch_size, self.cfg.data.hookpoint):
             yield {k: check_batch(v, f"training batch {self.fingerprint.batches}") for k, v in batch.items()}
 
-    def run(self) -> TrainResult:
-        self.check_out_dir()
-        self.out.mkdir(parents=True, exist_ok=True)
+    def start(self) -> tuple[Iterator[dict[str, Tensor]], dict[str, Any] | None]:
+        """Check the directory, build the members, restore or commit step 0; the batches still to train on."""
+        prepare_out_dir(self.out, resume=self.resume, overwrite=self.overwrite)
         trainer_state = self.load_state() if self.resume else None
+        remove_run_temps(self.out)
         stream = self.batches()
         first = next(stream, None)
         if first is None:
             raise DataError(f"the activation source yielded fewer than {self.cfg.train.batch_size} rows")
         self.build_members(first)
+        pending: Iterator[dict[str, Tensor]] = _chain_first(first, stream)
+        if trainer_state is None:
+            self.save_state()  # step 0: from here on every kill is resumable
+        else:
+            self.restore_members(trainer_state)
+            pending = self.skip_verified(pending, trainer_state)
+            self.restore_metrics(self.step)
+        self.store_eval()
+        self.write_manifest("running")
+        return pending, trainer_state
+
+    def run(self) -> TrainResult:
+        pending, _ = self.start()
         total = self.total_steps()
         cfg = self.cfg.train
         checkpoint_every = cfg.checkpoint_every or max(total // 10, 1)
-        pending: Iterator[dict[str, Tensor]] = _chain_first(first, stream)
-        if trainer_state is not None:
-            self.restore_members(trainer_state)
-            pending = self.skip_verified(pending, trainer_state)
         progress = tqdm(total=total, initial=self.step, desc="train", unit="step", disable=not cfg.progress, mininterval=1.0)
         last: dict[str, float] = {}
         for batch in pending:
@@ -305,16 +413,21 @@ class _Run:
         return stream
 
 
+def _normalised(config: dict[str, Any], where: str) -> dict[str, Any]:
+    """A config as plain JSON data with every default filled in, so equal configs compare equal."""
+    return to_dict(from_dict(RunConfig, json.loads(json_text(config)), where))
+
+
 def _chain_first(first: dict[str, Tensor], rest: Iterator[dict[str, Tensor]]) -> Iterator[dict[str, Tensor]]:
     yield first
     yield from rest
 
 
-def train_run(cfg: RunConfig, pair: SourcePair, out_dir: str | Path, *, resume: bool = False) -> TrainResult:
-    """Train every SAE of `cfg` in lockstep on `pair.train`; write checkpoints, run.json and metrics to `out_dir`."""
-    return _Run(cfg, pair, Path(out_dir), resume).run()
+def train_run(
+    cfg: RunConfig, pair: SourcePair, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False
+) -> TrainResult:
+    """Train every SAE of `cfg` in lockstep on `pair.train`; write checkpoints, run.json and metrics to `out_dir`.
 
-
-def clear_state(run_dir: str | Path) -> None:
-    """Remove the resume state of a finished run (it holds optimizer moments: large)."""
-    shutil.rmtree(Path(run_dir) / STATE_DIR, ignore_errors=True)
+    `resume` continues an interrupted run exactly (or refuses); `overwrite` replaces whatever `out_dir` holds.
+    """
+    return _Run(cfg, pair, Path(out_dir), resume, overwrite).run()

@@ -1,11 +1,14 @@
-"""The run directory: run.json, one sparsify-layout checkpoint per SAE, trainer state for resume."""
+"""The run directory: run.json, one sparsify-layout checkpoint per SAE, eval/ (held-out set), .state/ (resume)."""
 
 from __future__ import annotations
 
 import json
 import re
+import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
+
+import numpy as np
 
 from saeseeds.errors import CheckpointError
 
@@ -44,8 +47,12 @@ def is_run_dir(path: str | Path) -> bool:
     return (Path(path) / MANIFEST).is_file()
 
 
-def list_checkpoints(run_dir: str | Path) -> list[CheckpointRef]:
-    """Every SAE checkpoint of a run, sorted by hookpoint, configuration and seed."""
+def list_checkpoints(run_dir: str | Path, *, allow_missing: bool = False) -> list[CheckpointRef]:
+    """Every SAE checkpoint of a run, sorted by hookpoint, configuration and seed.
+
+    A checkpoint that run.json lists but the disk lacks is a CheckpointError naming it; with `allow_missing`
+    it is skipped with a warning instead.
+    """
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
     refs = []
@@ -53,13 +60,27 @@ def list_checkpoints(run_dir: str | Path) -> list[CheckpointRef]:
         path = run_dir / entry["path"]
         if (path / "cfg.json").is_file():
             refs.append(CheckpointRef(entry["hookpoint"], entry["name"], int(entry["seed"]), path))
-    if not refs:  # a run written by another tool: walk the tree
+        elif allow_missing:
+            warnings.warn(f"{path}: checkpoint listed in {MANIFEST} is missing; skipped", stacklevel=2)
+        else:
+            raise CheckpointError(
+                f"{path}/cfg.json is missing, but {run_dir / MANIFEST} lists seed {entry['seed']} of "
+                f"{entry['hookpoint']}/{entry['name']} (status {manifest.get('status', '?')!r})"
+            )
+    if not manifest.get("saes"):  # a run written by another tool: walk the tree
         for cfg in sorted(run_dir.rglob("cfg.json")):
             match = _SEED_DIR.match(cfg.parent.name)
             if match and STATE_DIR not in cfg.parts:
                 rel = cfg.parent.relative_to(run_dir).parts
                 refs.append(CheckpointRef("/".join(rel[:-2]), rel[-2], int(match.group(1)), cfg.parent))
     return sorted(refs, key=lambda r: (r.hookpoint, r.sae_name, r.seed))
+
+
+def load_latent_frequencies(run_dir: str | Path, hookpoint: str, name: str, seed: int) -> np.ndarray | None:
+    """Per-latent firing frequency (float64) of one SAE on the run's held-out set, or None if not stored."""
+    from saeseeds.training.eval_store import read_latent_frequency
+
+    return read_latent_frequency(Path(run_dir), f"{hookpoint}/{name}/seed{seed}")
 
 
 def group_by_config(refs: list[CheckpointRef]) -> dict[tuple[str, str], list[CheckpointRef]]:
@@ -79,7 +100,12 @@ def load_run_config(run_dir: str | Path):  # -> RunConfig
 
 
 def eval_batches_for_run(run_dir: str | Path) -> list:
-    """Rebuild the run's held-out evaluation batches from its config (deterministic sources)."""
+    """The run's held-out batches (hookpoint → raw activations): the stored set, else rebuilt from its config."""
+    from saeseeds.training.eval_store import read_stored_batches
+
+    stored = read_stored_batches(Path(run_dir), read_manifest(run_dir))
+    if stored is not None:
+        return stored
     from saeseeds.data.sources import build_source
 
     return build_source(load_run_config(run_dir)).eval

@@ -1,0 +1,162 @@
+"""The run's held-out set and per-latent statistics, stored in `<run>/eval/` so later stages never re-run the LM.
+
+Layout (every file written atomically; run.json's `eval` section says what is there):
+
+    eval/acts/<hookpoint>.safetensors   "acts": float32 [rows, d_in], raw (unscaled) held-out activations
+    eval/rows.safetensors               "batch_rows": int64 [n_batches], rows of each eval batch, and for LM
+                                        sources "token_ids" int64 [rows], "positions" int64 [rows] (flat
+                                        index into the chunk grid), "chunks" int64 [n_chunks, ctx_len],
+                                        "special_ids" int64 [n] (token ids that have no row)
+    eval/latents.safetensors            "<hookpoint>/<name>/seed<N>": float64 [num_latents], share of the
+                                        eval tokens on which the latent is non-zero (rewritten at each eval)
+
+At most `train.store_eval_tokens` rows are kept: for LM sources whole chunks (so every kept chunk has all of
+its rows), otherwise the first rows. Rows are in eval-stream order, identical to `build_eval_data`'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from saeseeds.atomic import atomic_write
+from saeseeds.errors import CheckpointError
+from saeseeds.hashing import sha256_hasher, tensor_bytes
+
+EVAL_DIR = "eval"
+ROWS_FILE = "rows.safetensors"
+LATENTS_FILE = "latents.safetensors"
+
+
+def acts_file(hookpoint: str) -> str:
+    """Path of a hookpoint's stored activations, relative to the run directory."""
+    return f"{EVAL_DIR}/acts/{hookpoint}.safetensors"
+
+
+def _save(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str] | None = None) -> None:
+    """Write a safetensors file atomically."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    atomic_write(path, lambda p: save_file(tensors, str(p), metadata=metadata))
+
+
+def _chunk_cut(eval_batches: Sequence[Any], cap: int, ctx_len: int) -> int:
+    """Number of leading held-out chunks whose rows all fit in `cap`."""
+    positions = torch.cat([b.positions for b in eval_batches])
+    n_chunks = sum(int(b.chunks.shape[0]) for b in eval_batches)
+    per_chunk = torch.bincount(positions // ctx_len, minlength=n_chunks)
+    fits = torch.cumsum(per_chunk, 0) <= cap
+    return int(fits.sum())
+
+
+def store_eval_set(
+    run_dir: Path, eval_batches: Sequence[Any], mappings: Sequence[Mapping[str, Tensor]], cap: int, special: Sequence[int]
+) -> dict[str, Any] | None:
+    """Write up to `cap` held-out rows (and their tokens when the batches carry them); what run.json records."""
+    if cap <= 0 or not mappings:
+        return None
+    hookpoints = list(mappings[0])
+    batch_rows = torch.tensor([int(next(iter(m.values())).shape[0]) for m in mappings], dtype=torch.int64)
+    total = int(batch_rows.sum())
+    has_tokens = all(hasattr(b, "token_ids") for b in eval_batches)
+    rows_tensors: dict[str, Tensor] = {}
+    if has_tokens:
+        ctx_len = int(eval_batches[0].chunks.shape[1])
+        n_chunks = _chunk_cut(eval_batches, cap, ctx_len)
+        positions = torch.cat([b.positions for b in eval_batches])
+        keep = int((positions < n_chunks * ctx_len).sum())  # rows are in grid order: a prefix
+        chunks = torch.cat([b.chunks for b in eval_batches])[:n_chunks]
+        rows_tensors |= {
+            "token_ids": torch.cat([b.token_ids for b in eval_batches])[:keep],
+            "positions": positions[:keep],
+            "chunks": chunks,
+            "special_ids": torch.tensor(list(special), dtype=torch.int64),
+        }
+    else:
+        keep = min(cap, total)
+    rows_tensors["batch_rows"] = _cut_rows(batch_rows, keep)
+    digest = sha256_hasher()
+    for hookpoint in hookpoints:
+        acts = torch.cat([m[hookpoint] for m in mappings])[:keep].float()
+        digest.update(tensor_bytes(acts))
+        _save(run_dir / acts_file(hookpoint), {"acts": acts})
+    _save(run_dir / EVAL_DIR / ROWS_FILE, rows_tensors)
+    return {
+        "rows": keep,
+        "total_rows": total,
+        "complete": keep == total,
+        "cap": cap,
+        "chunks": int(rows_tensors["chunks"].shape[0]) if has_tokens else None,
+        "has_tokens": has_tokens,
+        "acts": {h: acts_file(h) for h in hookpoints},
+        "rows_file": f"{EVAL_DIR}/{ROWS_FILE}",
+        "sha256_acts": digest.hexdigest(),
+    }
+
+
+def _cut_rows(batch_rows: Tensor, keep: int) -> Tensor:
+    """Batch sizes after keeping only the first `keep` rows (empty batches dropped)."""
+    ends = torch.cumsum(batch_rows, 0)
+    starts = ends - batch_rows
+    kept = torch.clamp(torch.minimum(ends, torch.tensor(keep)) - starts, min=0)
+    return kept[kept > 0]
+
+
+def read_eval_set(run_dir: Path, info: Mapping[str, Any]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """The stored activations (hookpoint → [rows, d_in]) and rows file tensors; CheckpointError when unreadable."""
+    acts = {h: _load(run_dir / rel)["acts"] for h, rel in info["acts"].items()}
+    return acts, _load(run_dir / info["rows_file"])
+
+
+def _load(path: Path) -> dict[str, Tensor]:
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing (the run's stored evaluation set)")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{path} is not a readable safetensors file: {err}") from err
+
+
+def write_latent_frequencies(run_dir: Path, frequencies: Mapping[str, Tensor], *, step: int, tokens: int) -> str:
+    """Write every member's per-latent firing frequency (float64) in one file; its path relative to the run."""
+    tensors = {key: f.double() for key, f in frequencies.items()}
+    _save(run_dir / EVAL_DIR / LATENTS_FILE, tensors, {"step": str(step), "tokens": str(tokens)})
+    return f"{EVAL_DIR}/{LATENTS_FILE}"
+
+
+def read_latent_frequency(run_dir: Path, key: str) -> np.ndarray | None:
+    """One member's stored firing frequencies, or None when the run has none for it."""
+    path = Path(run_dir) / EVAL_DIR / LATENTS_FILE
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            if key not in fh.keys():
+                return None
+            return fh.get_tensor(key).double().numpy()
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{path} is not a readable safetensors file: {err}") from err
+
+
+def stored_info(manifest: Mapping[str, Any]) -> dict[str, Any] | None:
+    """run.json's description of the stored held-out set, or None for runs without one (older runs)."""
+    section = manifest.get("eval")
+    stored = section.get("stored") if isinstance(section, dict) else None
+    return stored if isinstance(stored, dict) and stored.get("rows") else None
+
+
+def read_stored_batches(run_dir: Path, manifest: Mapping[str, Any]) -> list[dict[str, Tensor]] | None:
+    """The stored held-out rows as the run's eval batches (hookpoint → [rows, d_in]), or None if none stored."""
+    info = stored_info(manifest)
+    if info is None:
+        return None
+    acts, rows = read_eval_set(run_dir, info)
+    sizes = [int(n) for n in rows["batch_rows"]]
+    split = {h: a.split(sizes) for h, a in acts.items()}
+    return [{h: parts[i] for h, parts in split.items()} for i in range(len(sizes))]
