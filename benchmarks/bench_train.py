@@ -1,6 +1,6 @@
 """Training throughput of the lockstep trainer: tokens/s per SAE for S = 1, 2, 4 seeds.
 
-Default shape: d_in=768, 32,768 latents, k=32 (the DESIGN.md anchor: sparsify 1.3.0 reaches 1.06M tokens/s
+Default shape: d_in=768, 32,768 latents, k=32 (the docs/design.md anchor: sparsify 1.3.0 reaches 1.06M tokens/s
 per SAE on an H100). Prints a table and writes JSON to benchmarks/out/bench_train.json.
 
     python benchmarks/bench_train.py                      # CPU, small batch
@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from saeseeds.config import SaeConfig, TrainConfig
-from saeseeds.train.member import Member
+from saeseeds.training.member import Member
 
 
 def measure(seeds: int, args: argparse.Namespace, device: torch.device) -> dict[str, float]:

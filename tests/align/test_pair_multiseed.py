@@ -1,4 +1,4 @@
-"""Shared latents on planted overlaps, self/random comparisons, save/load, multi-seed statistics."""
+"""Shared latents of one pair on planted overlaps, self/random comparisons, save/load, reversal."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from saeseeds.align import Alignment, align_pair, align_weights
-from saeseeds.align.multiseed import only_in_base_curve, stability_from_shared, summarise_alignments
+from saeseeds.align import Alignment, SharingRule, align_pair, align_weights
 from saeseeds.align.pair import reverse_alignment
 from saeseeds.config import SaeConfig
 from saeseeds.sae import SparseAutoencoder
@@ -41,8 +40,10 @@ def test_planted_overlap_exact(force_sparse: bool, monkeypatch: pytest.MonkeyPat
 
 def test_threshold_is_strict_and_configurable() -> None:
     dec_a, enc_a, dec_b, enc_b, _ = planted(100, 64, 40, 1)
-    assert align_weights(dec_a, enc_a, dec_b, enc_b, threshold=0.999).n_shared == 40
-    assert align_weights(dec_a, enc_a, dec_b, enc_b, threshold=1.0 + 1e-9).n_shared == 0
+    assert align_weights(dec_a, enc_a, dec_b, enc_b, rule=SharingRule(threshold=0.999)).n_shared == 40
+    al = align_weights(dec_a, enc_a, dec_b, enc_b)
+    assert al.under(SharingRule(threshold=0.999)).n_shared == 40  # re-judged without new matchings
+    assert al.under(SharingRule(threshold=0.9999999)).n_shared == 40  # exact copies: cosine 1 > τ
 
 
 def make_sae(seed: int, n: int = 256, d: int = 32) -> SparseAutoencoder:
@@ -67,7 +68,7 @@ def test_absolute_counts_flipped_latents() -> None:
         flipped.W_dec.mul_(-1)
         flipped.encoder.weight.mul_(-1)
     assert align_pair(sae, flipped).shared_fraction < 0.02
-    assert align_pair(sae, flipped, absolute=True).shared_fraction == 1.0
+    assert align_pair(sae, flipped, rule=SharingRule(absolute=True)).shared_fraction == 1.0
 
 
 def test_save_load_round_trip(tmp_path) -> None:
@@ -88,35 +89,3 @@ def test_reverse_matches_direct() -> None:
     assert rev.n_shared == ba.n_shared
     np.testing.assert_array_equal(rev.shared, ba.shared)
     assert rev.dec_total == pytest.approx(ba.dec_total)
-
-
-def test_only_in_base_curve_and_stability() -> None:
-    s1 = np.array([1, 0, 0, 0, 1], dtype=bool)
-    s2 = np.array([0, 1, 0, 0, 1], dtype=bool)
-    mean, std = only_in_base_curve([s1, s2])
-    # orderings (s1, s2): 5, 3, 2 ; (s2, s1): 5, 3, 2
-    np.testing.assert_allclose(mean, [5, 3, 2])
-    np.testing.assert_allclose(std, [0, 0, 0])
-    s3 = np.array([1, 1, 1, 0, 0], dtype=bool)
-    mean, _ = only_in_base_curve([s1, s3])
-    np.testing.assert_allclose(mean, [5, (3 + 2) / 2, 1])
-    np.testing.assert_allclose(stability_from_shared([s1, s2]), [0.5, 0.5, 0, 0, 1])
-
-
-def test_summarise_three_seeds() -> None:
-    rng = np.random.default_rng(5)
-    common_dec = rng.standard_normal((30, 20))
-    common_enc = rng.standard_normal((30, 20))
-    weights = []
-    for _ in range(3):
-        dec = np.vstack([common_dec, rng.standard_normal((50, 20))])
-        enc = np.vstack([common_enc, rng.standard_normal((50, 20))])
-        weights.append((dec, enc))
-    als = {(i, j): align_weights(*weights[i], *weights[j]) for i in range(3) for j in range(3) if i != j}
-    res = summarise_alignments(["s0", "s1", "s2"], als)
-    assert res.shared_fraction_stats()["mean"] == pytest.approx(30 / 80)
-    for st in res.stability:
-        np.testing.assert_allclose(st[:30], 1.0)
-        assert st[30:].max() <= 0.5
-    assert res.only_in_base[0] == 80
-    assert res.only_in_base[-1] == pytest.approx(80 - 30 - np.mean([(s[30:] > 0).sum() for s in res.stability]), abs=3)

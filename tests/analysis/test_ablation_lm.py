@@ -19,7 +19,7 @@ HOOK = "transformer.h.1.mlp"
 def tiny_lm(tmp_path_factory: pytest.TempPathFactory):
     from transformers import AutoModelForCausalLM
 
-    from saeseeds.data.tiny_lm import build_tiny_causal_lm
+    from helpers.tiny_lm import build_tiny_causal_lm
 
     docs = [f"the cat {w} sat on the mat number {i} while dogs {w} ran" for i, w in enumerate("abcdefghij" * 3)]
     path = build_tiny_causal_lm(Path(tmp_path_factory.mktemp("lm")), docs, d_model=D, n_layer=2)

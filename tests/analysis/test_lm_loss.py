@@ -1,5 +1,5 @@
 """The splice: a perfect reconstruction leaves the loss unchanged, the hook really replaces the activation,
-and loss recovered follows the DESIGN.md definition."""
+and loss recovered follows the docs/definitions.md definition."""
 
 from __future__ import annotations
 

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from saeseeds.analysis.recovery import (
-    align_latents,
     evaluate_recovery,
     group_subspace_angles,
     group_usage,
@@ -16,8 +15,8 @@ from saeseeds.analysis.recovery import (
     nearest_truth,
     summarize_recovery,
 )
+from saeseeds.config import SyntheticConfig
 from saeseeds.data.synthetic import AMBIGUOUS, IDENTIFIABLE, SINGLE, GroundTruth, SyntheticModel
-from saeseeds.data.synthetic_config import SyntheticConfig
 from saeseeds.errors import DataError
 
 
@@ -67,7 +66,7 @@ def test_perfect_dictionary_scores_perfectly(model: SyntheticModel) -> None:
     assert angles.shape == (2, 3) and float(angles.max()) < 1e-3
     # two seeds with the same dictionary in different latent orders: everything is shared
     dec2 = dec[torch.randperm(dec.shape[0], generator=torch.Generator().manual_seed(5))]
-    result = evaluate_recovery(truth, [(dec, enc), (dec2, dec2.clone())], use_align=False)
+    result = evaluate_recovery(truth, [(dec, enc), (dec2, dec2.clone())])
     assert torch.allclose(result.feature_shared, torch.ones(30, dtype=torch.float64))
     assert torch.allclose(result.feature_recovered, torch.ones(30, dtype=torch.float64))
     assert float(result.group_angles.max()) < 1e-3
@@ -88,7 +87,7 @@ def test_rotation_within_a_group_is_low_per_feature_and_perfect_per_subspace(mod
     angles = group_subspace_angles(truth, match, rotated)
     assert float(angles.max()) < 1e-3  # the subspace is recovered exactly
     # seed A learned the true basis, seed B a rotated one: the group's features are not shared, the rest are
-    result = evaluate_recovery(truth, [(dec, enc), (rotated, rotated.clone())], use_align=False)
+    result = evaluate_recovery(truth, [(dec, enc), (rotated, rotated.clone())])
     assert float(result.feature_shared[amb].max()) == 0.0
     assert float(result.feature_shared[others].min()) == 1.0
     assert float(result.feature_recovered[amb].max()) == 0.5  # only seed A has cos > 0.9
@@ -161,16 +160,6 @@ def test_nearest_truth_assigns_latents_to_units(model: SyntheticModel) -> None:
     assert truth.group_kind.tolist() == [AMBIGUOUS, IDENTIFIABLE]
 
 
-def test_dense_alignment_requires_both_matchings_and_threshold() -> None:
-    eye = torch.eye(4)
-    enc_b = eye.clone()
-    enc_b[[0, 1]] = enc_b[[1, 0]]  # encoder matching pairs latent 0 with 1: not shared
-    dec_b = eye.clone()
-    dec_b[3] = torch.tensor([0.0, 0.0, 0.8, 0.6])  # ...and latent 3's decoder cosine is 0.6 < 0.7
-    pair = align_latents(eye, eye, dec_b, enc_b, use_align=False)
-    assert pair.shared.tolist() == [False, False, True, False]
-
-
 def test_sharing_counts_only_the_matched_partner(model: SyntheticModel) -> None:
     truth = model.truth
     dec, enc = perfect_dictionary(truth, extra=0)
@@ -180,7 +169,7 @@ def test_sharing_counts_only_the_matched_partner(model: SyntheticModel) -> None:
     la, lb = int(match.hungarian_latent[single_a]), int(match.hungarian_latent[single_b])
     dec_b = dec.clone()
     dec_b[[la, lb]] = dec_b[[lb, la]]  # decoders swapped, encoders not: the two latents are not shared
-    result = evaluate_recovery(truth, [(dec, enc), (dec_b, enc.clone())], use_align=False)
+    result = evaluate_recovery(truth, [(dec, enc), (dec_b, enc.clone())])
     assert result.feature_shared[single_a] == 0.0 and result.feature_shared[single_b] == 0.0
     assert int((result.feature_shared == 1.0).sum()) == truth.num_features - 2
 
@@ -193,19 +182,3 @@ def test_bad_shapes_raise(model: SyntheticModel) -> None:
     dec, enc = perfect_dictionary(model.truth)
     with pytest.raises(DataError, match="encoders"):
         evaluate_recovery(model.truth, [(dec, enc)], encoders=[lambda x: x])
-
-
-def test_align_package_agrees_with_the_dense_alignment(model: SyntheticModel) -> None:
-    pytest.importorskip("saeseeds.align")
-    from saeseeds import align
-
-    if not hasattr(align, "align_weights"):
-        pytest.skip("saeseeds.align.align_weights is not there yet")
-    truth = model.truth
-    dec, enc = perfect_dictionary(truth)
-    rotated = rotate_group(truth, dec, 0, math.radians(50))
-    noisy = rotated + 0.05 * torch.randn(rotated.shape, generator=torch.Generator().manual_seed(3))
-    ours = align_latents(dec, enc, noisy, rotated, use_align=False)
-    theirs = align_latents(dec, enc, noisy, rotated, use_align=True)
-    assert torch.equal(ours.shared, theirs.shared)
-    assert torch.equal(ours.dec_partner, theirs.dec_partner)

@@ -1,20 +1,36 @@
-"""Cross-seed alignment: chunked cosine similarities, exact scalable assignment, shared latents, stability."""
+"""Cross-seed alignment: weights in, alignments and the cross-seed result out (exact, scalable assignment)."""
 
-from saeseeds.align.assignment import Assignment, AssignmentStats, max_cosine_assignment
-from saeseeds.align.pair import DEFAULT_THRESHOLD, Alignment, align_pair, align_weights, shared_mask
-from saeseeds.align.similarity import PairScorer, cosine_blocks, normalise_rows, pick_device
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+# Resolved on first use: `saeseeds.align.sharing` (the CLI's flags) must not pull in torch, scipy and numba.
+_WHERE = {
+    "Assignment": "assignment", "AssignmentStats": "assignment", "max_cosine_assignment": "assignment",
+    "row_max_cosine": "assignment", "CrossSeedResult": "cross_seed", "SeedSet": "cross_seed",
+    "StabilityGroups": "cross_seed", "align_seeds": "cross_seed", "Alignment": "pair", "align_pair": "pair",
+    "align_weights": "pair", "SharingRule": "sharing",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(import_module(f"saeseeds.align.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'saeseeds.align' has no attribute {name!r}")
+
 
 __all__ = [
-    "DEFAULT_THRESHOLD",
     "Alignment",
     "Assignment",
     "AssignmentStats",
-    "PairScorer",
+    "CrossSeedResult",
+    "SeedSet",
+    "SharingRule",
+    "StabilityGroups",
     "align_pair",
     "align_weights",
-    "cosine_blocks",
+    "align_seeds",
     "max_cosine_assignment",
-    "normalise_rows",
-    "pick_device",
-    "shared_mask",
+    "row_max_cosine",
 ]

@@ -1,29 +1,34 @@
 """Alignment of one pair of SAEs: per-latent decoder and encoder partners, shared latents, MMCS.
 
-A latent x of `a` is *shared* with `b` (Paulo & Belrose) iff the decoder matching and the encoder
-matching pair it with the same latent y and both cosines exceed the threshold.
+Takes weight matrices (or SAE objects holding them), never files. Which latents count as *shared* is
+decided by `SharingRule` (saeseeds.align.sharing), the one definition the whole project uses.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
-from saeseeds.align.assignment import Assignment, max_cosine_assignment
+from saeseeds.align.assignment import max_cosine_assignment
+from saeseeds.align.sharing import SharingRule
 from saeseeds.align.similarity import ScreenMode
-from saeseeds.atomic import atomic_write_json
+from saeseeds.atomic import atomic_write_json, atomic_write_npz
 from saeseeds.errors import DataError
 
-DEFAULT_THRESHOLD = 0.7
 PER_LATENT_FIELDS = ("dec_partner", "dec_cos", "enc_partner", "enc_cos", "shared", "dec_max_cos")
+
+
+class HasWeights(Protocol):
+    """Anything holding decoder rows `W_dec` and an `encoder.weight` ([num_latents, d_in] each)."""
+
+    W_dec: torch.Tensor
+    encoder: Any
 
 
 @dataclass
@@ -34,9 +39,9 @@ class Alignment:
     dec_cos: np.ndarray  # [n_a] float64, NaN when unmatched
     enc_partner: np.ndarray
     enc_cos: np.ndarray
-    shared: np.ndarray  # [n_a] bool
+    shared: np.ndarray  # [n_a] bool, under `threshold`
     dec_max_cos: np.ndarray  # [n_a] max decoder cosine to any latent of b (MMCS ingredient)
-    threshold: float = DEFAULT_THRESHOLD
+    threshold: float = SharingRule.threshold
     absolute: bool = False
     num_latents_b: int = 0
     dec_total: float = 0.0
@@ -91,20 +96,21 @@ class Alignment:
     def save(self, directory: str | Path, name: str) -> tuple[Path, Path]:
         """Write `<name>.json` (summary) and `<name>.npz` (per-latent arrays) atomically."""
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         json_path = directory / f"{name}.json"
         npz_path = directory / f"{name}.npz"
-        write_json_atomic(json_path, self.summary())
-        arrays = {key: getattr(self, key) for key in PER_LATENT_FIELDS}
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".npz")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez_compressed(fh, **arrays)
-            os.replace(tmp, npz_path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_json(json_path, self.summary())
+        atomic_write_npz(npz_path, **{key: getattr(self, key) for key in PER_LATENT_FIELDS})
         return json_path, npz_path
+
+    def under(self, rule: SharingRule) -> Alignment:
+        """The same matchings judged by another rule's threshold (a change of `absolute` needs new matchings)."""
+        if rule.absolute != self.absolute:
+            raise DataError(
+                f"alignment {self.name_a} -> {self.name_b} used {'absolute' if self.absolute else 'signed'} "
+                f"cosines; a rule with absolute={rule.absolute} needs a new alignment (run compare again)"
+            )
+        shared = rule.shared(self.dec_partner, self.dec_cos, self.enc_partner, self.enc_cos)
+        return dataclasses.replace(self, shared=shared, threshold=rule.threshold)
 
     @classmethod
     def load(cls, directory: str | Path, name: str) -> Alignment:
@@ -130,38 +136,21 @@ class Alignment:
         )
 
 
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write `payload` as JSON atomically (numpy values and dataclasses included)."""
-    atomic_write_json(path, payload)
-
-
-def shared_mask(
-    dec: Assignment | tuple[np.ndarray, np.ndarray],
-    enc: Assignment | tuple[np.ndarray, np.ndarray],
-    threshold: float,
-) -> np.ndarray:
-    """Same partner under both matchings and both cosines strictly above the threshold."""
-    dp, dc = dec[0], dec[1]
-    ep, ec = enc[0], enc[1]
-    with np.errstate(invalid="ignore"):
-        return (dp == ep) & (dp >= 0) & (dc > threshold) & (ec > threshold)
-
-
 def align_weights(
     dec_a: torch.Tensor | np.ndarray,
     enc_a: torch.Tensor | np.ndarray,
     dec_b: torch.Tensor | np.ndarray,
     enc_b: torch.Tensor | np.ndarray,
     *,
-    threshold: float = DEFAULT_THRESHOLD,
-    absolute: bool = False,
+    rule: SharingRule | None = None,
     device: str | torch.device | None = None,
     screen: ScreenMode | None = None,
     progress: bool = False,
     name_a: str = "a",
     name_b: str = "b",
 ) -> Alignment:
-    """Align two SAEs given their decoder and encoder rows ([num_latents, d_in] each)."""
+    """Align two SAEs given their decoder and encoder rows ([num_latents, d_in] each) under `rule`."""
+    rule = rule or SharingRule()
     for label, w in (("dec_a", dec_a), ("enc_a", enc_a), ("dec_b", dec_b), ("enc_b", enc_b)):
         if torch.as_tensor(w).ndim != 2:
             raise DataError(f"{label}: expected [num_latents, d_in], got shape {tuple(torch.as_tensor(w).shape)}")
@@ -169,9 +158,9 @@ def align_weights(
         raise DataError(f"dec_a {tuple(dec_a.shape)} and enc_a {tuple(enc_a.shape)} differ in shape")
     if tuple(torch.as_tensor(dec_b).shape) != tuple(torch.as_tensor(enc_b).shape):
         raise DataError(f"dec_b {tuple(dec_b.shape)} and enc_b {tuple(enc_b.shape)} differ in shape")
-    dec = max_cosine_assignment(dec_a, dec_b, absolute=absolute, device=device, screen=screen,
+    dec = max_cosine_assignment(dec_a, dec_b, absolute=rule.absolute, device=device, screen=screen,
                                 with_row_max=True, progress=progress)
-    enc = max_cosine_assignment(enc_a, enc_b, absolute=absolute, device=device, screen=screen,
+    enc = max_cosine_assignment(enc_a, enc_b, absolute=rule.absolute, device=device, screen=screen,
                                 progress=progress)
     assert dec.row_max is not None
     return Alignment(
@@ -179,10 +168,10 @@ def align_weights(
         dec_cos=dec.cosine,
         enc_partner=enc.partner,
         enc_cos=enc.cosine,
-        shared=shared_mask(dec, enc, threshold),
+        shared=rule.shared(dec.partner, dec.cosine, enc.partner, enc.cosine),
         dec_max_cos=dec.row_max,
-        threshold=threshold,
-        absolute=absolute,
+        threshold=rule.threshold,
+        absolute=rule.absolute,
         num_latents_b=int(torch.as_tensor(dec_b).shape[0]),
         dec_total=dec.total,
         enc_total=enc.total,
@@ -192,7 +181,7 @@ def align_weights(
     )
 
 
-def sae_weights(sae: Any) -> tuple[torch.Tensor, torch.Tensor]:
+def sae_weights(sae: HasWeights) -> tuple[torch.Tensor, torch.Tensor]:
     """(decoder rows, encoder rows) of a `SparseAutoencoder` (or anything with W_dec and encoder.weight)."""
     return sae.W_dec.detach().float().cpu(), sae.encoder.weight.detach().float().cpu()
 
@@ -201,8 +190,7 @@ def align_pair(
     sae_a: Any,
     sae_b: Any,
     *,
-    threshold: float = DEFAULT_THRESHOLD,
-    absolute: bool = False,
+    rule: SharingRule | None = None,
     device: str | torch.device | None = None,
     screen: ScreenMode | None = None,
     progress: bool = False,
@@ -212,7 +200,7 @@ def align_pair(
     """Align two SAE objects (see `align_weights`)."""
     dec_a, enc_a = sae_weights(sae_a)
     dec_b, enc_b = sae_weights(sae_b)
-    return align_weights(dec_a, enc_a, dec_b, enc_b, threshold=threshold, absolute=absolute,
+    return align_weights(dec_a, enc_a, dec_b, enc_b, rule=rule,
                          device=device, screen=screen, progress=progress, name_a=name_a, name_b=name_b)
 
 
@@ -233,7 +221,7 @@ def reverse_alignment(alignment: Alignment, dec_max_cos_b: np.ndarray) -> Alignm
     ep, ec = invert(alignment.enc_partner, alignment.enc_cos)
     return Alignment(
         dec_partner=dp, dec_cos=dc, enc_partner=ep, enc_cos=ec,
-        shared=shared_mask((dp, dc), (ep, ec), alignment.threshold),
+        shared=SharingRule(alignment.threshold, alignment.absolute).shared(dp, dc, ep, ec),
         dec_max_cos=np.asarray(dec_max_cos_b, dtype=np.float64),
         threshold=alignment.threshold, absolute=alignment.absolute,
         num_latents_b=alignment.num_latents_a, dec_total=alignment.dec_total,

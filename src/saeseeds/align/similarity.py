@@ -16,34 +16,15 @@ import numpy as np
 import torch
 
 from saeseeds.align.row_kernels import exact_dots, quantise_int8
+from saeseeds.device import resolve_device
 from saeseeds.errors import DataError
 
 ScreenMode = Literal["int8", "bf16", "fp32"]
 SCREEN_MODES: tuple[str, ...] = ("int8", "bf16", "fp32")
 UNIT_ROUND_FP32 = 2.0**-24
-UNIT_ROUND_BF16 = 2.0**-9
 UNIT_ROUND_TF32 = 2.0**-11
 INT8_TILE = 8192
 """Columns per int8 GEMM call in a CPU screen block."""
-
-
-def pick_device(device: str | torch.device | None = None) -> torch.device:
-    """The device to compute similarities on: the one asked for, else CUDA when present, else the CPU."""
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def normalise_rows(weight: torch.Tensor | np.ndarray, *, name: str = "weight") -> torch.Tensor:
-    """Rows scaled to unit length (in float64, stored as float32 on the CPU); zero rows stay zero."""
-    w = torch.as_tensor(weight).detach().to("cpu", torch.float64)
-    if w.ndim != 2:
-        raise DataError(f"{name}: expected a 2-d [num_latents, d_in] matrix, got shape {tuple(w.shape)}")
-    if not torch.isfinite(w).all():
-        raise DataError(f"{name}: contains NaN or inf")
-    norms = w.norm(dim=1, keepdim=True)
-    w = torch.where(norms > 0, w / norms.clamp_min(1e-300), torch.zeros_like(w))
-    return w.to(torch.float32).contiguous()
 
 
 def default_screen(device: torch.device) -> ScreenMode:
@@ -97,7 +78,7 @@ class PairScorer:
             raise DataError(
                 f"row sets must share d_in; got shapes {tuple(self.a.shape)} and {tuple(self.b.shape)}"
             )
-        self.device = pick_device(device)
+        self.device = resolve_device(device)
         self.screen: ScreenMode = screen or default_screen(self.device)
         if self.screen not in SCREEN_MODES:
             raise DataError(f"screen must be one of {SCREEN_MODES}, got {self.screen!r}")
@@ -359,26 +340,3 @@ def _int8_matmul(qa: torch.Tensor, qbt: torch.Tensor, out: torch.Tensor | None =
     except (RuntimeError, AttributeError):  # pragma: no cover - depends on the torch build / device
         prod = (qa.double() @ qbt.double()).round_().to(torch.int32)
         return prod if out is None else out.copy_(prod)
-
-
-def cosine_blocks(
-    a: torch.Tensor | np.ndarray,
-    b: torch.Tensor | np.ndarray,
-    *,
-    absolute: bool = False,
-    device: str | torch.device | None = None,
-    chunk_rows: int = 1024,
-) -> Iterator[tuple[slice, torch.Tensor]]:
-    """Cosine similarities of the rows of `a` against the rows of `b`, one fp32 row block at a time.
-
-    Rows are normalised first; each block is `[chunk_rows, n_b]` on `device` (CUDA when there).
-    """
-    dev = pick_device(device)
-    an = normalise_rows(a, name="a").to(dev)
-    bn = normalise_rows(b, name="b").to(dev)
-    if an.shape[1] != bn.shape[1]:
-        raise DataError(f"a has d_in {an.shape[1]} but b has {bn.shape[1]}")
-    bt = bn.t().contiguous()
-    for start in range(0, an.shape[0], chunk_rows):
-        block = an[start : start + chunk_rows] @ bt
-        yield slice(start, start + block.shape[0]), (block.abs_() if absolute else block)

@@ -116,7 +116,7 @@ class _FvuSums:
 
 @torch.no_grad()
 def ablation_fvu(sae: Autoencoder, batches: Iterable[Tensor], sets: Sequence[AblationSet]) -> dict[str, float]:
-    """FVU (DESIGN.md, whole-set mean) of the reconstruction with each set ablated, in one pass over `batches`."""
+    """FVU (docs/definitions.md, whole-set mean) of the reconstruction with each set ablated, in one pass over `batches`."""
     for s in sets:
         if s.mask.numel() != sae.num_latents:
             raise DataError(f"ablation set {s.name}: mask of {s.mask.numel()} for {sae.num_latents} latents")
@@ -143,7 +143,7 @@ def ablation_lm_loss(
     special_ids: Sequence[int] = (),
     progress: bool = False,
 ) -> dict[str, dict[str, float]]:
-    """CE, KL and loss recovered (DESIGN.md) with each set's ablated reconstruction spliced in at `hookpoint`.
+    """CE, KL and loss recovered (docs/definitions.md) with each set's ablated reconstruction spliced in at `hookpoint`.
 
     Uses `saeseeds.analysis.lm_loss`: one clean and one zero-ablated pass shared by every set.
     """

@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from saeseeds.align.cross_seed import CrossSeedResult
+from saeseeds.align.sharing import SharingRule
 from saeseeds.analysis.ablation import (
     AblationRow,
     AblationSet,
@@ -26,12 +28,6 @@ from saeseeds.analysis.ablation import (
     z_score,
 )
 from saeseeds.analysis.eval_data import EvalData
-from saeseeds.analysis.stability_groups import (
-    StabilityGroups,
-    shared_matrix_all_seeds,
-    split_by_stability,
-    stability_from_shared,
-)
 from saeseeds.analysis.subspaces import (
     close_groups,
     expected_random_mean_cos2,
@@ -60,9 +56,8 @@ from saeseeds.sae.model import SparseAutoencoder
 class AnalyzeOptions:
     """Knobs of the instability analysis (CLI flags of `saeseeds analyze`)."""
 
-    threshold: float = 0.7
-    """Cosine threshold τ of the shared-latent definition."""
-    stable_cut: float = 0.5
+    rule: SharingRule = field(default_factory=SharingRule)
+    """Sharing threshold, stability estimator and stable / unstable cut (the project's one definition)."""
     n_top: int = 10
     """Top-activating contexts kept per latent."""
     n_show: int = 10
@@ -96,13 +91,25 @@ class ConfigAnalysis:
 # stability
 
 
-def seed_stabilities(saes: Sequence[SparseAutoencoder], *, threshold: float, stable_cut: float) -> list[StabilityGroups]:
-    """Stability groups of every seed's latents against all the other seeds."""
-    decs = [s.W_dec.detach().float().cpu() for s in saes]
-    encs = [s.encoder.weight.detach().float().cpu() for s in saes]
-    shared = shared_matrix_all_seeds(decs, encs, threshold=threshold)
+@dataclass(frozen=True)
+class StabilityGroups:
+    """One seed's stability and stable / unstable masks as torch tensors (the analyses compute in torch)."""
+
+    stability: Tensor
+    """float64 [n]: fraction of the other seeds in which the latent is found."""
+    stable: Tensor
+    """bool [n]."""
+    unstable: Tensor
+    """bool [n]."""
+    n_others: int
+
+
+def seed_groups(cross: CrossSeedResult) -> list[StabilityGroups]:
+    """The stable / unstable split of every seed, read from the cross-seed result (no alignment here)."""
     return [
-        split_by_stability(stability_from_shared(m), m.shape[0], stable_cut=stable_cut) for m in shared
+        StabilityGroups(torch.from_numpy(g.stability.copy()), torch.from_numpy(g.stable.copy()),
+                        torch.from_numpy(g.unstable.copy()), g.n_others)
+        for g in cross.groups()
     ]
 
 
@@ -304,12 +311,21 @@ def analyze_config(
     saes: Sequence[SparseAutoencoder],
     data: EvalData,
     opts: AnalyzeOptions,
+    cross: CrossSeedResult,
     *,
     hook_input: bool = False,
 ) -> ConfigAnalysis:
-    """Run every analysis for one configuration; seed index 0 is the base (ablation, contexts)."""
+    """Run every analysis for one configuration; seed index 0 is the base (ablation, contexts).
+
+    Stability comes from `cross` (judged by `opts.rule`): this function aligns nothing.
+    """
     if len(saes) < 2:
         raise DataError(f"{hookpoint}/{sae_name}: stability needs at least two seeds, found {len(saes)}")
+    if cross.num_seeds != len(saes) or cross.num_latents != [s.num_latents for s in saes]:
+        raise DataError(
+            f"{hookpoint}/{sae_name}: the cross-seed result has {cross.num_seeds} seeds of sizes "
+            f"{cross.num_latents}, the analysis got {len(saes)} of sizes {[s.num_latents for s in saes]}"
+        )
     res = ConfigAnalysis(hookpoint, sae_name, list(seeds))
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -320,7 +336,7 @@ def analyze_config(
         timings[name] = now - clock
         clock = now
 
-    res.stability = seed_stabilities(saes, threshold=opts.threshold, stable_cut=opts.stable_cut)
+    res.stability = seed_groups(cross.with_rule(opts.rule))
     lap("stability")
     tops = []
     for sae in saes:
@@ -330,8 +346,7 @@ def analyze_config(
     alive = [s.fire_count > 0 for s in res.triggers]
     lap("triggers")
     res.tables["stability"] = {
-        "threshold": opts.threshold,
-        "stable_cut": opts.stable_cut,
+        "rule": opts.rule.to_dict(),
         "per_seed": [
             {
                 "seed": seed,

@@ -1,6 +1,6 @@
 """LM loss with an activation spliced in: CE, KL to the clean model, and loss recovered vs zero-ablation.
 
-DESIGN.md: loss recovered = (CE_zero − CE_sae) / (CE_zero − CE_clean), KL recovered = (KL_zero − KL_sae) / KL_zero,
+docs/definitions.md: loss recovered = (CE_zero − CE_sae) / (CE_zero − CE_clean), KL recovered = (KL_zero − KL_sae) / KL_zero,
 with KL(clean ‖ spliced) averaged over predicted positions. The splice is a forward hook that replaces the
 hookpoint's output (or input) by `replace_fn(activation [batch, seq, d])`; positions holding special tokens
 (BOS/separators) can be left untouched, as SAEs are trained without them.

@@ -2,8 +2,8 @@
 
 Per true feature and seed: its Hungarian-matched latent (one latent per feature) and its best latent by decoder
 cosine. Per group: principal angles between the true subspace and the span of the group's matched latents.
-Across seeds: whether the seeds' matched latents are *shared* with each other (DESIGN.md's definition: the same
-partner under decoder and encoder matching, both cosines above the threshold).
+Across seeds: whether the seeds' matched latents are *shared* with each other, read from the configuration's
+`CrossSeedResult` (saeseeds.align), judged by its `SharingRule`.
 """
 
 from __future__ import annotations
@@ -18,12 +18,11 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
+from saeseeds.align.cross_seed import CrossSeedResult, align_seeds
+from saeseeds.align.sharing import SharingRule
 from saeseeds.analysis.subspace_angles import principal_angles
 from saeseeds.data.synthetic import AMBIGUOUS, IDENTIFIABLE, KIND_NAMES, SINGLE, GroundTruth
 from saeseeds.errors import DataError
-
-DENSE_ALIGNMENT_LIMIT = 16_384
-"""Largest dictionary the local (dense, scipy) alignment accepts; beyond it `saeseeds.align` is required."""
 
 
 class FeatureMatch(NamedTuple):
@@ -37,16 +36,6 @@ class FeatureMatch(NamedTuple):
     """[N] int64: latent with the largest cosine to each feature (latents may repeat)."""
     max_cos: Tensor
     """[N] that largest cosine."""
-
-
-class PairAlignment(NamedTuple):
-    """Latent alignment of SAE a to SAE b: partners under decoder and encoder matching, and the shared mask."""
-
-    dec_partner: Tensor
-    dec_cos: Tensor
-    enc_partner: Tensor
-    enc_cos: Tensor
-    shared: Tensor
 
 
 def _unit_rows(weights: Tensor, name: str, d: int | None = None) -> Tensor:
@@ -80,47 +69,6 @@ def match_features(truth_directions: Tensor, decoder: Tensor, *, absolute: bool 
     hungarian_latent, hungarian_cos = _assign(cos)
     max_cos, max_latent = cos.max(dim=1)
     return FeatureMatch(hungarian_latent, hungarian_cos, max_latent, max_cos)
-
-
-def _dense_alignment(dec_a: Tensor, enc_a: Tensor, dec_b: Tensor, enc_b: Tensor, threshold: float) -> PairAlignment:
-    """DESIGN.md's shared-latent alignment on dense cosine matrices (fine for the small synthetic dictionaries)."""
-    if max(dec_a.shape[0], dec_b.shape[0]) > DENSE_ALIGNMENT_LIMIT:
-        raise DataError(
-            f"recovery: dictionaries of {dec_a.shape[0]} and {dec_b.shape[0]} latents are too large for the dense "
-            f"alignment (limit {DENSE_ALIGNMENT_LIMIT}); install saeseeds.align"
-        )
-    d = dec_a.shape[1]
-    dec_a, dec_b = _unit_rows(dec_a, "decoder a", d), _unit_rows(dec_b, "decoder b", d)
-    enc_a, enc_b = _unit_rows(enc_a, "encoder a", d), _unit_rows(enc_b, "encoder b", d)
-    dec_partner, dec_cos = _assign(dec_a @ dec_b.T)
-    enc_partner, enc_cos = _assign(enc_a @ enc_b.T)
-    same = (dec_partner == enc_partner) & (dec_partner >= 0)
-    enc_cos_at_dec = torch.full_like(dec_cos, math.nan)
-    rows = torch.nonzero(same).flatten()
-    enc_cos_at_dec[rows] = enc_cos[rows]
-    shared = same & (dec_cos > threshold) & (enc_cos_at_dec > threshold)
-    return PairAlignment(dec_partner, dec_cos, enc_partner, enc_cos, shared)
-
-
-def align_latents(
-    dec_a: Tensor, enc_a: Tensor, dec_b: Tensor, enc_b: Tensor, *, threshold: float = 0.7, use_align: bool = True
-) -> PairAlignment:
-    """Align SAE a's latents to SAE b's; uses `saeseeds.align.align_weights` when present, else a dense exact one."""
-    if use_align:
-        try:
-            from saeseeds.align import align_weights  # type: ignore[attr-defined]
-        except ImportError:
-            align_weights = None
-        if align_weights is not None:
-            res: Any = align_weights(dec_a, enc_a, dec_b, enc_b, threshold=threshold)
-            return PairAlignment(
-                torch.as_tensor(res.dec_partner).long().cpu(),
-                torch.as_tensor(res.dec_cos).double().cpu(),
-                torch.as_tensor(res.enc_partner).long().cpu(),
-                torch.as_tensor(res.enc_cos).double().cpu(),
-                torch.as_tensor(res.shared).bool().cpu(),
-            )
-    return _dense_alignment(dec_a, enc_a, dec_b, enc_b, threshold)
 
 
 def group_subspace_angles(truth: GroundTruth, match: FeatureMatch, decoder: Tensor) -> Tensor:
@@ -241,7 +189,8 @@ class RecoveryResult:
     """[S, n] share of the latent's direction inside that unit."""
     latent_kind: Tensor
     """[S, n] kind code of that unit (KIND_NAMES), or -1 when the share is below the assignment cut."""
-    threshold: float
+    rule: SharingRule
+    """The sharing rule the cross-seed figures were judged by."""
     recovery_threshold: float
 
 
@@ -249,14 +198,17 @@ def evaluate_recovery(
     truth: GroundTruth,
     saes: Sequence[tuple[Tensor, Tensor]],
     *,
-    threshold: float = 0.7,
+    cross: CrossSeedResult | None = None,
+    rule: SharingRule | None = None,
     recovery_threshold: float = 0.9,
     assignment_cut: float = 0.5,
-    use_align: bool = True,
     encoders: Sequence[Callable[[Tensor], Tensor]] | None = None,
     group_inputs: Sequence[Tensor] | None = None,
 ) -> RecoveryResult:
     """Score S SAEs, given as (decoder [n, d], encoder [n, d]) pairs, against `truth`.
+
+    Cross-seed sharing and latent stability come from `cross` (the configuration's cross-seed result, judged
+    by `rule` when given); without it the SAEs are aligned here once, through `saeseeds.align.cross_seed`.
 
     With `encoders` (one `x -> dense activations` per SAE) and `group_inputs` (per group, inputs it writes alone,
     from `SyntheticModel.group_inputs`), also measures the subspace each SAE uses for each group.
@@ -270,27 +222,31 @@ def evaluate_recovery(
     hungarian_cos = torch.stack([m.hungarian_cos for m in matches])
     hungarian_latent = torch.stack([m.hungarian_latent for m in matches])
     num_latents = [int(dec.shape[0]) for dec, _ in saes]
-    shared_with = [torch.zeros(num_latents[s], dtype=torch.float64) for s in range(num_seeds)]
+    if cross is None and num_seeds >= 2:
+        cross = align_seeds([(torch.as_tensor(dec), torch.as_tensor(enc)) for dec, enc in saes],
+                           [f"seed{k}" for k in range(num_seeds)], rule=rule)
+    elif cross is not None and rule is not None:
+        cross = cross.with_rule(rule)
+    if cross is not None and cross.num_latents != num_latents:
+        raise DataError(f"evaluate_recovery: cross-seed result is for sizes {cross.num_latents}, got {num_latents}")
     pair_shared = torch.zeros(n_feat, dtype=torch.float64)
     num_pairs = 0
-    for s in range(num_seeds):
-        for t in range(s + 1, num_seeds):
-            (dec_s, enc_s), (dec_t, enc_t) = saes[s], saes[t]
-            pair = align_latents(dec_s, enc_s, dec_t, enc_t, threshold=threshold, use_align=use_align)
-            shared_with[s] += pair.shared.double()
-            back = torch.zeros(num_latents[t], dtype=torch.float64)
-            back[pair.dec_partner[pair.shared]] = 1.0
-            shared_with[t] += back
-            l_s, l_t = hungarian_latent[s], hungarian_latent[t]
-            ok = (l_s >= 0) & (l_t >= 0)
-            both = torch.zeros(n_feat, dtype=torch.bool)
-            idx = torch.nonzero(ok).flatten()
-            both[idx] = pair.shared[l_s[idx]] & (pair.dec_partner[l_s[idx]] == l_t[idx])
-            pair_shared += both.double()
-            num_pairs += 1
+    for s, t in cross.pair_keys() if cross is not None else []:
+        pair = cross.alignments[(s, t)]
+        shared = torch.from_numpy(pair.shared)
+        dec_partner = torch.from_numpy(pair.dec_partner)
+        l_s, l_t = hungarian_latent[s], hungarian_latent[t]
+        ok = (l_s >= 0) & (l_t >= 0)
+        both = torch.zeros(n_feat, dtype=torch.bool)
+        idx = torch.nonzero(ok).flatten()
+        both[idx] = shared[l_s[idx]] & (dec_partner[l_s[idx]] == l_t[idx])
+        pair_shared += both.double()
+        num_pairs += 1
     feature_shared = pair_shared / num_pairs if num_pairs else torch.full((n_feat,), math.nan, dtype=torch.float64)
-    denominator = max(num_seeds - 1, 1)
-    latent_stability = [v / denominator for v in shared_with]
+    latent_stability = [
+        torch.from_numpy(cross.stability(k)) if cross is not None else torch.zeros(num_latents[k], dtype=torch.float64)
+        for k in range(num_seeds)
+    ]
     units, shares, kinds = [], [], []
     unit_kind = torch.cat([truth.group_kind, torch.full((int((truth.group < 0).sum()),), SINGLE)])
     for dec, _ in saes:
@@ -318,7 +274,7 @@ def evaluate_recovery(
         latent_unit=_stack_ragged(units, fill=-1),
         latent_unit_share=_stack_ragged(shares),
         latent_kind=_stack_ragged(kinds, fill=-1),
-        threshold=threshold,
+        rule=cross.rule if cross is not None else (rule or SharingRule()),
         recovery_threshold=recovery_threshold,
     )
 
@@ -339,7 +295,8 @@ def _mean(values: Tensor) -> float | None:
 
 def summarize_recovery(truth: GroundTruth, result: RecoveryResult, *, num_frequency_bins: int = 4) -> dict[str, Any]:
     """JSON-ready summary: feature-level and subspace-level figures by kind, and sharing by frequency bin."""
-    summary: dict[str, Any] = {"threshold": result.threshold, "recovery_threshold": result.recovery_threshold}
+    summary: dict[str, Any] = {"rule": result.rule.to_dict(), "threshold": result.rule.threshold,
+                               "recovery_threshold": result.recovery_threshold}
     by_kind: dict[str, Any] = {}
     for code in (SINGLE, IDENTIFIABLE, AMBIGUOUS):
         mask = truth.kind == code

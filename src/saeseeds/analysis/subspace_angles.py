@@ -1,6 +1,6 @@
 """Principal angles between the spans of two sets of row vectors, robust to rank deficiency and tiny angles.
 
-DESIGN.md ("Subspace similarity") defines them from the SVD of `Q_aᵀ Q_b`; here the angles are computed from the
+docs/definitions.md ("Subspaces") defines them from the SVD of `Q_aᵀ Q_b`; here the angles are computed from the
 principal vectors with `2·atan2(‖u − v‖, ‖u + v‖)`, which stays accurate for angles near 0 and near π/2 alike.
 """
 

@@ -2,18 +2,21 @@
 
 One LM pass extracts activations at one MLP hookpoint; 3 seeds each of a TopK and a ReLU SAE train on
 them in lockstep (later epochs replay the activations from memory); the SAEs are evaluated (FVU, L0, dead
-fraction; LM loss recovered when the model is causal); then `saeseeds compare` aligns the seeds and
-`saeseeds analyze` asks why latents are unstable, through the same code as those verbs.
+fraction; LM loss recovered when the model is causal); then the seeds are aligned once (`ss.compare_all`) and
+the stored cross-seed results feed the instability analysis (`ss.analyze`): Python calls, not the CLI.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import shutil
+import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+
+from saeseeds.commands._flags import add_overwrite_flag, add_rule_flags, rule_from_args
 
 DEMO_CONFIG = "demo.toml"
 
@@ -31,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, default=Path("saeseeds-demo"), help="output directory (default: ./saeseeds-demo)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument("--skip-analysis", action="store_true", help="stop after the cross-seed comparison")
+    add_rule_flags(parser)
+    add_overwrite_flag(parser)
     parser.set_defaults(func=run, accepts_overrides=True)
 
 
@@ -54,7 +59,7 @@ def _lm_loss(cfg: Any, loaded: Any, chunks: Any, run_dir: Path) -> dict[str, dic
     """LM loss recovered of every checkpoint of the run, sharing the clean and zero-ablation passes per hookpoint."""
     from saeseeds.analysis.lm_loss import evaluate_lm_loss, sae_replace_fn
     from saeseeds.sae import load_sae
-    from saeseeds.train import list_checkpoints
+    from saeseeds.training import list_checkpoints
 
     by_hook: dict[str, dict[str, Any]] = defaultdict(dict)
     for ref in list_checkpoints(run_dir):
@@ -81,34 +86,44 @@ def _print_training_table(metrics: dict[str, dict[str, Any]], lm_loss: dict[str,
         print(f"{key:<48} {m['fvu']:>7.4f} {m['l0']:>7.1f} {m['dead_fraction']:>6.1%} {rec}")
 
 
-def _print_alignment_table(compare_summary: dict[str, Any]) -> dict[str, dict[str, float]]:
+def _print_alignment_table(results: list[Any]) -> dict[str, dict[str, float]]:
     rows: dict[str, dict[str, float]] = {}
     header = f"{'SAE configuration':<40} {'shared fraction':>16} {'stable':>8} {'unstable':>9} {'mean stab.':>10}"
     print(header)
     print("-" * len(header))
-    for group in compare_summary.get("groups", []):
-        sf, st = group["shared_fraction"], group["stability"]
-        rows[group["label"]] = {"shared_fraction_mean": sf["mean"], "shared_fraction_std": sf["std"], **st}
-        print(f"{group['label']:<40} {sf['mean']:>9.1%} ±{sf['std']:>5.1%} {st['stable_fraction']:>8.1%} "
-              f"{st['unstable_fraction']:>9.1%} {st.get('mean_stability', float('nan')):>10.3f}")
+    for result in results:
+        sf, st = result.shared_fraction_stats(), result.stability_summary()
+        rows[result.label] = {"shared_fraction_mean": sf["mean"], "shared_fraction_std": sf["std"], **st}
+        print(f"{result.label:<40} {sf['mean']:>9.1%} ±{sf['std']:>5.1%} {st['stable_fraction']:>8.1%} "
+              f"{st['unstable_fraction']:>9.1%} {st['mean_stability']:>10.3f}")
     return rows
 
 
 def run(args: argparse.Namespace) -> int:
-    from saeseeds.atomic import atomic_write_json
-    from saeseeds.cli import main as cli_main
+    from saeseeds.analysis.instability import AnalyzeOptions
+    from saeseeds.api.analysis import analyze
+    from saeseeds.api.comparison import compare_all, save_comparison
+    from saeseeds.atomic import atomic_write_json, atomic_write_text
     from saeseeds.config import load_config
     from saeseeds.data.lm_source import lm_source_pair, prepare_lm
-    from saeseeds.defaults import write_default_config
-    from saeseeds.errors import SaeseedsError
-    from saeseeds.train import list_checkpoints, train_run
+    from saeseeds.defaults import default_config_text
+    from saeseeds.outputs import check_output_dir, mark_output
+    from saeseeds.training import list_checkpoints, train_run
 
     out: Path = args.out
     run_dir = out / "run"
-    if (run_dir / "run.json").exists():
-        raise SaeseedsError(f"{run_dir} already holds a demo run; pass another --out or remove it")
-    config_path = write_default_config(DEMO_CONFIG, out)
-    cfg = load_config(config_path, list(args.overrides))
+    rule = rule_from_args(args)
+    check_output_dir(out, "demo", overwrite=args.overwrite)
+    with tempfile.TemporaryDirectory() as scratch:  # validate the config before anything is written to --out
+        scratch_config = Path(scratch) / DEMO_CONFIG
+        scratch_config.write_text(default_config_text(DEMO_CONFIG), encoding="utf-8")
+        cfg = load_config(scratch_config, list(args.overrides))
+    if out.exists() and args.overwrite:
+        shutil.rmtree(out)  # check_output_dir allowed it: an earlier demo output, replaced whole
+    out.mkdir(parents=True, exist_ok=True)
+    mark_output(out, "demo")
+    config_path = out / DEMO_CONFIG
+    atomic_write_text(config_path, default_config_text(DEMO_CONFIG))
     if args.no_progress:
         cfg.train.progress = False
     clock = _Clock(4 if args.skip_analysis else 5)
@@ -133,25 +148,21 @@ def run(args: argparse.Namespace) -> int:
         clock.stage(f"LM loss recovered: skipped ({loaded.name} is an encoder, not a causal LM; "
                     "see docs/default_model.md)")
 
-    clock.stage("saeseeds compare: aligning latents across seeds")
-    status = cli_main(["compare", str(run_dir), "--out", str(out / "compare")])
-    if status != 0:
-        raise SaeseedsError(f"saeseeds compare failed on {run_dir} (status {status})")
-    compare_summary = json.loads((out / "compare" / "summary.json").read_text())
+    clock.stage("aligning latents across seeds (each pair once; stored in compare/)")
+    results = compare_all(run_dir, rule=rule, progress=cfg.train.progress)
+    save_comparison(results, out / "compare")
 
-    analysis = None
+    analyses = None
     if not args.skip_analysis:
-        clock.stage("saeseeds analyze: frequency, triggers, ablation and subspaces of stable vs unstable latents")
-        quiet = ["--quiet"] if args.no_progress else []
-        status = cli_main(["analyze", str(run_dir), "--out", str(out / "analysis"), *quiet])
-        if status != 0:
-            raise SaeseedsError(f"saeseeds analyze failed on {run_dir} (status {status})")
-        analysis = json.loads((out / "analysis" / "analysis.json").read_text())
+        clock.stage("why latents are unstable: frequency, triggers, ablation and subspaces (no re-alignment)")
+        say = (lambda msg: None) if args.no_progress else (lambda msg: print(msg, flush=True))
+        opts = AnalyzeOptions(rule=rule, progress=cfg.train.progress)
+        analyses = analyze(run_dir, cross=results, options=opts, out=out / "analysis", say=say)
 
     print()
     _print_training_table(result.metrics, lm_loss)
     print()
-    alignment = _print_alignment_table(compare_summary)
+    alignment = _print_alignment_table(results)
     elapsed = clock.elapsed()
     summary = {
         "config": str(config_path),
@@ -164,8 +175,9 @@ def run(args: argparse.Namespace) -> int:
         "checkpoints": {f"{r.hookpoint}/{r.sae_name}/seed{r.seed}": str(r.path) for r in list_checkpoints(run_dir)},
         "lm_loss": lm_loss,
         "alignment": alignment,
-        "claims": {k: v["claims"] for k, v in analysis["configs"].items()} if analysis else None,
-        "outputs": {"compare": str(out / "compare"), "analysis": str(out / "analysis") if analysis else None},
+        "rule": rule.to_dict(),
+        "claims": {f"{a.hookpoint}/{a.sae_name}": a.tables["claims"] for a in analyses} if analyses else None,
+        "outputs": {"compare": str(out / "compare"), "analysis": str(out / "analysis") if analyses else None},
         "seconds": elapsed,
     }
     atomic_write_json(out / "summary.json", summary)

@@ -4,27 +4,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import math
-import os
-import tempfile
 import time
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from saeseeds.analysis.recovery import evaluate_recovery, summarize_recovery
-from saeseeds.analysis.subspace_angles import random_subspace_angles
-from saeseeds.config import RunConfig, load_config
-from saeseeds.data.synthetic import (
-    SyntheticModel,
-    build_synthetic_source,
-    derive_seed,
-    save_ground_truth,
-)
+from saeseeds.commands._flags import add_rule_flags, rule_from_args
 from saeseeds.errors import CheckpointError, ConfigError
+
+if TYPE_CHECKING:
+    from saeseeds.config import RunConfig
 
 REPORT_DIR = "synthetic_report"
 GROUP_INPUT_ROWS = 200_000
@@ -54,6 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="torch CPU threads (default 1: the synthetic SAEs are small, and extra threads only add "
         "synchronisation, which is slow on a busy machine); 0 keeps torch's default",
     )
+    add_rule_flags(parser)
     parser.set_defaults(func=run, accepts_overrides=True)
 
 
@@ -62,26 +52,27 @@ def default_config_path() -> Path:
     return Path(str(resources.files("saeseeds.defaults") / "synthetic.toml"))
 
 
-def _write_json(path: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2, default=_jsonable)
-    os.replace(tmp, path)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.tolist()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    raise TypeError(f"cannot serialise {type(value).__name__}")
-
-
 def run(args: argparse.Namespace) -> int:
-    from saeseeds.sae import load_sae
-    from saeseeds.train import list_checkpoints, read_manifest, train_run
-    from saeseeds.train.run_dir import group_by_config
+    import torch  # heavy imports inside run: `--help` stays fast
 
+    from saeseeds.align.cross_seed import align_seeds
+    from saeseeds.align.pair import sae_weights
+    from saeseeds.analysis.recovery import evaluate_recovery, summarize_recovery
+    from saeseeds.atomic import atomic_write_json
+    from saeseeds.config import load_config
+    from saeseeds.data.synthetic import (
+        SyntheticModel,
+        build_synthetic_source,
+        derive_seed,
+        save_ground_truth,
+    )
+    from saeseeds.sae import load_sae
+    from saeseeds.training import list_checkpoints, read_manifest, train_run
+    from saeseeds.training.run_dir import group_by_config
+
+    rule = rule_from_args(args)
+    if args.threads < 0:
+        raise ConfigError(f"--threads: {args.threads} must be ≥ 0 (0 keeps torch's default)")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     cfg = load_config(args.config or default_config_path(), args.overrides)
@@ -94,12 +85,14 @@ def run(args: argparse.Namespace) -> int:
     if args.report_only:
         manifest = read_manifest(out)
         recorded = manifest.get("data", {}).get("ground_truth_sha256") or _find_key(manifest, "ground_truth_sha256")
-        if recorded is not None and recorded != truth.fingerprint():
+        if recorded is None:
+            raise CheckpointError(f"{out}: not a synthetic run (run.json records no ground truth)")
+        if recorded != truth.fingerprint():
             raise CheckpointError(f"{out}: the run was trained on another ground truth than this config describes")
     else:
         pair = build_synthetic_source(cfg)
         train_run(cfg, pair, out)
-    save_ground_truth(truth, out)
+        save_ground_truth(truth, out)
     train_seconds = time.perf_counter() - started
 
     group_inputs = model.group_inputs(GROUP_INPUT_ROWS, torch.Generator().manual_seed(derive_seed(cfg.synthetic.seed, "eval")))
@@ -124,12 +117,14 @@ def run(args: argparse.Namespace) -> int:
         saes = [load_sae(ref.path) for ref in refs]
         if len(saes) < 2:
             print(f"{hookpoint}/{sae_name}: only {len(saes)} seed; cross-seed sharing needs at least 2")
+            continue
+        weights = [sae_weights(s) for s in saes]
+        cross = align_seeds(weights, [f"seed{ref.seed}" for ref in refs], rule=rule, label=f"{hookpoint}/{sae_name}",
+                           hookpoint=hookpoint, sae_name=sae_name, paths=[ref.path for ref in refs])
+        cross.save(report_dir / "cross_seed" / sae_name)
         with torch.no_grad():
             result = evaluate_recovery(
-                truth,
-                [(s.W_dec.detach(), s.encoder.weight.detach()) for s in saes],
-                encoders=[s.encode_dense for s in saes],
-                group_inputs=group_inputs,
+                truth, weights, cross=cross, encoders=[s.encode_dense for s in saes], group_inputs=group_inputs,
             )
         summary = summarize_recovery(truth, result)
         summary["seeds"] = [ref.seed for ref in refs]
@@ -141,11 +136,12 @@ def run(args: argparse.Namespace) -> int:
         plot_sharing_vs_frequency(truth, result, stem.with_name(f"{sae_name}_sharing_vs_frequency.png"), key)
         plot_latent_stability(result, stem.with_name(f"{sae_name}_latent_stability.png"), key)
         torch.save(
-            {f.name: getattr(result, f.name) for f in dataclasses.fields(result)},
+            {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name != "rule"}
+            | {"rule": result.rule.to_dict()},
             report_dir / f"{sae_name}_recovery.pt",
         )
         _print_summary(key, summary, baseline)
-    _write_json(report_dir / "recovery.json", results)
+    atomic_write_json(report_dir / "recovery.json", results)
     print(f"report: {report_dir}")
     return 0
 
@@ -164,6 +160,10 @@ def _find_key(data: Any, key: str) -> Any:
 
 def _random_baseline_deg(cfg: RunConfig) -> float:
     """Median largest principal angle between a random group-rank subspace and another, in d_in dimensions."""
+    import torch
+
+    from saeseeds.analysis.subspace_angles import random_subspace_angles
+
     syn = cfg.synthetic
     angles = random_subspace_angles(
         syn.d_in, syn.group_rank, syn.group_rank, num_samples=200, generator=torch.Generator().manual_seed(0)
@@ -176,7 +176,7 @@ def _fmt(value: Any, spec: str = ".2f") -> str:
 
 
 def _print_summary(key: str, summary: dict[str, Any], baseline: float) -> None:
-    print(f"\n{key}  (seeds {summary['seeds']}; shared: τ = {summary['threshold']})")
+    print(f"\n{key}  (seeds {summary['seeds']}; shared: τ = {summary['rule']['threshold']})")
     print(f"{'kind':<14} {'features':>8} {'match cos':>9} {'recovered':>9} {'shared':>7} {'stab.':>6} {'angle°':>7}")
     for kind, row in summary["by_kind"].items():
         angle = row.get("usage_max_angle_deg_mean")

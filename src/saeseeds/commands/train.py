@@ -28,10 +28,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # heavy imports inside run: `saeseeds --help` stays fast
     from saeseeds.config import load_config
     from saeseeds.data.sources import build_source
     from saeseeds.training import train_run
-    from saeseeds.training.trainer import check_out_dir  # heavy imports inside run: `--help` stays fast
+    from saeseeds.training.trainer import check_out_dir
 
     cfg = load_config(args.config, args.overrides)
     check_out_dir(args.out, resume=args.resume, overwrite=args.overwrite)  # before the LM runs

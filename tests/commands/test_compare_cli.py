@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import saeseeds as ss
 from saeseeds.cli import main
 from saeseeds.config import RunConfig, SaeConfig, TrainConfig
 from saeseeds.sae import SparseAutoencoder, save_sae
@@ -18,7 +19,7 @@ FIGURES = ("fig_a_dec_vs_enc", "fig_b_only_in_base", "fig_c_similarity_vs_freque
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     from saeseeds.data.sources import build_source
-    from saeseeds.train import train_run
+    from saeseeds.training import train_run
 
     cfg = RunConfig()
     cfg.data.source = "synthetic"
@@ -36,7 +37,7 @@ def test_compare_run_directory(tiny_run, tmp_path, capsys) -> None:
     out = tmp_path / "cmp"
     assert main(["compare", str(tiny_run), "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["threshold"] == 0.7
+    assert summary["rule"]["threshold"] == 0.7 and summary["format"] == "saeseeds.compare/1"
     assert len(summary["pairs"]) == 6  # 3 seeds, ordered pairs
     for pair in summary["pairs"]:
         for key in ("a", "b", "num_latents_a", "num_latents_b", "n_shared", "shared_fraction", "mmcs"):
@@ -46,8 +47,20 @@ def test_compare_run_directory(tiny_run, tmp_path, capsys) -> None:
     assert set(FIGURES) <= pngs
     for name in FIGURES:
         assert any((out / "figures").glob(f"{name}*.json"))
-    assert list((out / "pairs").rglob("*.npz"))
+    assert len(list((out / "sets").rglob("pairs/*.npz"))) == 3  # each unordered pair stored once
     assert "shared" in capsys.readouterr().out
+    # the stored result is the computed one
+    (result,) = ss.load_comparison(out)
+    again = ss.compare(tiny_run)
+    for i in range(3):
+        np.testing.assert_array_equal(result.stability(i), again.stability(i))
+    assert result.shared_fraction_stats() == again.shared_fraction_stats()
+    # a second compare into the same directory is refused, --overwrite replaces it whole
+    stale = out / "sets" / "stale.txt"
+    stale.write_text("x")
+    assert main(["compare", str(tiny_run), "--out", str(out), "--quiet"]) == 2
+    assert main(["compare", str(tiny_run), "--out", str(out), "--quiet", "--overwrite"]) == 0
+    assert not stale.exists()
 
 
 def test_compare_checkpoints_self_and_random(tmp_path, capsys) -> None:
@@ -64,7 +77,7 @@ def test_compare_checkpoints_self_and_random(tmp_path, capsys) -> None:
                  "--out", str(out), "--activations", str(acts), "--threshold", "0.6"])
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["threshold"] == 0.6
+    assert summary["rule"]["threshold"] == 0.6
     by = {(p["a"], p["b"]): p for p in summary["pairs"]}
     assert by[("a", "a_copy")]["shared_fraction"] == 1.0
     assert by[("a", "r")]["shared_fraction"] < 0.05

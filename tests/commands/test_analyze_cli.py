@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+import saeseeds as ss
 from saeseeds.cli import main
 
 HOOK = "transformer.h.1.mlp"
@@ -15,14 +17,10 @@ HOOK = "transformer.h.1.mlp"
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    align = pytest.importorskip("saeseeds.align")
-    if not hasattr(align, "align_weights"):
-        pytest.skip("saeseeds.align.align_weights is not available yet")
-    from saeseeds.config import DataConfig, RunConfig, SaeConfig, TrainConfig
-    from saeseeds.data.lm_config import LmConfig
+    from helpers.tiny_lm import build_tiny_causal_lm
+    from saeseeds.config import DataConfig, LmConfig, RunConfig, SaeConfig, TrainConfig
     from saeseeds.data.sources import build_source
-    from saeseeds.data.tiny_lm import build_tiny_causal_lm
-    from saeseeds.train import train_run
+    from saeseeds.training import train_run
 
     root = tmp_path_factory.mktemp("analyze")
     g = torch.Generator().manual_seed(0)
@@ -72,7 +70,7 @@ def test_analyze_writes_tables_figures_and_contexts(run_dir: Path, tmp_path: Pat
 
 
 def test_analyze_rejects_a_directory_that_is_not_a_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    rc = main(["analyze", str(tmp_path), "--quiet"])
+    rc = main(["analyze", str(tmp_path), "--out", str(tmp_path / "o"), "--quiet"])
     assert rc == 2
     assert "run.json" in capsys.readouterr().err
 
@@ -89,3 +87,59 @@ def test_contexts_page_escapes_corpus_text(tmp_path: Path) -> None:
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert "<mark>&lt;script&gt;</mark>" in html and "a&amp;b" in html and "t &lt;1&gt;" in html
     assert "(none)" in html
+
+
+def _no_alignment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every alignment entry point fail: the code under test must not align."""
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an alignment was computed")
+
+    monkeypatch.setattr("saeseeds.align.pair.max_cosine_assignment", refuse)
+    monkeypatch.setattr("saeseeds.align.cross_seed.row_max_cosine", refuse)
+
+
+def test_analyze_after_compare_aligns_nothing(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert main(["compare", str(run_dir), "--out", str(tmp_path / "cmp"), "--quiet"]) == 0
+    _no_alignment(monkeypatch)
+    rc = main(["analyze", str(run_dir), "--compare", str(tmp_path / "cmp"), "--out", str(tmp_path / "an"),
+               "--quiet", "--n-random", "2", "--no-lm-loss", "--config", "topk-48"])
+    assert rc == 0
+    assert not (tmp_path / "an" / "cross_seed").exists()  # nothing computed here, so nothing stored
+    # a different threshold re-judges the stored matchings: still no alignment
+    rc = main(["analyze", str(run_dir), "--compare", str(tmp_path / "cmp"), "--out", str(tmp_path / "an2"),
+               "--quiet", "--n-random", "2", "--no-lm-loss", "--config", "topk-48", "--threshold", "0.5"])
+    assert rc == 0
+    claims = json.loads((tmp_path / "an2" / HOOK / "topk-48" / "stability.json").read_text())
+    assert claims["rule"]["threshold"] == 0.5
+
+
+@pytest.mark.parametrize("kind", ["shared", "reappears"])
+def test_compare_saved_stability_is_what_analyze_uses(run_dir: Path, tmp_path: Path, kind: str) -> None:
+    cmp = tmp_path / "cmp"
+    assert main(["compare", str(run_dir), "--out", str(cmp), "--quiet", "--stability", kind]) == 0
+    summary = json.loads((cmp / "summary.json").read_text())
+    rule = ss.SharingRule(stability=kind)
+    opts = ss.AnalyzeOptions(rule=rule, n_random=2, lm_loss=False)
+    analyses = {a.sae_name: a for a in ss.analyze(run_dir, cross=cmp, options=opts)}
+    assert set(analyses) == {"topk-48", "relu-48"}
+    for entry in summary["sets"]:
+        analysis = analyses[entry["sae_name"]]
+        for i, groups in enumerate(analysis.stability):
+            with np.load(cmp / entry["dir"] / "latents" / f"{i}.npz") as saved:
+                np.testing.assert_array_equal(groups.stability.numpy(), saved[f"stability_{kind}"])
+                np.testing.assert_array_equal(groups.stable.numpy(), saved["stable"])
+                np.testing.assert_array_equal(groups.unstable.numpy(), saved["unstable"])
+
+
+def test_analyze_refuses_a_compare_of_other_weights(run_dir: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    cmp = tmp_path / "cmp"
+    assert main(["compare", str(run_dir), "--out", str(cmp), "--quiet"]) == 0
+    latents = next((cmp / "sets").iterdir()) / "cross_seed.json"
+    record = json.loads(latents.read_text())
+    record["digests"][0] = "0" * 64
+    latents.write_text(json.dumps(record))
+    rc = main(["analyze", str(run_dir), "--compare", str(cmp), "--out", str(tmp_path / "an"), "--quiet",
+               "--no-lm-loss"])
+    assert rc == 2
+    assert "digests differ" in capsys.readouterr().err

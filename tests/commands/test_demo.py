@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+import saeseeds as ss
 from saeseeds.cli import main
 
 
@@ -28,9 +29,12 @@ def test_demo_runs_offline_and_its_checkpoints_load_in_sparsify(tmp_path, monkey
     assert all(0 <= summary["metrics"][k]["fvu"] < 1.5 for k in keys)
     assert summary["lm_loss"] is None  # the default is an encoder
     assert (out / "demo.toml").is_file()
-    # the alignment and the analysis ran through the compare and analyze verbs
+    # the alignment is stored once, in the compare format, and the analysis read it (no second alignment)
     compare = json.loads((out / "compare" / "summary.json").read_text())
-    assert compare["threshold"] == 0.7 and len(compare["pairs"]) == 12  # ordered pairs, 2 configurations × 3 seeds
+    assert compare["rule"] == ss.SharingRule().to_dict() and summary["rule"] == compare["rule"]
+    assert len(compare["pairs"]) == 12  # ordered pairs, 2 configurations × 3 seeds
+    assert len(ss.load_comparison(out / "compare")) == 2
+    assert not (out / "analysis" / "cross_seed").exists()
     assert {"a", "b", "num_latents_a", "num_latents_b", "n_shared", "shared_fraction", "mmcs"} <= set(compare["pairs"][0])
     assert len(list((out / "compare" / "figures").glob("*.png"))) >= 4
     assert set(summary["alignment"]) == {k.rsplit("/", 1)[0] for k in keys}
@@ -43,5 +47,7 @@ def test_demo_runs_offline_and_its_checkpoints_load_in_sparsify(tmp_path, monkey
     for path in topk_paths:
         coder = sparsify.SparseCoder.load_from_disk(path, device="cpu")
         assert coder.num_latents == 768 and coder.d_in == 384
-    # a second demo into the same directory is refused instead of overwriting
+    # a second demo into the same directory is refused instead of overwriting, and changes nothing
+    before = (out / "demo.toml").read_bytes(), (out / "summary.json").read_bytes()
     assert main(["demo", "--out", str(out), "--no-progress"]) == 2
+    assert ((out / "demo.toml").read_bytes(), (out / "summary.json").read_bytes()) == before

@@ -1,26 +1,27 @@
-"""Per-latent firing frequency on held-out activations, and stability / matched similarity against it."""
+"""Per-latent firing frequency on held-out activations, and any per-latent value binned by frequency."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 import numpy as np
 import torch
 
 from saeseeds.errors import DataError
+from saeseeds.sae.metrics import FiringCounter
+from saeseeds.sae.model import SparseAutoencoder
 
 
 def firing_frequency(
-    sae: Any, batches: Iterable[torch.Tensor | Mapping[str, torch.Tensor]], *, hookpoint: str = ""
+    sae: SparseAutoencoder, batches: Iterable[torch.Tensor | Mapping[str, torch.Tensor]], *, hookpoint: str = ""
 ) -> np.ndarray:
-    """Share of tokens on which each latent of `sae` is non-zero, over the given activation batches.
+    """Share of tokens on which each latent of `sae` is non-zero, over the given raw activation batches.
 
     Batches are `[tokens, d_in]` tensors or hookpoint -> tensor mappings (then `hookpoint` picks one).
+    Counting is `saeseeds.sae.metrics.FiringCounter`, the trainer's own counter.
     """
-    counts = torch.zeros(sae.num_latents, dtype=torch.int64)
-    tokens = 0
-    device = next(iter(sae.parameters())).device if hasattr(sae, "parameters") else "cpu"
+    counter = FiringCounter(sae.num_latents)
+    device = next(iter(sae.parameters())).device
     with torch.no_grad():
         for batch in batches:
             x = _pick(batch, hookpoint)
@@ -28,13 +29,10 @@ def firing_frequency(
                 raise DataError(
                     f"activation batch has shape {tuple(x.shape)}; the SAE expects [tokens, {sae.d_in}]"
                 )
-            code = sae.encode(x.to(device, torch.float32))
-            active = code.values != 0
-            counts += torch.bincount(code.indices[active].reshape(-1).cpu(), minlength=sae.num_latents)
-            tokens += x.shape[0]
-    if tokens == 0:
+            counter.update(sae.encode(x.to(device, torch.float32)))
+    if counter.tokens == 0:
         raise DataError("no activation rows to measure firing frequency on")
-    return (counts.double() / tokens).numpy()
+    return counter.frequency().numpy()
 
 
 def _pick(batch: torch.Tensor | Mapping[str, torch.Tensor], hookpoint: str) -> torch.Tensor:
@@ -46,25 +44,6 @@ def _pick(batch: torch.Tensor | Mapping[str, torch.Tensor], hookpoint: str) -> t
             return torch.as_tensor(next(iter(batch.values())))
         raise DataError(f"batch has hookpoints {sorted(batch)}; none is {hookpoint!r}")
     return torch.as_tensor(batch)
-
-
-def load_activation_batches(path: str, *, batch_size: int = 4096, max_rows: int = 262_144) -> list[torch.Tensor]:
-    """Held-out activations from a .npy or .safetensors file as float32 batches (at most `max_rows`)."""
-    from pathlib import Path
-
-    from saeseeds.data.arrays import load_array
-
-    rows = load_array(Path(path))
-    if rows.ndim != 2:
-        raise DataError(f"{path}: activations must be 2-D [tokens, d_in], got shape {tuple(rows.shape)}")
-    rows = rows[:max_rows]
-    out = []
-    for start in range(0, rows.shape[0], batch_size):
-        chunk = torch.as_tensor(np.array(rows[start : start + batch_size], dtype=np.float32))
-        if not torch.isfinite(chunk).all():
-            raise DataError(f"{path}: rows {start}..{start + len(chunk)} contain NaN or inf")
-        out.append(chunk)
-    return out
 
 
 def binned_by_frequency(

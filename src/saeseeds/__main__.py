@@ -1,0 +1,5 @@
+"""`python -m saeseeds ...`: the same command line as the `saeseeds` console script."""
+
+from saeseeds.cli import main
+
+raise SystemExit(main())

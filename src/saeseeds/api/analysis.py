@@ -1,0 +1,193 @@
+"""Why latents are unstable, for every configuration of a run: reads the cross-seed result (never re-aligns
+when one is given) and the run's stored held-out set, runs the analyses, writes JSON tables, figures and the
+contexts page.
+
+Output layout (format `saeseeds.analyze/1`): `analysis.json` (per configuration: verdicts, timings, files),
+`<hookpoint>/<sae-name>/` (stability.json, triggers.json, ablation.json, subspaces.json, claims.json,
+latents.json, figures, contexts.html) and `cross_seed/<slug>/` when the cross-seed result was computed here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from saeseeds.align.cross_seed import CrossSeedResult, SeedSet, weights_digest
+from saeseeds.align.pair import sae_weights
+from saeseeds.analysis.eval_data import EvalData, load_eval_data
+from saeseeds.analysis.instability import AnalyzeOptions, ConfigAnalysis, analyze_config
+from saeseeds.api.comparison import compare_all, load_comparison
+from saeseeds.api.discovery import seed_sets, slug
+from saeseeds.atomic import atomic_dir, atomic_write_json
+from saeseeds.errors import CheckpointError, DataError
+from saeseeds.outputs import check_output_dir, mark_output
+from saeseeds.sae import load_sae
+from saeseeds.training.run_dir import load_run_config, read_manifest
+
+FORMAT = "saeseeds.analyze/1"
+KIND = "analyze"
+
+
+def analyze(
+    run_dir: str | Path,
+    *,
+    cross: Sequence[CrossSeedResult] | str | Path | None = None,
+    options: AnalyzeOptions | None = None,
+    configs: Sequence[str] = (),
+    eval_data: EvalData | None = None,
+    max_eval_chunks: int = 0,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    say: Callable[[str], None] = lambda msg: None,
+) -> list[ConfigAnalysis]:
+    """Analyse every configuration of a run (or those named in `configs`).
+
+    `cross`: the cross-seed results (objects, or a `compare` output directory) — then nothing is aligned; when
+    None the run's seed sets are aligned here once. The rule of `options` re-judges a stored result (no new
+    alignment unless signed/absolute differs, which is an error). With `out`, results are written there.
+    """
+    run_dir = Path(run_dir)
+    read_manifest(run_dir)  # a run directory, or one line saying it is not
+    opts = options or AnalyzeOptions()
+    if out is not None:
+        check_output_dir(out, KIND, overwrite=overwrite)
+    sets = [s for s in seed_sets(run_dir) if len(s) >= 2 and (not configs or s.sae_name in set(configs))]
+    if not sets:
+        named = f" named {list(configs)}" if configs else ""
+        raise CheckpointError(f"{run_dir}: no SAE configuration with two or more seeds to analyse{named}")
+    computed = False
+    if cross is None:
+        results = compare_all(sets, rule=opts.rule, progress=opts.progress)
+        computed = True
+    else:
+        results = load_comparison(cross) if isinstance(cross, (str, Path)) else list(cross)
+    t0 = time.perf_counter()
+    cfg = load_run_config(run_dir)
+    if eval_data is None:
+        eval_data = load_eval_data(run_dir, need_model=opts.lm_loss, max_chunks=max_eval_chunks,
+                                   progress=opts.progress)
+    say(f"evaluation data: {len(eval_data.batches)} batches, hookpoints {', '.join(eval_data.hookpoints)} "
+        f"({time.perf_counter() - t0:.1f}s)")
+    hook_input = bool(getattr(cfg.lm, "hook_input", False)) and cfg.data.source == "lm"
+    analyses = []
+    for seed_set in sets:
+        t1 = time.perf_counter()
+        saes = [load_sae(p) for p in seed_set.paths]
+        result = _matching_result(seed_set, saes, results)
+        res = analyze_config(seed_set.hookpoint, seed_set.sae_name, [int(s) for s in seed_set.seeds if s is not None],
+                             saes, eval_data, opts, result, hook_input=hook_input)
+        res.tables["seconds"] = time.perf_counter() - t1
+        analyses.append((res, result))
+        say(f"{seed_set.hookpoint}/{seed_set.sae_name}: {len(saes)} seeds analysed in {res.tables['seconds']:.1f}s")
+        for claim, verdict in res.tables["claims"].items():
+            state = {True: "holds", False: "does not hold", None: "undetermined"}[verdict["holds"]]
+            say(f"  {claim}: {state}")
+    if out is not None:
+        write_analysis(run_dir, [a for a, _ in analyses], Path(out),
+                       cross=[r for _, r in analyses] if computed else None)
+        say(f"wrote {Path(out) / 'analysis.json'}")
+    return [a for a, _ in analyses]
+
+
+def _matching_result(seed_set: SeedSet, saes: list[Any], results: Sequence[CrossSeedResult]) -> CrossSeedResult:
+    """The result for this seed set; its checkpoints must be the ones aligned (weight digests match)."""
+    for result in results:
+        if (result.hookpoint, result.sae_name) == (seed_set.hookpoint, seed_set.sae_name) and \
+                result.names == list(seed_set.names):
+            digests = [weights_digest(*sae_weights(s)) for s in saes]
+            if result.digests and result.digests != digests:
+                raise DataError(
+                    f"{seed_set.label}: the cross-seed result was computed on other weights than the checkpoints "
+                    "now in the run (digests differ); run compare again"
+                )
+            return result
+    raise DataError(f"{seed_set.label}: no cross-seed result for this configuration and its seeds "
+                    f"{list(seed_set.names)} among {[r.label for r in results]}")
+
+
+def write_analysis(run_dir: Path, analyses: Sequence[ConfigAnalysis], out: Path,
+                   cross: Sequence[CrossSeedResult] | None = None) -> None:
+    """Write every configuration's tables, figures and page, and analysis.json, into `out` (swapped in whole)."""
+    with atomic_dir(out) as tmp:
+        mark_output(tmp, KIND)
+        summary: dict[str, Any] = {"format": FORMAT, "run_dir": str(run_dir), "configs": {}}
+        for res in analyses:
+            rel = Path(_safe(res.hookpoint)) / _safe(res.sae_name)
+            files = write_config_outputs(res, tmp / rel)
+            summary["configs"][f"{res.hookpoint}/{res.sae_name}"] = {
+                "dir": str(rel), "seeds": res.seeds, "seconds": res.tables.get("seconds"),
+                "timings_s": res.tables["timings_s"], "files": files, "claims": res.tables["claims"],
+            }
+        for result in cross or []:
+            result.save(tmp / "cross_seed" / slug(result.label))
+        atomic_write_json(tmp / "analysis.json", summary)
+
+
+def write_config_outputs(res: ConfigAnalysis, target: Path) -> list[str]:
+    """JSON tables, figures and the contexts page of one configuration; returns the file names."""
+    from saeseeds.report.analysis_plots import (
+        plot_ablation,
+        plot_group_ranks,
+        plot_principal_angle_curves,
+        plot_stability_vs_stat,
+    )
+    from saeseeds.report.contexts_html import LatentSection, write_contexts_page
+
+    files = []
+    for key in ("stability", "triggers", "ablation", "subspaces", "claims"):
+        atomic_write_json(target / f"{key}.json", res.tables[key])
+        files.append(f"{key}.json")
+    base = res.stability[0]
+    latents = {"seed": res.seeds[0], "stability": base.stability.tolist(), **res.triggers[0].table()}
+    atomic_write_json(target / "latents.json", latents)
+    files.append("latents.json")
+    stab = torch.cat([g.stability for g in res.stability])
+    fired = torch.cat([t.fire_count for t in res.triggers]) > 0
+    freq = torch.cat([t.frequency for t in res.triggers])
+    plot_stability_vs_stat(stab[fired], freq[fired], target / "stability_vs_frequency.png",
+                           ylabel="firing frequency", log=True)
+    files.append("stability_vs_frequency.png")
+    if "contexts" in res.tables:  # token statistics exist
+        for stat, label in (("top_token_share", "top token share"), ("entropy", "trigger entropy (nats)")):
+            vals = torch.cat([getattr(t, stat) for t in res.triggers])
+            plot_stability_vs_stat(stab[fired], vals[fired], target / f"stability_vs_{stat}.png", ylabel=label)
+            files.append(f"stability_vs_{stat}.png")
+    rows = res.tables["ablation"]["rows"]
+    for metric in ("fvu", "loss_recovered", "kl"):
+        if metric in rows[0]["metrics"]:
+            plot_ablation(rows, metric, target / f"ablation_{metric}.png")
+            files.append(f"ablation_{metric}.png")
+    sub = res.tables["subspaces"]
+    if "overlaps" in sub:
+        curves = {k: v["cos2_curve"] for k, v in sub["overlaps"].items()}
+        plot_principal_angle_curves(curves, target / "principal_angles.png",
+                                    analytic={"r/d": sub["expected_random_mean_cos2"]})
+        files.append("principal_angles.png")
+        grp = sub["groups"]["groups"]
+        plot_group_ranks([g["size"] for g in grp], [g["rank90"] for g in grp], target / "group_ranks.png")
+        files.append("group_ranks.png")
+    if res.contexts:
+        def section(latent: int) -> LatentSection:
+            t = res.triggers[0]
+            line = (f"stability {float(base.stability[latent]):.2f} · frequency {float(t.frequency[latent]):.2e} · "
+                    f"top-token share {float(t.top_token_share[latent]):.2f} · entropy {float(t.entropy[latent]):.2f}")
+            return LatentSection(latent, line, res.contexts.get(latent, []))
+
+        ctx = res.tables["contexts"]
+        write_contexts_page(
+            target / "contexts.html", f"{res.hookpoint} / {res.sae_name} (seed {res.seeds[0]})",
+            {"least stable": [section(i) for i in ctx["least_stable"]],
+             "most stable": [section(i) for i in ctx["most_stable"]]},
+        )
+        files.append("contexts.html")
+    return files
+
+
+def _safe(name: str) -> str:
+    """A path component from a hookpoint or SAE name."""
+    return name.replace("/", "_").replace("\\", "_") or "_"
+

@@ -1,0 +1,182 @@
+"""Compare the seeds of SAE configurations: one `CrossSeedResult` per seed set, stored in one output directory.
+
+Output layout (`save_comparison`, format `saeseeds.compare/1`, docs/formats.md):
+
+    summary.json           the rule, one entry per seed set (its summary and directory), every ordered pair
+    sets/<slug>/           one CrossSeedResult (cross_seed.json, pairs/, latents/)
+    figures/               PNG figures with the numbers behind them as JSON
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from saeseeds.align.cross_seed import CrossSeedResult, SeedSet, align_seeds
+from saeseeds.align.pair import sae_weights
+from saeseeds.align.sharing import SharingRule
+from saeseeds.analysis.frequency import binned_by_frequency, firing_frequency
+from saeseeds.api.discovery import comparable, seed_sets, slug
+from saeseeds.atomic import atomic_dir, atomic_write_json
+from saeseeds.data.arrays import load_activation_batches
+from saeseeds.errors import DataError
+from saeseeds.outputs import check_output_dir, mark_output
+from saeseeds.sae import load_any
+from saeseeds.training.run_dir import load_latent_frequencies
+
+FORMAT = "saeseeds.compare/1"
+KIND = "compare"
+
+
+def compare(
+    inputs: SeedSet | Sequence[str | Path] | str | Path,
+    *,
+    rule: SharingRule | None = None,
+    device: str | None = None,
+    activations: str | Path | None = None,
+    max_tokens: int = 262_144,
+    progress: bool = False,
+) -> CrossSeedResult:
+    """The cross-seed result of one seed set: a `SeedSet`, a list of checkpoints, or a one-configuration run."""
+    if isinstance(inputs, SeedSet):
+        chosen = inputs
+    else:
+        sets = comparable(seed_sets(inputs))
+        if len(sets) != 1:
+            labels = ", ".join(s.label for s in sets)
+            raise DataError(f"the inputs hold {len(sets)} seed sets ({labels}); use compare_all, or pick one")
+        chosen = sets[0]
+    return compare_all([chosen], rule=rule, device=device, activations=activations, max_tokens=max_tokens,
+                       progress=progress)[0]
+
+
+def compare_all(
+    inputs: Sequence[SeedSet] | Sequence[str | Path] | str | Path,
+    *,
+    rule: SharingRule | None = None,
+    device: str | None = None,
+    activations: str | Path | None = None,
+    max_tokens: int = 262_144,
+    progress: bool = False,
+) -> list[CrossSeedResult]:
+    """One cross-seed result per seed set (every unordered pair aligned once), with firing frequencies when
+    the run stored them or `activations` (a .npy / .safetensors file of held-out rows) is given."""
+    rule = rule or SharingRule()
+    if isinstance(inputs, (str, Path)) or not all(isinstance(s, SeedSet) for s in inputs):
+        sets = comparable(seed_sets(inputs))  # type: ignore[arg-type]
+    else:
+        sets = comparable(list(inputs))  # type: ignore[arg-type]
+    batches = load_activation_batches(activations, max_rows=max_tokens) if activations is not None else None
+    n_pairs = sum(len(s) * (len(s) - 1) // 2 for s in sets)
+    results = []
+    with tqdm(total=n_pairs, desc="aligning pairs", unit="pair", disable=not progress) as bar:
+        for seed_set in sets:
+            saes = [load_any(p) for p in seed_set.paths]
+            weights = [sae_weights(s) for s in saes]
+            result = align_seeds(
+                weights, list(seed_set.names), rule=rule, label=seed_set.label, hookpoint=seed_set.hookpoint,
+                sae_name=seed_set.sae_name, paths=seed_set.paths, device=device,
+                on_pair=lambda a, b, lbl=seed_set.label: (bar.set_postfix_str(f"{lbl}: {a} vs {b}"), bar.update(1)),
+            )
+            result.frequencies = _frequencies(seed_set, saes, batches)
+            results.append(result)
+    return results
+
+
+def _frequencies(seed_set: SeedSet, saes: list[Any], batches: list[Any] | None) -> list[np.ndarray | None]:
+    """Per-seed firing frequencies: from `batches` when given, else the ones the trainer stored in the run."""
+    if batches is not None:
+        return [firing_frequency(sae, batches, hookpoint=seed_set.hookpoint) for sae in saes]
+    if seed_set.run_dir is None:
+        return [None] * len(saes)
+    return [
+        load_latent_frequencies(seed_set.run_dir, seed_set.hookpoint, seed_set.sae_name, seed)
+        if seed is not None else None
+        for seed in seed_set.seeds
+    ]
+
+
+def save_comparison(results: Sequence[CrossSeedResult], out: str | Path, *, overwrite: bool = False) -> Path:
+    """Write every result, the figures and `summary.json` into `out` (built aside, swapped in whole)."""
+    from saeseeds.report import alignment_plots as plots
+
+    out = Path(out)
+    check_output_dir(out, KIND, overwrite=overwrite)
+    rules = {json.dumps(r.rule.to_dict(), sort_keys=True) for r in results}
+    if len(rules) > 1:
+        raise DataError("save_comparison: the results were judged by different sharing rules")
+    with atomic_dir(out) as tmp:
+        mark_output(tmp, KIND)
+        fig_dir = tmp / "figures"
+        summary: dict[str, Any] = {"format": FORMAT, "rule": results[0].rule.to_dict() if results else None,
+                                   "sets": [], "pairs": [], "figures": []}
+        figures: list[Path] = []
+        curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        stabilities: dict[str, np.ndarray] = {}
+        for result in results:
+            name = slug(result.label)
+            result.save(tmp / "sets" / name)
+            entry = {"dir": f"sets/{name}", **result.summary(), "paths": list(result.paths)}
+            for _, al in sorted(result.alignments.items(), key=lambda kv: kv[0]):
+                summary["pairs"].append({"set": result.label, **{k: v for k, v in al.summary().items()
+                                                                 if k != "stats"}})
+            curves[result.label] = result.only_in_base()
+            stabilities[result.label] = np.concatenate(result.stabilities)
+            first = result.alignments[(0, 1)]
+            figures.append(plots.plot_dec_vs_enc(first, fig_dir, f"fig_a_dec_vs_enc__{name}"))
+            freq = result.frequencies[0] if result.frequencies else None
+            if freq is not None:
+                base_stability = result.stability(0)
+                figures.append(plots.plot_similarity_vs_frequency(
+                    freq, first.dec_cos, fig_dir, label=f"{result.label}: {first.name_a} vs {first.name_b}",
+                    name=f"fig_c_similarity_vs_frequency__{name}"))
+                figures.append(plots.plot_similarity_vs_frequency(
+                    freq, base_stability, fig_dir, label=f"{result.label}: {first.name_a}",
+                    name=f"fig_c_stability_vs_frequency__{name}", ylabel="feature stability"))
+                entry["stability_by_frequency"] = binned_by_frequency(freq, base_stability)
+                entry["dead_latents"] = {n: int((f == 0).sum()) for n, f in zip(result.names, result.frequencies)
+                                         if f is not None}
+            summary["sets"].append(entry)
+        figures.append(plots.plot_only_in_base(curves, fig_dir))
+        figures.append(plots.plot_stability_histogram(stabilities, fig_dir))
+        summary["figures"] = [str(Path(f).relative_to(tmp)) for f in figures]
+        atomic_write_json(tmp / "summary.json", summary)
+    return out / "summary.json"
+
+
+def load_comparison(out: str | Path) -> list[CrossSeedResult]:
+    """Every cross-seed result of a `compare` output directory."""
+    out = Path(out)
+    path = out / "summary.json"
+    try:
+        summary = json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise DataError(f"{out} is not a compare output ({path.name} is missing)") from err
+    except (OSError, json.JSONDecodeError) as err:
+        raise DataError(f"{path}: cannot read ({err})") from err
+    if summary.get("format") != FORMAT:
+        raise DataError(f"{path}: format is {summary.get('format')!r}, expected {FORMAT!r}")
+    return [CrossSeedResult.load(out / entry["dir"]) for entry in summary.get("sets", [])]
+
+
+def print_comparison(results: Sequence[CrossSeedResult]) -> None:
+    """A readable table of the pairs and each set's spread."""
+    rows = [(r.label, al) for r in results for _, al in sorted(r.alignments.items(), key=lambda kv: kv[0])]
+    if not rows:
+        return
+    wa = max(len(al.name_a) for _, al in rows)
+    wg = max([len(lbl) for lbl, _ in rows] + [3])
+    print(f"{'set':<{wg}}  {'a':<{wa}}  {'b':<{wa}}  {'latents':>8}  {'shared':>7}  {'fraction':>8}  {'MMCS':>6}")
+    for lbl, al in rows:
+        print(f"{lbl:<{wg}}  {al.name_a:<{wa}}  {al.name_b:<{wa}}  {al.num_latents_a:>8}  "
+              f"{al.n_shared:>7}  {al.shared_fraction:>8.1%}  {al.mmcs:>6.3f}")
+    for r in results:
+        s, st = r.shared_fraction_stats(), r.stability_summary()
+        print(f"{r.label}: shared fraction {s['mean']:.1%} ± {s['std']:.1%} over {r.num_seeds} seeds; "
+              f"stable {st['stable_fraction']:.1%}, unstable {st['unstable_fraction']:.1%} "
+              f"({r.rule.describe()})")

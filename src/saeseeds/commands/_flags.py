@@ -1,0 +1,35 @@
+"""Flags shared by several verbs, defined once: the sharing rule, --overwrite, --quiet."""
+
+from __future__ import annotations
+
+import argparse
+
+from saeseeds.align.sharing import CUT_KINDS, STABILITY_KINDS, SharingRule
+
+_DEFAULT = SharingRule()
+
+
+def add_rule_flags(parser: argparse.ArgumentParser) -> None:
+    """--threshold, --absolute, --stability, --cut, --epsilon, with SharingRule's defaults."""
+    group = parser.add_argument_group("sharing rule (docs/definitions.md)")
+    group.add_argument("--threshold", type=float, default=_DEFAULT.threshold,
+                       help=f"cosine τ a shared latent must exceed, in [0, 1) (default {_DEFAULT.threshold})")
+    group.add_argument("--absolute", action="store_true", help="use |cosine| (a flipped latent counts as the same)")
+    group.add_argument("--stability", choices=STABILITY_KINDS, default=_DEFAULT.stability,
+                       help="per-latent stability: shared (P&B, default) or reappears (decoder max-cosine ≥ τ)")
+    group.add_argument("--cut", choices=CUT_KINDS, default=_DEFAULT.cut,
+                       help="stable/unstable split: half (≥ 1/2 / none, default) or endpoints (≥ 1-ε / ≤ ε)")
+    group.add_argument("--epsilon", type=float, default=_DEFAULT.epsilon,
+                       help=f"ε of the endpoints cut, in [0, 0.5) (default {_DEFAULT.epsilon})")
+
+
+def rule_from_args(args: argparse.Namespace) -> SharingRule:
+    """The SharingRule the flags describe (ConfigError naming the flag when out of range)."""
+    return SharingRule(threshold=args.threshold, absolute=args.absolute, stability=args.stability, cut=args.cut,
+                       epsilon=args.epsilon)
+
+
+def add_overwrite_flag(parser: argparse.ArgumentParser) -> None:
+    """--overwrite: replace this verb's own earlier output in --out, whole."""
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace this verb's earlier output in --out (never another verb's or foreign files)")

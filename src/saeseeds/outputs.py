@@ -1,0 +1,55 @@
+"""Output directories that never clobber: each verb writes only into an empty directory or its own earlier
+output of the same kind (replaced whole, with --overwrite), and marks what it wrote.
+
+The marker `.saeseeds-output.json` names the kind (compare, analyze, ...); a directory without it that is not
+empty is someone else's, and no verb writes into it, with or without --overwrite.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from saeseeds import __version__
+from saeseeds.atomic import atomic_write_json
+from saeseeds.errors import ConfigError
+
+MARKER = ".saeseeds-output.json"
+
+
+def output_kind(directory: Path) -> str | None:
+    """The kind recorded in a directory's marker, or None when it has none (or it is unreadable)."""
+    try:
+        return str(json.loads((Path(directory) / MARKER).read_text()).get("kind"))
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def check_output_dir(out: str | Path, kind: str, *, overwrite: bool = False) -> None:
+    """Refuse an `--out` that would mix or destroy other files; ConfigError naming the directory and why."""
+    out = Path(out)
+    if not out.exists():
+        if out.parent.exists() and not out.parent.is_dir():
+            raise ConfigError(f"--out {out}: its parent {out.parent} is a file, not a directory")
+        return
+    if not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is a file, not a directory")
+    if not any(out.iterdir()):
+        return
+    found = output_kind(out)
+    if found == kind:
+        if overwrite:
+            return
+        raise ConfigError(
+            f"--out {out} already holds a {kind} output; pass --overwrite to replace it, or choose another directory"
+        )
+    if found is not None:
+        raise ConfigError(f"--out {out} holds a saeseeds {found} output; {kind} never writes into it")
+    raise ConfigError(
+        f"--out {out} is a non-empty directory that is not a saeseeds {kind} output; choose an empty or new one"
+    )
+
+
+def mark_output(directory: str | Path, kind: str) -> None:
+    """Record in `directory` that it is a `kind` output (done first, inside the directory being built)."""
+    atomic_write_json(Path(directory) / MARKER, {"kind": kind, "saeseeds_version": __version__})
