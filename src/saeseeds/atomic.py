@@ -201,7 +201,8 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Build a whole directory, then swap it in for `path`: `with atomic_dir(target) as tmp: <write into tmp>`.
 
     `tmp` is a fresh empty directory beside `path` (mode 0o777 minus the umask). When the block ends normally its
-    files are fsynced and it replaces `path` (an existing directory is renamed to a backup name, the new one is
+    files get the umask's modes (some writers, e.g. safetensors, create files 0600), are fsynced, and it replaces
+    `path` (an existing directory is renamed to a backup name, the new one is
     renamed in, then the backup is removed), so `path` is always either the complete old or the complete new
     directory. If the block raises, `tmp` is removed and `path` is left untouched.
     """
@@ -212,11 +213,23 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     try:
         os.chmod(tmp, dir_mode())
         yield tmp
+        follow_umask(tmp)
         fsync_tree(tmp)
         _swap_in(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def follow_umask(root: Path) -> None:
+    """Give every file under `root` mode 0o666 and every directory 0o777, minus the umask (no symlinks followed)."""
+    files, dirs = file_mode(), dir_mode()
+    for dirpath, _dirs, names in os.walk(root):
+        os.chmod(dirpath, dirs)
+        for name in names:
+            file = Path(dirpath) / name
+            if file.is_file() and not file.is_symlink():
+                os.chmod(file, files)
 
 
 def fsync_tree(root: Path) -> None:

@@ -5,16 +5,59 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import re
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from saeseeds import __version__, commands
 from saeseeds.errors import SaeseedsError
 
+_OVERRIDE = re.compile(r"--[A-Za-z_][\w-]*(\.[\w-]+)+(=.*)?")
+"""A config override `--section.field value` (or `--section.field=value`): the flag has a dot."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser whose usage errors are one line on stderr (`--help` still shows the usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
+def one_line(message: object) -> str:
+    """`message` as one line: a multi-line text (a library's message) is joined with ' | '."""
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    return " | ".join(lines)
+
+
+def split_overrides(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Take the `--section.field value` overrides out of `argv` before argparse sees it.
+
+    Otherwise the value of an override could be taken for an optional positional argument
+    (`saeseeds synthetic --out D --synthetic.group_rank 4` would read `4` as the config file).
+    """
+    rest: list[str] = []
+    overrides: list[str] = []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        if token == "--":
+            rest.extend(argv[i:])
+            break
+        if _OVERRIDE.fullmatch(token):
+            overrides.append(token)
+            if "=" not in token and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+                overrides.append(argv[i + 1])
+                i += 1
+        else:
+            rest.append(token)
+        i += 1
+    return rest, overrides
+
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the parser; every module in `saeseeds.commands` with a `register(subparsers)` adds one verb."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="saeseeds",
         description="Train SAEs over many seeds on the same activations and measure which features are real.",
     )
@@ -33,18 +76,24 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit status."""
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
+    rest, overrides = split_overrides(sys.argv[1:] if argv is None else list(argv))
+    args, extra = parser.parse_known_args(rest)
     if args.command is None:
         parser.print_help()
         return 2
+    extra = overrides + list(extra)
     if extra and not getattr(args, "accepts_overrides", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    args.overrides = list(extra)
+    args.overrides = extra
     try:
         return int(args.func(args) or 0)
-    except (SaeseedsError, FileNotFoundError) as err:
-        print(f"saeseeds {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    except SaeseedsError as err:
+        message = str(err)
+    except OSError as err:  # last resort: a file system refusal that no check caught (--out under a file, ...)
+        where = f"{err.filename}: " if err.filename else ""
+        message = f"{where}{err.strerror or err}"
+    print(f"saeseeds {args.command}: error: {one_line(message)}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -25,12 +25,23 @@ def output_kind(directory: Path) -> str | None:
         return None
 
 
+def check_creatable(out: str | Path, flag: str = "--out") -> None:
+    """Refuse a directory that cannot be created because a file sits where one of its parents should be."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{flag} {out}: exists and is a file, not a directory")
+    for parent in out.parents:
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                raise ConfigError(f"{flag} {out}: {parent} is a file, not a directory")
+            return
+
+
 def check_output_dir(out: str | Path, kind: str, *, overwrite: bool = False) -> None:
     """Refuse an `--out` that would mix or destroy other files; ConfigError naming the directory and why."""
     out = Path(out)
     if not out.exists():
-        if out.parent.exists() and not out.parent.is_dir():
-            raise ConfigError(f"--out {out}: its parent {out.parent} is a file, not a directory")
+        check_creatable(out)
         return
     if not out.is_dir():
         raise ConfigError(f"--out {out}: exists and is a file, not a directory")

@@ -16,7 +16,6 @@ from typing import NamedTuple
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
-from tqdm.auto import tqdm
 
 from saeseeds.align.candidates import Pool, screen_pool
 from saeseeds.align.lsap import (
@@ -34,6 +33,7 @@ from saeseeds.align.screen_kernels import (
     values_above,
 )
 from saeseeds.align.similarity import PairScorer, ScreenMode
+from saeseeds.progress import tqdm
 
 DUAL_TOLERANCE = 1e-10
 """A dropped pair counts as violating the duals when C > u + v + this (float64 rounding headroom)."""

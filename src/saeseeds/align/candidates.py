@@ -14,10 +14,10 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from saeseeds.align.screen_kernels import compact_rows, select_candidates
 from saeseeds.align.similarity import PairScorer
+from saeseeds.progress import tqdm
 
 
 class Pool(NamedTuple):

@@ -75,9 +75,8 @@ def build_eval_data(cfg: Any, *, max_chunks: int = 0, progress: bool = False) ->
 
 
 def _lm_eval_data(cfg: Any, *, max_chunks: int, progress: bool) -> EvalData:
-    from tqdm.auto import tqdm
-
     from saeseeds.data.lm_source import chunk_activations, prepare_lm
+    from saeseeds.progress import tqdm
 
     loaded, token_chunks, hookpoints = prepare_lm(cfg, progress=progress)
     chunks = token_chunks.eval

@@ -15,11 +15,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from saeseeds.data.hookpoints import hook_module
 from saeseeds.data.lm_source import forward_kwargs
 from saeseeds.errors import DataError
+from saeseeds.progress import tqdm
 
 ReplaceFn = Callable[[Tensor], Tensor]
 """Maps the activation at a hookpoint [batch, seq, d] to its replacement (same shape)."""

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from saeseeds.align.cross_seed import CrossSeedResult, SeedSet, align_seeds
 from saeseeds.align.pair import sae_weights
@@ -26,6 +25,7 @@ from saeseeds.atomic import atomic_dir, atomic_write_json
 from saeseeds.data.arrays import load_activation_batches
 from saeseeds.errors import DataError
 from saeseeds.outputs import check_output_dir, mark_output
+from saeseeds.progress import tqdm
 from saeseeds.sae import load_any
 from saeseeds.training.run_dir import load_latent_frequencies
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from saeseeds.align.sharing import CUT_KINDS, STABILITY_KINDS, SharingRule
+from saeseeds.errors import ConfigError
 
 _DEFAULT = SharingRule()
 
@@ -25,8 +26,11 @@ def add_rule_flags(parser: argparse.ArgumentParser) -> None:
 
 def rule_from_args(args: argparse.Namespace) -> SharingRule:
     """The SharingRule the flags describe (ConfigError naming the flag when out of range)."""
-    return SharingRule(threshold=args.threshold, absolute=args.absolute, stability=args.stability, cut=args.cut,
-                       epsilon=args.epsilon)
+    try:
+        return SharingRule(threshold=args.threshold, absolute=args.absolute, stability=args.stability,
+                           cut=args.cut, epsilon=args.epsilon)
+    except ConfigError as err:  # SharingRule names its field ("threshold: 5.0 is outside ..."): name the flag
+        raise ConfigError(f"--{err}") from err
 
 
 def add_overwrite_flag(parser: argparse.ArgumentParser) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 
 from saeseeds.config import load_config
@@ -29,9 +30,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from saeseeds.data.cache import write_cache
+    from saeseeds.outputs import MARKER, check_output_dir, mark_output, output_kind
 
     cfg = load_config(args.config, args.overrides)
-    manifest = write_cache(cfg, args.out, batches_per_shard=args.batches_per_shard, progress=cfg.train.progress)
+    created = False
+    if output_kind(args.out) != "cache" and not (args.out / "manifest.json").is_file():
+        check_output_dir(args.out, "cache")  # a new or empty directory; never another verb's or foreign files
+        created = not args.out.exists()
+        args.out.mkdir(parents=True, exist_ok=True)
+        mark_output(args.out, "cache")
+    try:
+        manifest = write_cache(cfg, args.out, batches_per_shard=args.batches_per_shard, progress=cfg.train.progress)
+    except BaseException:
+        if created and {p.name for p in args.out.iterdir()} <= {MARKER}:
+            shutil.rmtree(args.out, ignore_errors=True)  # failed before writing anything: leave nothing behind
+        raise
     train = manifest["splits"]["train"]
     print(
         f"cached {manifest['train_tokens']:,} training tokens ({len(train['shards'])} shards) and "

@@ -109,6 +109,12 @@ def build_array_source(cfg: RunConfig) -> SourcePair:
         raise DataError(f"{path}: activations must be 2-D [tokens, d_in], got shape {tuple(rows.shape)}")
     train_idx, eval_idx = split_rows(rows.shape[0], cfg.data.eval_fraction, cfg.data.shuffle, cfg.data.shuffle_seed)
     bs = cfg.train.batch_size
+    if len(train_idx) < bs:
+        raise DataError(
+            f"{path}: {len(train_idx)} training rows ({rows.shape[0]} minus {len(eval_idx)} held out by "
+            f"data.eval_fraction) are fewer than one batch (train.batch_size = {bs}); "
+            "use more data or a smaller batch"
+        )
     train = ArraySource(rows, bs, order=train_idx, name=str(path), repeat=True)
     eval_batches = list(ArraySource(rows, bs, order=eval_idx, name=str(path))) if len(eval_idx) else []
     info = {"source": cfg.data.source, "path": str(path), "rows": int(rows.shape[0]), "d_in": int(rows.shape[1])}

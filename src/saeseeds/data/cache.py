@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
-from tqdm.auto import tqdm
 
 from saeseeds.atomic import atomic_write_bytes, atomic_write_json, remove_stale_temps
 from saeseeds.config import LmConfig
@@ -30,6 +29,7 @@ from saeseeds.data.lm_source import (
 from saeseeds.data.types import Activations, SourcePair
 from saeseeds.errors import DataError
 from saeseeds.hashing import sha256_hex
+from saeseeds.progress import tqdm
 
 if TYPE_CHECKING:
     from saeseeds.config import RunConfig
@@ -117,6 +117,23 @@ def _check_resumable(old: Mapping[str, Any], new: Mapping[str, Any], directory: 
         )
 
 
+def _check_cache_dir(directory: Path) -> None:
+    """Refuse an --out that is a file, lies under a file, or holds files of something other than a cache."""
+    from saeseeds.outputs import MARKER, check_creatable, output_kind
+
+    check_creatable(directory)
+    if not directory.is_dir() or not any(p.name != MARKER for p in directory.iterdir()):
+        return
+    if not (directory / MANIFEST).is_file():
+        if output_kind(directory) == "cache":
+            return  # a cache whose first manifest was never written
+        raise DataError(
+            f"--out {directory} is a non-empty directory without a cache {MANIFEST}; "
+            "choose an empty or new directory (or an earlier cache to resume)"
+        )
+    read_manifest(directory)  # a readable saeseeds cache manifest, or a DataError naming it
+
+
 def write_cache(
     cfg: RunConfig, out_dir: str | Path, *, batches_per_shard: int = 16, progress: bool = True
 ) -> dict[str, Any]:
@@ -127,8 +144,7 @@ def write_cache(
     if batches_per_shard <= 0:
         raise DataError(f"batches_per_shard must be positive, got {batches_per_shard}")
     directory = Path(out_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(directory)  # half-written shards of a killed job
+    _check_cache_dir(directory)  # before the LM loads, and before anything is created
     loaded, chunks, hookpoints = prepare_lm(cfg)
     train, held_out = make_lm_streams(loaded, chunks, hookpoints, cfg.lm, progress=False)
     stored_dtype = loaded.dtype
@@ -150,6 +166,8 @@ def write_cache(
             "eval": {"shards": _shard_plan(held_out, "eval", batches_per_shard)},
         },
     }
+    directory.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(directory)  # half-written shards of a killed job
     if (directory / MANIFEST).is_file():
         old = read_manifest(directory)
         _check_resumable(old, manifest, directory)

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from saeseeds.config import LmConfig
 from saeseeds.data.corpus import TokenChunks, build_token_chunks
@@ -30,6 +29,7 @@ from saeseeds.data.replay import Replay
 from saeseeds.data.types import Activations, SourcePair
 from saeseeds.device import resolve_device
 from saeseeds.errors import DataError
+from saeseeds.progress import tqdm
 
 if TYPE_CHECKING:
     from saeseeds.config import RunConfig
@@ -73,14 +73,24 @@ def is_causal_config(config: Any) -> bool:
     )
 
 
+def _looks_like_path(model: str) -> bool:
+    """A local path rather than a hub id: absolute, relative to . or .., or ~."""
+    return model.startswith(("/", "./", "../", "~", "\\")) or model in (".", "..")
+
+
 def load_language_model(cfg: LmConfig) -> LoadedModel:
     """Load `cfg.model` (local path, cached hub name, or the embedded default) in eval mode."""
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
+    from saeseeds.progress import quiet_libraries
+
+    quiet_libraries()  # no "Loading weights" bar in a log or before an error line
     if is_default_model(cfg.model):
         source, name, revision = str(default_model_path()), DEFAULT_MODEL_NAME, "packaged"
     else:
         source, name, revision = cfg.model, cfg.model, cfg.revision
+        if _looks_like_path(source) and not Path(source).expanduser().exists():
+            raise DataError(f"lm.model {source!r}: no such local directory (and not a hub model id)")
     device = resolve_device(cfg.device, field="lm.device")
     dtype = resolve_dtype(cfg.model_dtype, device)
     kwargs: dict[str, Any] = {"trust_remote_code": cfg.trust_remote_code}

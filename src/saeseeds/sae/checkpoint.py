@@ -14,7 +14,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from saeseeds import __version__
-from saeseeds.atomic import atomic_dir
+from saeseeds.atomic import atomic_dir, json_text
 from saeseeds.config import SaeConfig, from_dict
 from saeseeds.config.architectures import architecture_names, get_architecture
 from saeseeds.errors import CheckpointError, ConfigError
@@ -79,7 +79,7 @@ def save_sae(
     with atomic_dir(path) as tmp:
         save_file(checkpoint_tensors(sae), str(tmp / WEIGHTS_FILE))
         cfg = checkpoint_cfg(sae, hookpoint=hookpoint, model=model, seed=seed)
-        (tmp / CFG_FILE).write_text(json.dumps(cfg, indent=2) + "\n")
+        (tmp / CFG_FILE).write_text(json_text(cfg) + "\n")
     return path
 
 

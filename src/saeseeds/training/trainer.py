@@ -324,7 +324,7 @@ class _Run:
             record: dict[str, float | int] = metrics.as_dict() | {"step": self.step}
             record["train_dead_fraction"] = float(member.dead_mask().float().mean())
             self.history[member.key] = record
-            lines.append(json.dumps({"key": member.key, **record}) + "\n")
+            lines.append(json_text({"key": member.key, **record}, indent=None) + "\n")
         tokens = int(self.eval_info.get("tokens", 0))
         path = write_latent_frequencies(self.out, frequencies, step=self.step, tokens=tokens)
         self.eval_info["latents"] = {"path": path, "step": self.step, "tokens": tokens, "dtype": "float64"}
