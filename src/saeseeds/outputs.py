@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from saeseeds import __version__
 from saeseeds.atomic import atomic_write_json
-from saeseeds.errors import ConfigError
+from saeseeds.errors import ConfigError, DataError
 
 MARKER = ".saeseeds-output.json"
 
@@ -64,3 +65,18 @@ def check_output_dir(out: str | Path, kind: str, *, overwrite: bool = False) -> 
 def mark_output(directory: str | Path, kind: str) -> None:
     """Record in `directory` that it is a `kind` output (done first, inside the directory being built)."""
     atomic_write_json(Path(directory) / MARKER, {"kind": kind, "saeseeds_version": __version__})
+
+
+def read_record(path: str | Path, fmt: str, missing: str) -> dict[str, Any]:
+    """A saeseeds JSON record whose `format` must be `fmt`; DataError (`missing` when absent) naming the file."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise DataError(missing) from err
+    except (OSError, json.JSONDecodeError) as err:
+        raise DataError(f"{path}: cannot read ({err})") from err
+    if not isinstance(record, dict) or record.get("format") != fmt:
+        found = record.get("format") if isinstance(record, dict) else type(record).__name__
+        raise DataError(f"{path}: format is {found!r}, expected {fmt!r}")
+    return record

@@ -20,7 +20,6 @@ On disk (`save` / `load`, format `saeseeds.cross_seed/1`, documented in docs/for
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ from saeseeds.align.similarity import ScreenMode
 from saeseeds.atomic import atomic_write_json, atomic_write_npz
 from saeseeds.errors import DataError
 from saeseeds.hashing import sha256_hex, tensor_bytes
+from saeseeds.outputs import read_record
 
 FORMAT = "saeseeds.cross_seed/1"
 RESULT_FILE = "cross_seed.json"
@@ -255,14 +255,7 @@ class CrossSeedResult:
         """Read a result written by `save`; DataError naming the file when it is missing or malformed."""
         directory = Path(directory)
         path = directory / RESULT_FILE
-        try:
-            record = json.loads(path.read_text())
-        except FileNotFoundError as err:
-            raise DataError(f"{directory} holds no cross-seed result ({RESULT_FILE} is missing)") from err
-        except (OSError, json.JSONDecodeError) as err:
-            raise DataError(f"{path}: cannot read ({err})") from err
-        if record.get("format") != FORMAT:
-            raise DataError(f"{path}: format is {record.get('format')!r}, expected {FORMAT!r}")
+        record = read_record(path, FORMAT, f"{directory} holds no cross-seed result ({RESULT_FILE} is missing)")
         try:
             rule = SharingRule.from_dict(record["rule"], f"{path}: rule")
             names = [str(n) for n in record["members"]]

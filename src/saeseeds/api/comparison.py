@@ -24,7 +24,7 @@ from saeseeds.api.discovery import comparable, seed_sets, slug
 from saeseeds.atomic import atomic_dir, atomic_write_json
 from saeseeds.data.arrays import load_activation_batches
 from saeseeds.errors import DataError
-from saeseeds.outputs import check_output_dir, mark_output
+from saeseeds.outputs import check_output_dir, mark_output, read_record
 from saeseeds.progress import tqdm
 from saeseeds.sae import load_any
 from saeseeds.training.run_dir import load_latent_frequencies
@@ -152,15 +152,7 @@ def save_comparison(results: Sequence[CrossSeedResult], out: str | Path, *, over
 def load_comparison(out: str | Path) -> list[CrossSeedResult]:
     """Every cross-seed result of a `compare` output directory."""
     out = Path(out)
-    path = out / "summary.json"
-    try:
-        summary = json.loads(path.read_text())
-    except FileNotFoundError as err:
-        raise DataError(f"{out} is not a compare output ({path.name} is missing)") from err
-    except (OSError, json.JSONDecodeError) as err:
-        raise DataError(f"{path}: cannot read ({err})") from err
-    if summary.get("format") != FORMAT:
-        raise DataError(f"{path}: format is {summary.get('format')!r}, expected {FORMAT!r}")
+    summary = read_record(out / "summary.json", FORMAT, f"{out} is not a compare output (summary.json is missing)")
     return [CrossSeedResult.load(out / entry["dir"]) for entry in summary.get("sets", [])]
 
 

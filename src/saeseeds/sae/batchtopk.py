@@ -11,9 +11,9 @@ from torch import Tensor
 
 from saeseeds.config.architectures import register_architecture
 from saeseeds.config.checks import check_float
-from saeseeds.sae.auxk import AUXK_FIELDS, auxk_loss, validate_auxk
 from saeseeds.sae.outputs import Encoding
-from saeseeds.sae.spec import ArchitectureSpec, per_latent, pre_activations, validate_k
+from saeseeds.sae.spec import per_latent, pre_activations
+from saeseeds.sae.topk import TopK
 
 if TYPE_CHECKING:
     from saeseeds.config import SaeConfig
@@ -41,21 +41,22 @@ def encode_batchtopk(pre_acts: Tensor, k: int, threshold: Tensor, training: bool
     return Encoding(None, None, dense, pre_acts, zero), estimate
 
 
-class BatchTopK(ArchitectureSpec):
+class BatchTopK(TopK):
     """k latents per token on average over the batch in training; a learned global threshold at inference.
 
     The threshold is a buffer `threshold` [num_latents] (all equal; -1 until estimated), updated as an EMA of
     each training batch's estimate during the forward pass, so a training-mode call alone keeps it current.
+    Losses (FVU + AuxK) and the k checks are TopK's.
     """
 
     activation = "batchtopk"
-    fields = ("k", *AUXK_FIELDS, "batchtopk_threshold_momentum")
+    fields = (*TopK.fields, "batchtopk_threshold_momentum")
+    saelens_names = ()  # SAELens saves trained BatchTopK SAEs as JumpReLU (see jumprelu.py)
     dictionary_learning_classes = ("BatchTopKSAE",)
 
     def validate(self, cfg: SaeConfig, where: str, d_in: int | None) -> None:
-        """1 <= k <= num_latents; AuxK weights >= 0; momentum in [0, 1)."""
-        validate_k(cfg, where, d_in)
-        validate_auxk(cfg, where)
+        """TopK's checks; momentum in [0, 1)."""
+        super().validate(cfg, where, d_in)
         check_float(f"{where}.batchtopk_threshold_momentum", cfg.batchtopk_threshold_momentum, 0.0, 1.0, hi_open=True)
 
     def init_extra(self, sae: SparseAutoencoder, device: torch.device | str | None, dtype: torch.dtype) -> None:
@@ -70,16 +71,6 @@ class BatchTopK(ArchitectureSpec):
         if sae.training and estimate is not None:
             update_threshold(sae.threshold, estimate, sae.cfg.batchtopk_threshold_momentum)
         return enc
-
-    def reconstruction_loss(self, fvu: Tensor, residual: Tensor) -> Tensor:
-        """FVU, as for topk."""
-        return fvu
-
-    def aux_loss(
-        self, sae: SparseAutoencoder, x: Tensor, enc: Encoding, residual: Tensor, dead_mask: Tensor | None
-    ) -> Tensor:
-        """AuxK over the dead latents."""
-        return auxk_loss(sae, x, enc, residual, dead_mask)
 
     def checkpoint_tensors(self, sae: SparseAutoencoder) -> dict[str, Tensor]:
         """The inference threshold."""
