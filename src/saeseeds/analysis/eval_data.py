@@ -107,13 +107,15 @@ def load_eval_data(
     run_dir: str | Path,
     *,
     need_model: bool = False,
+    any_model: bool = False,
     need_tokenizer: bool = True,
     max_chunks: int = 0,
     progress: bool = False,
 ) -> EvalData:
     """The run's evaluation data from its stored held-out set; the LM is loaded only for `need_model`.
 
-    `need_model` loads the model when the run's LM is causal (LM-loss ablation); `need_tokenizer` loads only
+    `need_model` loads the model when the run's LM is causal (LM-loss ablation), or whatever it is with
+    `any_model` (encoders too: output recovered, `saeseeds.analysis.output_recovered`); `need_tokenizer` loads only
     the tokenizer (decoding contexts; None when it cannot be found). `max_chunks` > 0 caps the LM chunks.
     Runs trained before the held-out set was stored are rebuilt with `build_eval_data` (runs the LM).
     """
@@ -149,16 +151,16 @@ def load_eval_data(
     batches = [
         EvalBatch({h: parts[h][i] for h in hookpoints}, ids[i], pos[i]) for i in range(len(counts)) if counts[i]
     ]
-    loaded = _load_model(cfg, manifest) if need_model else None
+    loaded = _load_model(cfg, manifest, any_model=any_model) if need_model else None
     tokenizer = loaded.tokenizer if loaded is not None else (_load_tokenizer(cfg) if need_tokenizer else None)
     vocab = max(len(tokenizer) if tokenizer is not None else 0, int(chunks.max()) + 1)
     special = tuple(int(t) for t in rows["special_ids"])
     return EvalData(batches, hookpoints, chunks, tokenizer, vocab, loaded, special, meta)
 
 
-def _load_model(cfg: Any, manifest: dict[str, Any]) -> Any:
-    """The run's LM when it is causal (only then can LM loss be measured), else None."""
-    if not manifest.get("data", {}).get("is_causal", False):
+def _load_model(cfg: Any, manifest: dict[str, Any], *, any_model: bool = False) -> Any:
+    """The run's LM when it is causal (only then can LM loss be measured) or `any_model`, else None."""
+    if not any_model and not manifest.get("data", {}).get("is_causal", False):
         return None
     from saeseeds.data.lm_source import load_language_model
 

@@ -75,7 +75,7 @@ def sae_replace_fn(sae: Any, latent_mask: Tensor | None = None) -> ReplaceFn:
     return replace
 
 
-def _masked_replace(fn: ReplaceFn, keep: Tensor | None) -> Callable[[Tensor], Tensor]:
+def masked_replace(fn: ReplaceFn, keep: Tensor | None) -> Callable[[Tensor], Tensor]:
     """Apply `fn`, but keep the original activation where `keep` [batch, seq] is True."""
 
     def replace(activation: Tensor) -> Tensor:
@@ -150,7 +150,7 @@ def replacement_loss_sums(
         ce_clean += _ce_sum(clean_logp, targets, valid)
         count += int(valid.sum())
         for name, fn in replace_fns.items():
-            with hook_module(model, hookpoint, _masked_replace(fn, keep), hook_input=hook_input):
+            with hook_module(model, hookpoint, masked_replace(fn, keep), hook_input=hook_input):
                 logp = F.log_softmax(_logits(model, input_ids), dim=-1)
             ce[name] += _ce_sum(logp, targets, valid)
             kl[name] += _kl_sum(clean_logp, logp, valid)
