@@ -1,4 +1,5 @@
-"""Recovery metrics on hand-built dictionaries: perfect, rotated within a group, missing a group."""
+"""Recovery metrics on hand-built dictionaries: perfect, rotated within a group, missing a group; the in-group axis
+statistics; the composed-features classification."""
 
 from __future__ import annotations
 
@@ -7,16 +8,35 @@ import math
 import pytest
 import torch
 
+from saeseeds.align.cross_seed import align_seeds
+from saeseeds.analysis.composed import (
+    COMPOSED,
+    DEAD,
+    FEATURE,
+    OTHER,
+    PLANE,
+    classify_latents,
+    composed_directions,
+    summarize_composed,
+)
 from saeseeds.analysis.recovery import (
     evaluate_recovery,
     group_subspace_angles,
     group_usage,
+    in_group_axes,
     match_features,
     nearest_truth,
     summarize_recovery,
 )
 from saeseeds.config import SyntheticConfig
-from saeseeds.data.synthetic import AMBIGUOUS, IDENTIFIABLE, SINGLE, GroundTruth, SyntheticModel
+from saeseeds.data.synthetic import (
+    AMBIGUOUS,
+    CONTROL,
+    IDENTIFIABLE,
+    SINGLE,
+    GroundTruth,
+    SyntheticModel,
+)
 from saeseeds.errors import DataError
 
 
@@ -182,3 +202,96 @@ def test_bad_shapes_raise(model: SyntheticModel) -> None:
     dec, enc = perfect_dictionary(model.truth)
     with pytest.raises(DataError, match="encoders"):
         evaluate_recovery(model.truth, [(dec, enc)], encoders=[lambda x: x])
+
+
+def test_in_group_axes_tells_axes_from_cube_vertices_and_rotations() -> None:
+    cfg = SyntheticConfig(d_in=24, num_features=30, num_ambiguous_groups=1, num_control_groups=1,
+                          num_identifiable_groups=1, group_rank=4, seed=3)
+    truth = SyntheticModel(cfg).truth
+    assert truth.group_kind.tolist() == [AMBIGUOUS, CONTROL, IDENTIFIABLE]
+    v = truth.directions[truth.group_members(1)].double()
+    vertex = torch.tensor([1.0, -1.0, 1.0, 1.0], dtype=torch.float64) / 2  # a cube vertex, r = 4
+    mix = torch.tensor([0.8, 0.6, 0.0, 0.0], dtype=torch.float64)
+    dec = torch.stack([v[2], vertex @ v, mix @ v, truth.directions[-1].double()])
+    unit, _ = nearest_truth(truth, dec)
+    assert unit[:3].tolist() == [1, 1, 1]
+    axis_cos, mixed, vertex_cos = in_group_axes(truth, dec, torch.where(unit < truth.num_groups, unit, -1))
+    assert torch.allclose(axis_cos[:3], torch.tensor([1.0, 0.5, 0.8], dtype=torch.float64), atol=1e-5)
+    assert torch.allclose(mixed[:3], torch.tensor([1.0, 4.0, 1 / (0.8**4 + 0.6**4)], dtype=torch.float64), atol=1e-5)
+    assert torch.allclose(vertex_cos[:3], torch.tensor([0.5, 1.0, 0.7], dtype=torch.float64), atol=1e-5)
+    assert torch.isnan(axis_cos[3]) and torch.isnan(mixed[3])  # a single feature's latent
+    # the summary reports the statistics by group kind, control groups included
+    full = torch.cat([truth.directions, torch.randn(4, 24, generator=torch.Generator().manual_seed(1))])
+    summary = summarize_recovery(truth, evaluate_recovery(truth, [(full, full), (full, full.clone())]))
+    assert list(summary["by_kind"])[:3] == ["identifiable", "control", "ambiguous"]
+    for kind in ("identifiable", "control", "ambiguous"):
+        assert summary["by_kind"][kind]["latent_axis_cos_median"] == pytest.approx(1.0)
+        assert summary["by_kind"][kind]["shared_fraction"] == pytest.approx(1.0)
+
+
+@pytest.fixture(scope="module")
+def composed_truth() -> GroundTruth:
+    cfg = SyntheticConfig(kind="composed", d_in=12, num_features=7, composed_num_x=3, composed_num_y=4,
+                          num_ambiguous_groups=0, num_identifiable_groups=0, seed=2)
+    return SyntheticModel(cfg).truth
+
+
+def _composed_decoder(truth: GroundTruth) -> torch.Tensor:
+    """Hand-made latents: x_0, 2·y_2 (true), x_1 + y_3 (composed), a 35° direction in the (x_2, y_1) plane
+    (composed: cos 10° with the diagonal), a 22° direction in that plane with 10% of its energy outside (plane:
+    cos 0.88 with x_2, 0.87 with the diagonal), x_0 − y_0 (plane), a direction orthogonal to every x and y
+    (other), and a dead copy of x_1."""
+    x, y = truth.directions[:3].double(), truth.directions[3:].double()
+    outside = torch.randn(12, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    outside = outside - truth.directions.double().T @ (truth.directions.double() @ outside)
+    outside = outside / outside.norm()
+
+    def in_plane(deg: float) -> torch.Tensor:
+        return math.cos(math.radians(deg)) * x[2] + math.sin(math.radians(deg)) * y[1]
+
+    leaky = math.sqrt(0.9) * in_plane(22) + math.sqrt(0.1) * outside
+    rows = [x[0], 2 * y[2], x[1] + y[3], in_plane(35), leaky, x[0] - y[0], outside, x[1]]
+    return torch.stack(rows)
+
+
+def test_classify_latents_on_a_hand_made_decoder(composed_truth: GroundTruth) -> None:
+    truth = composed_truth
+    comp = composed_directions(truth)
+    assert comp.shape == (12, 12)
+    assert torch.allclose(comp[1 * 4 + 3], (truth.directions[1] + truth.directions[6]).double() / math.sqrt(2))
+    alive = torch.tensor([True] * 7 + [False])
+    got = classify_latents(truth, _composed_decoder(truth), threshold=0.9, alive=alive)
+    assert got.latent_class.tolist() == [FEATURE, FEATURE, COMPOSED, COMPOSED, PLANE, PLANE, OTHER, DEAD]
+    assert got.target.tolist() == [0, 3 + 2, 1 * 4 + 3, 2 * 4 + 1, 2 * 4 + 1, 0 * 4 + 0, -1, -1]
+    assert got.features_found.tolist() == [True, False, False, False, False, True, False]  # x_1 only in a dead latent
+    assert got.composed_found.nonzero().flatten().tolist() == [7, 9]
+    for row, angle in ((2, 45.0), (3, 35.0), (4, 22.0), (5, -45.0)):
+        assert float(got.plane_angle_deg[row]) == pytest.approx(angle, abs=1e-3)
+    assert torch.isnan(got.plane_angle_deg[6]) and torch.isnan(got.plane_angle_deg[7])
+    # a looser threshold makes the leaky 22° latent a feature (cos 0.88 with x_2); x_1's copy stays one (no mask)
+    loose = classify_latents(truth, _composed_decoder(truth), threshold=0.85)
+    assert loose.latent_class[4] == FEATURE and loose.latent_class[7] == FEATURE
+    with pytest.raises(DataError, match="threshold"):
+        classify_latents(truth, _composed_decoder(truth), threshold=0.7)
+
+
+def test_summarize_composed_counts_and_cross_seed_consistency(composed_truth: GroundTruth) -> None:
+    truth = composed_truth
+    dec = _composed_decoder(truth).float()
+    x, y = truth.directions[:3], truth.directions[3:]
+    other_seed = torch.cat([x, y])  # the second seed learned exactly the 7 true features
+    classes = [classify_latents(truth, dec), classify_latents(truth, other_seed)]
+    cross = align_seeds([(dec, dec.clone()), (other_seed, other_seed.clone())], ["seed0", "seed1"])
+    summary = summarize_composed(truth, classes, cross)
+    assert summary["latents_per_seed"]["feature"] == [3, 7]  # the un-killed copy of x_1 counts as a feature
+    assert summary["latents_per_seed"]["composed"] == [2, 0]
+    assert summary["latents_per_seed"]["plane"] == [2, 0]
+    assert summary["features_found_per_seed"] == [3, 7]
+    assert summary["features_found_jaccard"] == pytest.approx(3 / 7)
+    assert summary["composed_found_jaccard"] == pytest.approx(0.0)
+    # seed0's x_0, 2·y_2 and x_1 latents are shared with seed1's copies. Of its two composed latents one is "shared"
+    # with a true feature's latent: cos(x_i, composed_ij) = 1/√2 > τ = 0.7, so τ = 0.7 cannot tell them apart
+    assert summary["latent_stability_by_class"]["composed"] == 0.5
+    assert summary["latent_stability_by_class"]["feature"] >= 0.7  # seed1's 7 latents: 3 copies and near misses
+    assert summary["latent_stability_by_class"]["other"] == 0.0
+    assert sum(summary["plane_angle_deg_histogram"]["counts"]) >= 1

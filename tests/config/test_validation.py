@@ -128,6 +128,13 @@ CASES: list[tuple[str, Any, str]] = [
     ("synthetic.correlation_block_size", 0, ""),
     ("synthetic.noise_std", -1.0, ""),
     ("synthetic.feature_space_dim", -1, ""),
+    ("synthetic.kind", "mixed", ""),
+    ("synthetic.num_control_groups", -1, ""),
+    ("synthetic.control_distribution", "sphere", ""),
+    ("synthetic.composed_num_x", 0, ""),
+    ("synthetic.composed_num_y", -2, ""),
+    ("synthetic.composed_amplitude_correlation", 1.5, ""),
+    ("synthetic.composed_amplitude_correlation", -0.1, ""),
 ]
 
 UNCHECKED = {

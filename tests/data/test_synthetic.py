@@ -1,4 +1,5 @@
-"""Synthetic generator: firing statistics, rotation invariance of ambiguous groups, determinism, files."""
+"""Synthetic generator: firing statistics, rotation invariance of ambiguous groups, control groups, the composed
+model, determinism, files."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from scipy.stats import ks_2samp
 from saeseeds.config import RunConfig, SyntheticConfig
 from saeseeds.data.synthetic import (
     AMBIGUOUS,
+    COMPOSED_X,
+    COMPOSED_Y,
+    CONTROL,
     IDENTIFIABLE,
     SINGLE,
     SyntheticModel,
@@ -226,3 +230,120 @@ def test_ground_truth_round_trip(tmp_path) -> None:
 def test_bad_config_names_the_field(field: str, value: object, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         SyntheticModel(small_config(**{field: value}))
+
+
+# ---------------------------------------------------------------------------- control groups
+
+
+def test_control_groups_sit_between_ambiguous_and_identifiable() -> None:
+    truth = SyntheticModel(small_config(num_control_groups=1)).truth
+    assert truth.kind[:6].tolist() == [AMBIGUOUS] * 6
+    assert truth.kind[6:9].tolist() == [CONTROL] * 3
+    assert truth.kind[9:15].tolist() == [IDENTIFIABLE] * 6
+    assert truth.group_kind.tolist() == [AMBIGUOUS, AMBIGUOUS, CONTROL, IDENTIFIABLE, IDENTIFIABLE]
+    v = truth.directions[truth.group_members(2)]
+    assert torch.allclose(v @ v.T, torch.eye(3), atol=1e-5)
+    assert (truth.mean_magnitude[6:9] == truth.mean_magnitude[6]).all()
+
+
+def test_no_control_groups_leaves_the_stream_unchanged() -> None:
+    # num_control_groups = 0 draws exactly what the generator drew before control groups existed
+    # (the truth fingerprint and sums below were computed with the generator before this change)
+    model = SyntheticModel(small_config(num_control_groups=0, control_distribution="signed_axes"))
+    assert model.truth.fingerprint() == "00de946ae43ac26462498e49bac9315ed3b73d5c06d5f2bbd31fd119b131e14d"
+    x = model.sample(200, torch.Generator().manual_seed(2)).double()
+    assert float(x.sum()) == pytest.approx(26.795944017125294, abs=1e-6)
+    assert float(x.abs().sum()) == pytest.approx(999.7227092336398, abs=1e-6)
+
+
+@pytest.mark.parametrize("distribution", ["cube", "signed_axes"])
+def test_control_group_co_fires_like_an_ambiguous_group_but_has_a_basis(distribution: str) -> None:
+    cfg = small_config(num_control_groups=1, control_distribution=distribution, magnitude_mean=2.0)
+    model = SyntheticModel(cfg)
+    coeffs = model.sample_coefficients(40_000, torch.Generator().manual_seed(3)).double()
+    ctl, amb = coeffs[:, 6:9], coeffs[:, 0:3]
+    fired = (ctl != 0).any(dim=1)
+    # fires as a whole, with the group firing probability, like the ambiguous group
+    assert ((ctl != 0).all(dim=1) == fired).all()
+    assert abs(float(fired.double().mean()) - 0.2) < 0.01
+    a, b = ctl[fired], amb[(amb != 0).any(dim=1)]
+    # same squared norm (exactly for the cube, in expectation for signed axes), signed, isotropic second moments
+    assert abs(float(a.pow(2).sum(1).mean()) - float(b.pow(2).sum(1).mean())) < 0.1
+    assert abs(float((a > 0).double().mean()) - 0.5) < 0.02
+    cov = a.T @ a / a.shape[0]
+    assert torch.allclose(cov, torch.eye(3, dtype=torch.float64) * cov.trace() / 3, atol=0.05)
+    if distribution == "cube":
+        assert torch.allclose(a.abs(), torch.full_like(a, 2.0 / math.sqrt(3)), atol=1e-5)
+        assert torch.allclose(a.norm(dim=1), torch.full((a.shape[0],), 2.0, dtype=torch.float64), atol=1e-5)
+    else:
+        assert float(a.abs().max()) <= 2.0 + 1e-5  # magnitude · √(3/r) · 1 with r = 3
+        assert abs(float(torch.corrcoef(a.abs().T)[0, 1])) < 0.03  # independent axes
+    # not rotation invariant: a rotated basis changes the coordinate distribution
+    rotated = ctl[fired] @ _random_rotation(3, 5)
+    assert min(ks_2samp(a[:, i].numpy(), rotated[:, i].numpy()).pvalue for i in range(3)) < 1e-6
+
+
+# ---------------------------------------------------------------------------- the composed-features model
+
+
+def composed_config(**kw) -> SyntheticConfig:
+    base = dict(kind="composed", d_in=12, num_features=7, composed_num_x=3, composed_num_y=4,
+                num_ambiguous_groups=0, num_identifiable_groups=0, magnitude_mean=1.5, seed=4)
+    base.update(kw)
+    return SyntheticConfig(**base)
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.5, 1.0])
+def test_composed_rows_have_exactly_one_x_and_one_y(rho: float) -> None:
+    model = SyntheticModel(composed_config(composed_amplitude_correlation=rho))
+    truth = model.truth
+    assert truth.kind.tolist() == [COMPOSED_X] * 3 + [COMPOSED_Y] * 4
+    assert torch.allclose(truth.directions @ truth.directions.T, torch.eye(7), atol=1e-5)  # d_in >= m + n
+    coeffs = model.sample_coefficients(30_000, torch.Generator().manual_seed(1))
+    x, y = coeffs[:, :3], coeffs[:, 3:]
+    assert ((x != 0).sum(dim=1) == 1).all() and ((y != 0).sum(dim=1) == 1).all()
+    assert (coeffs >= 0).all() and float(coeffs.max()) <= 3.0  # amplitudes in [0, 2 · magnitude_mean]
+    # which x and which y fire is uniform and independent
+    freq = (coeffs != 0).double().mean(0)
+    assert torch.allclose(freq, truth.firing_prob.double(), atol=0.015)
+    pair = torch.zeros(3, 4)
+    pair.index_put_(((x != 0).nonzero()[:, 1], (y != 0).nonzero()[:, 1]), torch.ones(30_000), accumulate=True)
+    assert torch.allclose(pair / 30_000, torch.full((3, 4), 1 / 12), atol=0.01)
+    a_x, a_y = x.sum(dim=1).double(), y.sum(dim=1).double()
+    assert abs(float(a_x.mean()) - 1.5) < 0.02 and abs(float(a_y.mean()) - 1.5) < 0.02
+    corr = float(torch.corrcoef(torch.stack([a_x, a_y]))[0, 1])
+    if rho == 1.0:
+        assert torch.allclose(a_x, a_y, atol=1e-5)
+    elif rho == 0.0:
+        assert abs(corr) < 0.03
+    else:
+        assert 0.35 < corr < 0.6  # Gaussian copula: (6/π) asin(ρ/2) = 0.48
+
+
+def test_composed_activations_and_ground_truth(tmp_path) -> None:
+    model = SyntheticModel(composed_config(d_in=5))  # fewer dims than features: random unit directions
+    truth = model.truth
+    assert torch.allclose(truth.directions.norm(dim=1), torch.ones(7), atol=1e-5)
+    assert truth.num_groups == 0 and (truth.group == -1).all()
+    x = model.sample(100, torch.Generator().manual_seed(0))
+    assert x.shape == (100, 5)
+    assert model.group_inputs(100, torch.Generator().manual_seed(0)) == []
+    save_ground_truth(truth, tmp_path)
+    assert load_ground_truth(tmp_path).fingerprint() == truth.fingerprint()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("num_features", 8, "composed_num_x \\+ composed_num_y"),
+        ("num_ambiguous_groups", 1, "num_ambiguous_groups"),
+        ("num_control_groups", 2, "num_control_groups"),
+        ("feature_space_dim", 20, "feature_space_dim"),
+        ("firing_correlation", 0.5, "firing_correlation"),
+        ("composed_num_x", 0, "composed_num_x"),
+        ("composed_amplitude_correlation", 1.5, "composed_amplitude_correlation"),
+    ],
+)
+def test_bad_composed_config_names_the_field(field: str, value: object, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        SyntheticModel(composed_config(**{field: value}))

@@ -21,7 +21,7 @@ from torch import Tensor
 from saeseeds.align.cross_seed import CrossSeedResult, align_seeds
 from saeseeds.align.sharing import SharingRule
 from saeseeds.analysis.subspace_angles import principal_angles
-from saeseeds.data.synthetic import AMBIGUOUS, IDENTIFIABLE, KIND_NAMES, SINGLE, GroundTruth
+from saeseeds.data.synthetic import GROUP_KINDS, KIND_NAMES, GroundTruth
 from saeseeds.errors import DataError
 
 
@@ -159,6 +159,29 @@ def nearest_truth(truth: GroundTruth, decoder: Tensor) -> tuple[Tensor, Tensor]:
     return unit, share
 
 
+def in_group_axes(truth: GroundTruth, decoder: Tensor, unit: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """For each latent whose nearest unit (`nearest_truth`) is a group: write its direction's projection onto the
+    group's subspace in the group's own basis, c (unit length). Returns max_i |c_i| (1 = aligned with one true axis,
+    1/√r = a cube vertex), the participation ratio 1 / Σ c_i⁴ (how many axes it mixes: 1 to r) and the cosine with
+    the nearest cube vertex, Σ|c_i| / √r. NaN for latents nearest a single feature."""
+    dec = _unit_rows(decoder, "decoder", truth.d_in)
+    axis_cos = torch.full((dec.shape[0],), math.nan, dtype=torch.float64)
+    mixed = torch.full((dec.shape[0],), math.nan, dtype=torch.float64)
+    vertex = torch.full((dec.shape[0],), math.nan, dtype=torch.float64)
+    for g in range(truth.num_groups):
+        rows = torch.nonzero(unit == g).flatten()
+        if rows.numel() == 0:
+            continue
+        basis = truth.directions[truth.group_members(g)].double()  # [r, d]
+        # coordinates in the (possibly non-orthogonal) group basis: least squares on the basis
+        coords = torch.linalg.lstsq(basis.T, dec[rows].T).solution.T  # [rows, r]
+        coords = coords / torch.linalg.vector_norm(coords, dim=1, keepdim=True).clamp_min(1e-12)
+        axis_cos[rows] = coords.abs().max(dim=1).values
+        mixed[rows] = 1.0 / coords.pow(4).sum(dim=1).clamp_min(1e-12)
+        vertex[rows] = coords.abs().sum(dim=1) / coords.shape[1] ** 0.5
+    return axis_cos, mixed, vertex
+
+
 @dataclass
 class RecoveryResult:
     """Everything measured about how S seeds recovered one ground truth."""
@@ -189,6 +212,13 @@ class RecoveryResult:
     """[S, n] share of the latent's direction inside that unit."""
     latent_kind: Tensor
     """[S, n] kind code of that unit (KIND_NAMES), or -1 when the share is below the assignment cut."""
+    latent_axis_cos: Tensor
+    """[S, n] latents lying in a group: max |coordinate| of their in-group direction in the group's basis
+    (`in_group_axes`: 1 on a true axis, 1/√r on a cube vertex); NaN for the others."""
+    latent_axes_mixed: Tensor
+    """[S, n] latents lying in a group: participation ratio of those coordinates (axes mixed, 1..r); NaN else."""
+    latent_vertex_cos: Tensor
+    """[S, n] latents lying in a group: cosine of their in-group direction with the nearest cube vertex; NaN else."""
     rule: SharingRule
     """The sharing rule the cross-seed figures were judged by."""
     recovery_threshold: float
@@ -247,11 +277,16 @@ def evaluate_recovery(
         torch.from_numpy(cross.stability(k)) if cross is not None else torch.zeros(num_latents[k], dtype=torch.float64)
         for k in range(num_seeds)
     ]
-    units, shares, kinds = [], [], []
-    unit_kind = torch.cat([truth.group_kind, torch.full((int((truth.group < 0).sum()),), SINGLE)])
+    units, shares, kinds, axis_cos, mixed, vertex = [], [], [], [], [], []
+    unit_kind = torch.cat([truth.group_kind, truth.kind[truth.group < 0]])
     for dec, _ in saes:
         unit, share = nearest_truth(truth, dec)
         kind = torch.where(share >= assignment_cut, unit_kind[unit], torch.full_like(unit, -1))
+        in_group = torch.where(kind >= 0, unit, torch.full_like(unit, -1))
+        a, p, v = in_group_axes(truth, dec, torch.where(in_group < truth.num_groups, in_group, -1))
+        axis_cos.append(a)
+        mixed.append(p)
+        vertex.append(v)
         units.append(unit)
         shares.append(share)
         kinds.append(kind)
@@ -274,6 +309,9 @@ def evaluate_recovery(
         latent_unit=_stack_ragged(units, fill=-1),
         latent_unit_share=_stack_ragged(shares),
         latent_kind=_stack_ragged(kinds, fill=-1),
+        latent_axis_cos=_stack_ragged(axis_cos),
+        latent_axes_mixed=_stack_ragged(mixed),
+        latent_vertex_cos=_stack_ragged(vertex),
         rule=cross.rule if cross is not None else (rule or SharingRule()),
         recovery_threshold=recovery_threshold,
     )
@@ -293,12 +331,17 @@ def _mean(values: Tensor) -> float | None:
     return float(values.double().mean()) if values.numel() else None
 
 
+def _median(values: Tensor) -> float | None:
+    values = values[~torch.isnan(values.double())]
+    return float(values.double().median()) if values.numel() else None
+
+
 def summarize_recovery(truth: GroundTruth, result: RecoveryResult, *, num_frequency_bins: int = 4) -> dict[str, Any]:
     """JSON-ready summary: feature-level and subspace-level figures by kind, and sharing by frequency bin."""
     summary: dict[str, Any] = {"rule": result.rule.to_dict(), "threshold": result.rule.threshold,
                                "recovery_threshold": result.recovery_threshold}
     by_kind: dict[str, Any] = {}
-    for code in (SINGLE, IDENTIFIABLE, AMBIGUOUS):
+    for code in (*GROUP_KINDS, *(c for c in range(len(KIND_NAMES)) if c not in GROUP_KINDS)):
         mask = truth.kind == code
         if not bool(mask.any()):
             continue
@@ -312,12 +355,16 @@ def summarize_recovery(truth: GroundTruth, result: RecoveryResult, *, num_freque
             "num_latents_per_seed": float(latent_mask.sum()) / result.latent_kind.shape[0],
             "latent_stability": _mean(result.latent_stability[latent_mask]),
         }
-    for code in (IDENTIFIABLE, AMBIGUOUS):
+    for code in GROUP_KINDS:
         gmask = truth.group_kind == code
         if not bool(gmask.any()):
             continue
         worst = torch.rad2deg(result.group_angles[:, gmask, :].max(dim=2).values)  # [S, groups of this kind]
         entry = by_kind[KIND_NAMES[code]]
+        in_kind = result.latent_kind == code
+        entry["latent_axis_cos_median"] = _median(result.latent_axis_cos[in_kind])
+        entry["latent_axes_mixed_median"] = _median(result.latent_axes_mixed[in_kind])
+        entry["latent_vertex_cos_median"] = _median(result.latent_vertex_cos[in_kind])
         entry["matched_span_max_angle_deg_mean"] = float(worst.mean())
         entry["matched_span_max_angle_deg_worst"] = float(worst.max())
         if result.usage_angles is not None:
@@ -346,7 +393,7 @@ def summarize_recovery(truth: GroundTruth, result: RecoveryResult, *, num_freque
             groups[-1]["usage_latents_per_seed"] = result.usage_latents[:, g].tolist()
             groups[-1]["usage_captured_per_seed"] = result.usage_captured[:, g].tolist()
     summary["groups"] = groups
-    singles = torch.nonzero(truth.kind == SINGLE).flatten()
+    singles = torch.nonzero(truth.kind == KIND_NAMES.index("single")).flatten()
     if singles.numel() >= num_frequency_bins:
         freq = truth.firing_prob[singles].double()
         order = torch.argsort(freq, descending=True)

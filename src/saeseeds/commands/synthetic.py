@@ -18,6 +18,10 @@ if TYPE_CHECKING:
 REPORT_DIR = "synthetic_report"
 GROUP_INPUT_ROWS = 200_000
 """Rows drawn to collect each group's pure inputs (about rows · firing probability per group)."""
+LIVENESS_ROWS = 16_384
+"""Composed model: evaluation rows on which a latent must fire at least once to count as alive."""
+COMPOSED_THRESHOLD = 0.9
+"""Composed model: decoder cosine at which a latent counts as aligned with a true or composed direction."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,9 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "synthetic",
         help="train seeds on synthetic ground truth and measure feature vs subspace recovery",
         description=(
-            "Generate activations with known features (identifiable and basis-ambiguous groups, power-law "
-            "frequencies), train every [[sae]] for every seed on them, and report per-feature recovery, "
-            "cross-seed sharing and per-group subspace recovery with figures. CONFIG defaults to the packaged "
+            "Generate activations with known features (identifiable, basis-ambiguous and control groups, power-law "
+            "frequencies; or the composed-features toy model with [synthetic] kind = 'composed'), train every "
+            "[[sae]] for every seed on them, and report per-feature recovery, cross-seed sharing and per-group "
+            "subspace recovery (composed: latents aligned with true, composed or neither directions) with "
+            "figures. CONFIG defaults to the packaged "
             "synthetic.toml; any field can be overridden: --synthetic.group_rank 4, --train.seeds 0,1,2."
         ),
     )
@@ -53,13 +59,25 @@ def default_config_path() -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch  # heavy imports inside run: `--help` stays fast
+    from saeseeds.config import load_config
+    from saeseeds.outputs import check_creatable
+
+    # flags, config and --out first: a bad one fails before the heavy imports (which also keeps --help fast)
+    rule = rule_from_args(args)
+    if args.threads < 0:
+        raise ConfigError(f"--threads: {args.threads} must be ≥ 0 (0 keeps torch's default)")
+    cfg = load_config(args.config or default_config_path(), args.overrides)
+    if cfg.data.source != "synthetic":
+        raise ConfigError(f"data.source is {cfg.data.source!r}; the synthetic experiment needs 'synthetic'")
+    check_creatable(args.out)
+
+    import torch
 
     from saeseeds.align.cross_seed import align_seeds
     from saeseeds.align.pair import sae_weights
+    from saeseeds.analysis.composed import classify_latents, summarize_composed
     from saeseeds.analysis.recovery import evaluate_recovery, summarize_recovery
     from saeseeds.atomic import atomic_write_json
-    from saeseeds.config import load_config
     from saeseeds.data.synthetic import (
         SyntheticModel,
         build_synthetic_source,
@@ -70,14 +88,8 @@ def run(args: argparse.Namespace) -> int:
     from saeseeds.training import list_checkpoints, read_manifest, train_run
     from saeseeds.training.run_dir import group_by_config
 
-    rule = rule_from_args(args)
-    if args.threads < 0:
-        raise ConfigError(f"--threads: {args.threads} must be ≥ 0 (0 keeps torch's default)")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    cfg = load_config(args.config or default_config_path(), args.overrides)
-    if cfg.data.source != "synthetic":
-        raise ConfigError(f"data.source is {cfg.data.source!r}; the synthetic experiment needs 'synthetic'")
     out: Path = args.out
     model = SyntheticModel(cfg.synthetic)
     truth = model.truth
@@ -95,10 +107,13 @@ def run(args: argparse.Namespace) -> int:
         save_ground_truth(truth, out)
     train_seconds = time.perf_counter() - started
 
-    group_inputs = model.group_inputs(GROUP_INPUT_ROWS, torch.Generator().manual_seed(derive_seed(cfg.synthetic.seed, "eval")))
+    composed = cfg.synthetic.kind == "composed"
+    eval_generator = torch.Generator().manual_seed(derive_seed(cfg.synthetic.seed, "eval"))
+    group_inputs = [] if composed else model.group_inputs(GROUP_INPUT_ROWS, eval_generator)
+    liveness_rows = model.sample(LIVENESS_ROWS, eval_generator) if composed else None
     report_dir = out / REPORT_DIR
     report_dir.mkdir(parents=True, exist_ok=True)
-    baseline = _random_baseline_deg(cfg)
+    baseline = None if composed else _random_baseline_deg(cfg)
     results: dict[str, Any] = {
         "config": dataclasses.asdict(cfg),
         "ground_truth_sha256": truth.fingerprint(),
@@ -107,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
         "saes": {},
     }
     from saeseeds.report.synthetic_plots import (
+        plot_composed,
         plot_feature_recovery,
         plot_latent_stability,
         plot_sharing_vs_frequency,
@@ -131,8 +147,17 @@ def run(args: argparse.Namespace) -> int:
         key = f"{hookpoint}/{sae_name}"
         results["saes"][key] = summary
         stem = report_dir / sae_name
+        classes = None
+        if composed:
+            with torch.no_grad():
+                alive = [(s.encode_dense(liveness_rows) > 0).any(dim=0).cpu() for s in saes]
+            classes = [classify_latents(truth, dec, threshold=COMPOSED_THRESHOLD, alive=a)
+                       for (dec, _), a in zip(weights, alive)]
+            summary["composed"] = summarize_composed(truth, classes, cross, threshold=COMPOSED_THRESHOLD)
+            plot_composed(summary["composed"], classes, stem.with_name(f"{sae_name}_composed.png"), key)
         plot_feature_recovery(truth, result, stem.with_name(f"{sae_name}_feature_recovery.png"), key)
-        plot_subspace_recovery(truth, result, stem.with_name(f"{sae_name}_subspace_recovery.png"), baseline, key)
+        if truth.num_groups:
+            plot_subspace_recovery(truth, result, stem.with_name(f"{sae_name}_subspace_recovery.png"), baseline, key)
         plot_sharing_vs_frequency(truth, result, stem.with_name(f"{sae_name}_sharing_vs_frequency.png"), key)
         plot_latent_stability(result, stem.with_name(f"{sae_name}_latent_stability.png"), key)
         torch.save(
@@ -141,6 +166,8 @@ def run(args: argparse.Namespace) -> int:
             report_dir / f"{sae_name}_recovery.pt",
         )
         _print_summary(key, summary, baseline)
+        if composed:
+            _print_composed(summary["composed"])
     atomic_write_json(report_dir / "recovery.json", results)
     print(f"report: {report_dir}")
     return 0
@@ -175,19 +202,53 @@ def _fmt(value: Any, spec: str = ".2f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _print_summary(key: str, summary: dict[str, Any], baseline: float) -> None:
+def _print_summary(key: str, summary: dict[str, Any], baseline: float | None) -> None:
     print(f"\n{key}  (seeds {summary['seeds']}; shared: τ = {summary['rule']['threshold']})")
-    print(f"{'kind':<14} {'features':>8} {'match cos':>9} {'recovered':>9} {'shared':>7} {'stab.':>6} {'angle°':>7}")
+    print(
+        f"{'kind':<14} {'features':>8} {'match cos':>9} {'recovered':>9} {'shared':>7} {'stab.':>6} "
+        f"{'lat/seed':>8} {'angle°':>7} {'worst°':>7} {'captured':>8}"
+    )
     for kind, row in summary["by_kind"].items():
-        angle = row.get("usage_max_angle_deg_mean")
         print(
             f"{kind:<14} {row['num_features']:>8} {_fmt(row['mean_hungarian_cos']):>9} "
             f"{_fmt(row['recovered_fraction']):>9} {_fmt(row['shared_fraction']):>7} "
-            f"{_fmt(row['latent_stability']):>6} {_fmt(angle, '.1f'):>7}"
+            f"{_fmt(row['latent_stability']):>6} {_fmt(row['num_latents_per_seed'], '.1f'):>8} "
+            f"{_fmt(row.get('usage_max_angle_deg_mean'), '.1f'):>7} {_fmt(row.get('usage_max_angle_deg_worst'), '.1f'):>7} "
+            f"{_fmt(row.get('usage_captured_mean'), '.3f'):>8}"
         )
-    print(f"(angle°: mean over groups and seeds of the largest principal angle of the used subspace; random: {baseline:.0f}°)")
+    for kind, row in summary["by_kind"].items():
+        if row.get("latent_axis_cos_median") is not None:
+            print(
+                f"  latents in {kind} groups: median max |coordinate| on the group's axes "
+                f"{_fmt(row['latent_axis_cos_median'])} (1: a true axis; 1/√r: a cube vertex), axes mixed "
+                f"{_fmt(row['latent_axes_mixed_median'], '.1f')}, cos with the nearest cube vertex "
+                f"{_fmt(row['latent_vertex_cos_median'])}"
+            )
+    if baseline is not None:
+        print(
+            "(angle°/worst°: mean/worst over groups and seeds of the largest principal angle of the used subspace; "
+            f"random: {baseline:.0f}°; lat/seed: latents per seed lying mostly in that kind)"
+        )
     for b in summary.get("single_features_by_frequency", []):
         print(
             f"  single features p in [{b['min_firing_prob']:.4f}, {b['max_firing_prob']:.4f}]: "
             f"shared {_fmt(b['shared_fraction'])}, recovered {_fmt(b['recovered_fraction'])}"
         )
+
+
+def _print_composed(comp: dict[str, Any]) -> None:
+    print(
+        f"composed model (m = {comp['num_x']} x, n = {comp['num_y']} y, amplitude correlation "
+        f"{comp['amplitude_correlation']}; latents per seed with decoder cos >= {comp['threshold']}):"
+    )
+    stab = comp.get("latent_stability_by_class", {})
+    for name, values in comp["latents_per_seed"].items():
+        print(f"  {name:<9} per seed {values}  stability {_fmt(stab.get(name))}")
+    print(
+        f"  true features found per seed {comp['features_found_per_seed']} of {comp['num_x'] + comp['num_y']} "
+        f"(cross-seed Jaccard {_fmt(comp['features_found_jaccard'])}); composed directions found "
+        f"{comp['composed_found_per_seed']} of {comp['num_x'] * comp['num_y']} "
+        f"(Jaccard {_fmt(comp['composed_found_jaccard'])})"
+    )
+    hist = comp["plane_angle_deg_histogram"]
+    print(f"  in-plane angle from x toward y (bins {hist['edges']}°): {hist['counts']}")

@@ -1,8 +1,12 @@
-"""Synthetic activations with known ground truth: features in superposition, identifiable and basis-ambiguous groups.
+"""Synthetic activations with known ground truth: features in superposition, identifiable, basis-ambiguous and
+control groups, or the composed-features toy model.
 
 An *ambiguous group* of r features fires as a whole with a coefficient vector drawn from a rotation-invariant
-distribution in its r-dimensional subspace, so the data carries no preferred basis there; an *identifiable group*
-has the same kind of span but independent sparse coefficients. Everything is deterministic from `cfg.seed`.
+distribution in its r-dimensional subspace, so the data carries no preferred basis there; a *control group* fires
+the same way (as a whole, same norm, signed) but its coefficients have a preferred basis (cube vertices, or
+independent signed uniform coefficients per axis); an *identifiable group* has the same kind of span but
+independent sparse coefficients. The *composed* model (`kind = "composed"`) has two mutually exclusive feature
+sets x_1..x_m and y_1..y_n: every row is a_x · x_i + a_y · y_j. Everything is deterministic from `cfg.seed`.
 """
 
 from __future__ import annotations
@@ -28,9 +32,11 @@ from saeseeds.hashing import sha256_hex, tensor_bytes
 if TYPE_CHECKING:
     from saeseeds.config import RunConfig
 
-KIND_NAMES: tuple[str, ...] = ("single", "identifiable", "ambiguous")
-"""Feature kinds, indexed by the integer codes stored in `GroundTruth.kind`."""
-SINGLE, IDENTIFIABLE, AMBIGUOUS = 0, 1, 2
+KIND_NAMES: tuple[str, ...] = ("single", "identifiable", "ambiguous", "control", "x", "y")
+"""Feature kinds, indexed by the integer codes stored in `GroundTruth.kind` (x, y: the composed model's sets)."""
+SINGLE, IDENTIFIABLE, AMBIGUOUS, CONTROL, COMPOSED_X, COMPOSED_Y = 0, 1, 2, 3, 4, 5
+GROUP_KINDS: tuple[int, ...] = (IDENTIFIABLE, CONTROL, AMBIGUOUS)
+"""Group kinds in report order: independent firing, dense co-firing with a basis, rotation invariant."""
 
 GROUND_TRUTH_TENSORS = "ground_truth.safetensors"
 GROUND_TRUTH_JSON = "ground_truth.json"
@@ -62,9 +68,10 @@ class GroundTruth:
     mean_magnitude: Tensor
     """[N] mean |coefficient| of a firing feature (ambiguous groups: the mean norm of the group's vector)."""
     group: Tensor
-    """[N] int64 group id (0..G-1, ambiguous groups first) or -1 for single features."""
+    """[N] int64 group id (0..G-1: ambiguous, then control, then identifiable groups) or -1 for single features."""
     kind: Tensor
-    """[N] int64 kind code: 0 single, 1 identifiable-group feature, 2 ambiguous-group feature (KIND_NAMES)."""
+    """[N] int64 kind code: 0 single, 1 identifiable-, 2 ambiguous-, 3 control-group feature, 4 x, 5 y
+    (composed model) (KIND_NAMES)."""
     group_kind: Tensor
     """[G] int64 kind code of each group."""
     config: SyntheticConfig
@@ -100,13 +107,18 @@ class SyntheticModel:
     def __init__(self, cfg: SyntheticConfig) -> None:
         validate_synthetic(cfg)
         self.cfg = cfg
+        if cfg.kind == "composed":
+            self.truth, self._write = _build_composed_truth(cfg)
+            return
         self.truth, self._write = _build_truth(cfg)
-        n_amb = cfg.num_ambiguous_groups * cfg.group_rank
-        self._amb_index = torch.arange(n_amb).view(cfg.num_ambiguous_groups, cfg.group_rank)
-        self._ind_index = torch.arange(n_amb, cfg.num_features)  # identifiable-group and single features
-        amb_prob = self.truth.firing_prob[self._amb_index[:, 0]] if n_amb else torch.zeros(0)
-        # firing units: one per ambiguous group, then one per other feature
-        self._unit_prob = torch.cat([amb_prob, self.truth.firing_prob[self._ind_index]]).double()
+        r = cfg.group_rank
+        n_amb, n_ctl = cfg.num_ambiguous_groups * r, cfg.num_control_groups * r
+        self._amb_index = torch.arange(n_amb).view(cfg.num_ambiguous_groups, r)
+        self._ctl_index = torch.arange(n_amb, n_amb + n_ctl).view(cfg.num_control_groups, r)
+        self._ind_index = torch.arange(n_amb + n_ctl, cfg.num_features)  # identifiable-group and single features
+        whole = torch.cat([self._amb_index[:, 0], self._ctl_index[:, 0]])
+        # firing units: one per ambiguous group, one per control group, then one per other feature
+        self._unit_prob = torch.cat([self.truth.firing_prob[whole], self.truth.firing_prob[self._ind_index]]).double()
         self._unit_block = torch.arange(self._unit_prob.numel()) // cfg.correlation_block_size
         self._num_blocks = int(self._unit_block.max()) + 1 if self._unit_prob.numel() else 0
         self._symmetric = (self.truth.kind[self._ind_index] == IDENTIFIABLE) & (
@@ -114,7 +126,7 @@ class SyntheticModel:
         )
 
     def sample_firing(self, n: int, generator: torch.Generator) -> Tensor:
-        """Bool `[n, units]`: which firing units (ambiguous groups, then other features) fire on each row."""
+        """Bool `[n, units]`: which firing units (ambiguous groups, control groups, then other features) fire."""
         units = self._unit_prob.numel()
         rho = self.cfg.firing_correlation
         if rho == 0.0:
@@ -135,8 +147,10 @@ class SyntheticModel:
     def sample_coefficients(self, n: int, generator: torch.Generator) -> Tensor:
         """Dense coefficients `[n, N]` (float32) of the true features on `n` tokens."""
         cfg, truth = self.cfg, self.truth
+        if cfg.kind == "composed":
+            return self._composed_coefficients(n, generator)
         fire = self.sample_firing(n, generator)
-        g_amb = cfg.num_ambiguous_groups
+        g_amb, g_ctl = cfg.num_ambiguous_groups, cfg.num_control_groups
         coeffs = torch.zeros(n, truth.num_features)
         if g_amb:
             r = cfg.group_rank
@@ -148,13 +162,44 @@ class SyntheticModel:
             mag = self._magnitudes(truth.mean_magnitude[self._amb_index[:, 0]], n, generator)
             vec = vec * (mag * fire[:, :g_amb]).unsqueeze(2)
             coeffs[:, self._amb_index.flatten()] = vec.reshape(n, g_amb * r)
+        if g_ctl:  # same firing, norm and signs as an ambiguous group, but a preferred basis
+            r = cfg.group_rank
+            if cfg.control_distribution == "cube":
+                flips = torch.rand(n, g_ctl, r, generator=generator) < 0.5
+                vec = torch.where(flips, -1.0, 1.0) / r**0.5
+            else:  # signed_axes: independent U(-1, 1) per axis, scaled so that E|c|^2 = magnitude^2
+                vec = (2.0 * torch.rand(n, g_ctl, r, generator=generator) - 1.0) * (3.0 / r) ** 0.5
+            mag = self._magnitudes(truth.mean_magnitude[self._ctl_index[:, 0]], n, generator)
+            vec = vec * (mag * fire[:, g_amb : g_amb + g_ctl]).unsqueeze(2)
+            coeffs[:, self._ctl_index.flatten()] = vec.reshape(n, g_ctl * r)
         if self._ind_index.numel():
             mag = self._magnitudes(truth.mean_magnitude[self._ind_index], n, generator)
-            values = mag * fire[:, g_amb:]
+            values = mag * fire[:, g_amb + g_ctl :]
             if bool(self._symmetric.any()):
                 flips = torch.rand(n, self._ind_index.numel(), generator=generator) < 0.5
                 values = torch.where(flips & self._symmetric, -values, values)
             coeffs[:, self._ind_index] = values
+        return coeffs
+
+    def composed_choices(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Composed model: (i, j, a_x, a_y) of `n` rows: which x and y fire (int64 [n]) and their amplitudes."""
+        cfg = self.cfg
+        i = torch.randint(cfg.composed_num_x, (n,), generator=generator)
+        j = torch.randint(cfg.composed_num_y, (n,), generator=generator)
+        rho = cfg.composed_amplitude_correlation
+        z = torch.randn(n, 2, generator=generator, dtype=torch.float64)
+        z_y = rho * z[:, 0] + (1.0 - rho**2) ** 0.5 * z[:, 1]
+        scale = 2.0 * cfg.magnitude_mean  # U(0, 1) marginals (Gaussian copula), mean magnitude_mean
+        a_x = (scale * torch.special.ndtr(z[:, 0])).float()
+        a_y = (scale * torch.special.ndtr(z_y)).float()
+        return i, j, a_x, a_y
+
+    def _composed_coefficients(self, n: int, generator: torch.Generator) -> Tensor:
+        i, j, a_x, a_y = self.composed_choices(n, generator)
+        coeffs = torch.zeros(n, self.truth.num_features)
+        rows = torch.arange(n)
+        coeffs[rows, i] = a_x
+        coeffs[rows, self.cfg.composed_num_x + j] = a_y
         return coeffs
 
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
@@ -194,7 +239,7 @@ def _build_truth(cfg: SyntheticConfig) -> tuple[GroundTruth, Tensor]:
     g = _generator(cfg.seed, "truth")
     n, r = cfg.num_features, cfg.group_rank
     space = cfg.feature_space_dim if cfg.feature_space_dim > 0 else cfg.d_in
-    num_groups = cfg.num_ambiguous_groups + cfg.num_identifiable_groups
+    num_groups = cfg.num_groups()
     n_grouped = num_groups * r
     if cfg.feature_space_dim >= n:
         raw = _orthonormal_rows(n, space, g)  # toy model: orthogonal features before the projection
@@ -216,11 +261,12 @@ def _build_truth(cfg: SyntheticConfig) -> tuple[GroundTruth, Tensor]:
     group = torch.full((n,), -1, dtype=torch.int64)
     kind = torch.full((n,), SINGLE, dtype=torch.int64)
     group_kind = torch.empty(num_groups, dtype=torch.int64)
+    whole = cfg.num_ambiguous_groups + cfg.num_control_groups  # groups that fire as a whole
     for k in range(num_groups):
-        is_amb = k < cfg.num_ambiguous_groups
+        code = AMBIGUOUS if k < cfg.num_ambiguous_groups else CONTROL if k < whole else IDENTIFIABLE
         group[k * r : (k + 1) * r] = k
-        kind[k * r : (k + 1) * r] = AMBIGUOUS if is_amb else IDENTIFIABLE
-        group_kind[k] = AMBIGUOUS if is_amb else IDENTIFIABLE
+        kind[k * r : (k + 1) * r] = code
+        group_kind[k] = code
 
     firing = torch.full((n,), cfg.group_firing_prob, dtype=torch.float64)
     ranks = torch.arange(1, n - n_grouped + 1, dtype=torch.float64)
@@ -229,7 +275,7 @@ def _build_truth(cfg: SyntheticConfig) -> tuple[GroundTruth, Tensor]:
     spread = cfg.feature_magnitude_std
     draw = torch.randn(n, generator=g, dtype=torch.float64)
     mean_magnitude = cfg.magnitude_mean * torch.exp(spread * draw - 0.5 * spread**2)
-    for k in range(cfg.num_ambiguous_groups):  # one magnitude per ambiguous group keeps it rotation invariant
+    for k in range(whole):  # one magnitude per ambiguous group keeps it rotation invariant (control: the same)
         mean_magnitude[k * r : (k + 1) * r] = mean_magnitude[k * r]
 
     truth = GroundTruth(
@@ -240,6 +286,30 @@ def _build_truth(cfg: SyntheticConfig) -> tuple[GroundTruth, Tensor]:
         group=group,
         kind=kind,
         group_kind=group_kind,
+        config=cfg,
+    )
+    return truth, write.float()
+
+
+def _build_composed_truth(cfg: SyntheticConfig) -> tuple[GroundTruth, Tensor]:
+    """Composed model: x_1..x_m then y_1..y_n, orthonormal when d_in >= m + n (else random unit vectors)."""
+    g = _generator(cfg.seed, "truth")
+    m, n = cfg.composed_num_x, cfg.composed_num_y
+    if cfg.d_in >= m + n:
+        write = _orthonormal_rows(m + n, cfg.d_in, g)
+    else:
+        write = torch.randn(m + n, cfg.d_in, generator=g, dtype=torch.float64)
+        write = write / torch.linalg.vector_norm(write, dim=1, keepdim=True)
+    kind = torch.cat([torch.full((m,), COMPOSED_X), torch.full((n,), COMPOSED_Y)]).to(torch.int64)
+    firing = torch.cat([torch.full((m,), 1.0 / m), torch.full((n,), 1.0 / n)])
+    truth = GroundTruth(
+        directions=write.float(),
+        scales=torch.ones(m + n),
+        firing_prob=firing.float(),
+        mean_magnitude=torch.full((m + n,), float(cfg.magnitude_mean)),
+        group=torch.full((m + n,), -1, dtype=torch.int64),
+        kind=kind,
+        group_kind=torch.zeros(0, dtype=torch.int64),
         config=cfg,
     )
     return truth, write.float()

@@ -1,23 +1,40 @@
-"""Figures of the synthetic ground-truth experiment: feature vs subspace recovery, sharing vs frequency (PNG)."""
+"""Figures of the synthetic ground-truth experiment: feature vs subspace recovery, sharing vs frequency, and the
+composed-features model's latent classes (PNG)."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import matplotlib.pyplot as plt
 import torch
 
 from saeseeds.analysis.recovery import RecoveryResult
-from saeseeds.data.synthetic import AMBIGUOUS, IDENTIFIABLE, KIND_NAMES, SINGLE, GroundTruth
+from saeseeds.data.synthetic import (
+    AMBIGUOUS,
+    COMPOSED_X,
+    COMPOSED_Y,
+    CONTROL,
+    IDENTIFIABLE,
+    KIND_NAMES,
+    SINGLE,
+    GroundTruth,
+)
 from saeseeds.report.figures import save_figure
 
-KIND_COLORS = {SINGLE: "tab:gray", IDENTIFIABLE: "tab:blue", AMBIGUOUS: "tab:red"}
+if TYPE_CHECKING:
+    from saeseeds.analysis.composed import ComposedClassification
+
+KIND_COLORS = {SINGLE: "tab:gray", IDENTIFIABLE: "tab:blue", AMBIGUOUS: "tab:red", CONTROL: "tab:orange",
+               COMPOSED_X: "tab:green", COMPOSED_Y: "tab:purple"}
+KIND_ORDER = (IDENTIFIABLE, CONTROL, AMBIGUOUS, SINGLE, COMPOSED_X, COMPOSED_Y)
 
 
 def plot_feature_recovery(truth: GroundTruth, result: RecoveryResult, path: Path, title: str = "") -> Path:
     """Per kind of true feature: matched cosine (all seeds) and cross-seed sharing of the matched latents."""
-    kinds = [k for k in (IDENTIFIABLE, AMBIGUOUS, SINGLE) if bool((truth.kind == k).any())]
+    kinds = [k for k in KIND_ORDER if bool((truth.kind == k).any())]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     cos_data = [result.hungarian_cos[:, truth.kind == k].flatten().nan_to_num(0.0).numpy() for k in kinds]
     share_data = [result.feature_shared[truth.kind == k].numpy() for k in kinds]
@@ -63,7 +80,7 @@ def plot_subspace_recovery(
     ax.set_xticklabels([f"{g}\n{KIND_NAMES[int(k)][:5]}" for g, k in enumerate(truth.group_kind)], fontsize=8)
     ax.set_ylabel("largest principal angle (degrees)")
     ax.set_ylim(0, 92)
-    ax.set_title("subspace-level recovery per group (one point per seed; colour: red ambiguous, blue identifiable)")
+    ax.set_title("subspace recovery per group (one point per seed; red ambiguous, orange control, blue identifiable)")
     ax.legend(fontsize=8)
     if title:
         fig.suptitle(title, y=1.03)
@@ -79,7 +96,7 @@ def plot_sharing_vs_frequency(truth: GroundTruth, result: RecoveryResult, path: 
     """Cross-seed sharing and recovery of each true feature against its firing probability (log x)."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
     freq = truth.firing_prob.double()
-    for k in (SINGLE, IDENTIFIABLE, AMBIGUOUS):
+    for k in KIND_ORDER:
         mask = truth.kind == k
         if not bool(mask.any()):
             continue
@@ -113,7 +130,7 @@ def plot_latent_stability(result: RecoveryResult, path: Path, title: str = "") -
     """Histogram of per-latent stability (fraction of other seeds sharing it) by the kind of truth it lies in."""
     fig, ax = plt.subplots(figsize=(6, 4))
     bins = torch.linspace(0, 1, 12).tolist()
-    for k in (IDENTIFIABLE, AMBIGUOUS, SINGLE):
+    for k in KIND_ORDER:
         vals = result.latent_stability[result.latent_kind == k]
         vals = vals[~torch.isnan(vals)]
         if vals.numel():
@@ -124,4 +141,39 @@ def plot_latent_stability(result: RecoveryResult, path: Path, title: str = "") -
     ax.set_title(title or "stability of latents by the ground truth they lie in")
     numbers = {"latent_stability": result.latent_stability.tolist(),
                "latent_kind": result.latent_kind.tolist(), "kind_names": list(KIND_NAMES)}
+    return save_figure(fig, path, numbers)
+
+
+def plot_composed(
+    summary: dict[str, Any], classes: Sequence[ComposedClassification], path: Path, title: str = ""
+) -> Path:
+    """Composed model: latent classes per seed (stacked bars) and the in-plane angles of plane-aligned latents."""
+    from saeseeds.analysis.composed import COMPOSED_CLASSES
+
+    colors = {"feature": "tab:blue", "composed": "tab:red", "plane": "tab:orange", "other": "tab:gray",
+              "dead": "lightgray"}
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    num_seeds = len(classes)
+    bottom = [0] * num_seeds
+    for name in COMPOSED_CLASSES:
+        values = summary["latents_per_seed"][name]
+        axes[0].bar(range(num_seeds), values, bottom=bottom, color=colors[name], label=name)
+        bottom = [b + v for b, v in zip(bottom, values)]
+    axes[0].set_xticks(range(num_seeds))
+    axes[0].set_xlabel("seed (index)")
+    axes[0].set_ylabel("latents")
+    axes[0].set_title(f"latent classes (decoder cos ≥ {summary['threshold']}), ρ = {summary['amplitude_correlation']}")
+    axes[0].legend(fontsize=8)
+    angles = torch.cat([c.plane_angle_deg for c in classes])
+    angles = angles[~torch.isnan(angles)]
+    axes[1].hist(angles.numpy(), bins=torch.linspace(-10, 100, 23).tolist(), color="tab:orange")
+    for x, label in ((0, "x"), (45, "x+y"), (90, "y")):
+        axes[1].axvline(x, ls="--", c="k", lw=0.8)
+        axes[1].text(x, axes[1].get_ylim()[1] * 0.95, label, ha="center", fontsize=8)
+    axes[1].set_xlabel("in-plane angle from x_i toward y_j (degrees)")
+    axes[1].set_ylabel("latents in a composition plane (all seeds)")
+    axes[1].set_title("which basis of the x_i–y_j plane the latents use")
+    if title:
+        fig.suptitle(title, y=1.03)
+    numbers = {"summary": summary, "plane_angle_deg": angles.tolist()}
     return save_figure(fig, path, numbers)
