@@ -25,7 +25,7 @@ def main() -> int:
     out_root = Path(__file__).parent / "out"
     out = out_root / f"analyze_{run_dir.name}"
     t0 = time.perf_counter()
-    rc = cli_main(["analyze", str(run_dir), "--out", str(out), "--quiet", *sys.argv[2:]])
+    rc = cli_main(["analyze", str(run_dir), "--out", str(out), "--quiet", "--overwrite", *sys.argv[2:]])
     total = time.perf_counter() - t0
     if rc:
         return rc
