@@ -33,14 +33,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Parse, call the API, print."""
-    from saeseeds.api.comparison import compare_all, print_comparison, save_comparison
-    from saeseeds.device import resolve_device
     from saeseeds.outputs import check_output_dir
 
-    rule = rule_from_args(args)
+    rule = rule_from_args(args)  # flags and --out first: a bad one fails before the heavy imports
     if args.max_tokens <= 0:
         raise ConfigError(f"--max-tokens: {args.max_tokens} must be a positive number of rows")
     check_output_dir(args.out, "compare", overwrite=args.overwrite)
+
+    from saeseeds.api.comparison import compare_all, print_comparison, save_comparison
+    from saeseeds.device import resolve_device
+
     device = str(resolve_device(args.device, field="--device"))
     results = compare_all(list(args.inputs), rule=rule, device=device, activations=args.activations,
                           max_tokens=args.max_tokens, progress=not args.quiet)

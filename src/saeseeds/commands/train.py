@@ -28,13 +28,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # heavy imports inside run: `saeseeds --help` stays fast
     from saeseeds.config import load_config
+    from saeseeds.outputs import check_creatable
+
+    cfg = load_config(args.config, args.overrides)  # before the heavy imports: a bad config fails fast
+    check_creatable(args.out)
+
     from saeseeds.data.sources import build_source
     from saeseeds.training import train_run
     from saeseeds.training.trainer import check_out_dir
 
-    cfg = load_config(args.config, args.overrides)
     check_out_dir(args.out, resume=args.resume, overwrite=args.overwrite)  # before the LM runs
     pair = build_source(cfg)
     result = train_run(cfg, pair, args.out, resume=args.resume, overwrite=args.overwrite)

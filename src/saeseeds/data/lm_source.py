@@ -90,7 +90,7 @@ def load_language_model(cfg: LmConfig) -> LoadedModel:
     else:
         source, name, revision = cfg.model, cfg.model, cfg.revision
         if _looks_like_path(source) and not Path(source).expanduser().exists():
-            raise DataError(f"lm.model {source!r}: no such local directory (and not a hub model id)")
+            raise DataError(f"lm.model {source!r}: cannot load it: no such local directory (and not a hub model id)")
     device = resolve_device(cfg.device, field="lm.device")
     dtype = resolve_dtype(cfg.model_dtype, device)
     kwargs: dict[str, Any] = {"trust_remote_code": cfg.trust_remote_code}

@@ -140,6 +140,13 @@ def build_sae(
         extra["threshold"] = threshold
     if encoder_weight.ndim != 2:
         raise CheckpointError(f"{source}: encoder weight must be 2-D, got shape {tuple(encoder_weight.shape)}")
+    weights = {"encoder weight": encoder_weight, "encoder bias": encoder_bias, "W_dec": W_dec, "b_dec": b_dec}
+    for name, tensor in weights.items():
+        if not tensor.is_floating_point():
+            raise CheckpointError(
+                f"{source}: {name} has dtype {str(tensor.dtype).removeprefix('torch.')}; "
+                "SAE weights must be floating point (float32, float16, bfloat16, float64)"
+            )
     n, d = encoder_weight.shape
     expected = {"encoder bias": (n,), "W_dec": (n, d), "b_dec": (d,)}
     actual = {"encoder bias": encoder_bias.shape, "W_dec": W_dec.shape, "b_dec": b_dec.shape}
@@ -170,9 +177,26 @@ def build_sae(
         sae.b_dec.copy_(b_dec)
         spec.load_checkpoint_tensors(sae, extra, source)
     for name, tensor in sae.state_dict().items():
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all() and name != "threshold":
+        if not tensor.is_floating_point():
+            continue
+        if name == "threshold":  # a threshold may be +-inf (never fires / always fires), never NaN
+            if torch.isnan(tensor).any():
+                raise CheckpointError(f"{source}: tensor threshold contains NaN")
+        elif not torch.isfinite(tensor).all():
             raise CheckpointError(f"{source}: tensor {name} contains NaN or inf")
     return sae.to(device)
+
+
+def _json_int(cfg_json: Mapping[str, Any], key: str, path: Path) -> int | None:
+    """An integer field of a cfg.json (None when absent); CheckpointError naming the file and field otherwise."""
+    value = cfg_json.get(key)
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise CheckpointError(f"{path}: {key} must be an integer, got {value!r}")
+    return value
 
 
 def load_sae(path: str | Path, device: str | torch.device = "cpu") -> SparseAutoencoder:
@@ -194,12 +218,12 @@ def load_sae(path: str | Path, device: str | torch.device = "cpu") -> SparseAuto
             base_cfg = from_dict(SaeConfig, cfg_json["saeseeds_config"], str(path / CFG_FILE))
         except ConfigError as err:
             raise CheckpointError(str(err)) from err
-    d_in = cfg_json.get("d_in")
+    d_in = _json_int(cfg_json, "d_in", path / CFG_FILE)
     if d_in is not None and d_in != tensors["W_dec"].shape[-1]:
         raise CheckpointError(
             f"{path / CFG_FILE} says d_in={d_in} but W_dec has shape {tuple(tensors['W_dec'].shape)}"
         )
-    k = int(cfg_json.get("k", 0) or 0)
+    k = _json_int(cfg_json, "k", path / CFG_FILE) or 0
     if _architecture_spec(architecture, str(path)).uses_k and k <= 0:
         raise CheckpointError(f"{path / CFG_FILE}: a {architecture} checkpoint needs a positive k")
     return build_sae(

@@ -6,6 +6,7 @@ into the encoder bias (b_enc' = b_enc + W_enc b_dec), which leaves every pre-act
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -117,9 +118,23 @@ def _load_torch_state(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"{path} is missing")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error below says what matters
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for corrupt pickles
-        raise CheckpointError(f"{path} is not a readable PyTorch state dict: {err}") from err
+        text = str(err)
+        if "Weights only load failed" in text:  # torch's 7-line advice ends in "weights_only=False": never do that
+            lines = [line.strip() for line in text.splitlines() if line.strip()]
+            details = [line.removeprefix("WeightsUnpickler error:").strip() for line in lines[1:]
+                       if not line.startswith(("Please file", "Check the documentation"))]
+            details = [d for d in details if d]
+            reason = f" ({details[0].rstrip('.')})" if details else ""
+            raise CheckpointError(
+                f"{path} holds pickled Python objects, not only tensors{reason}; refused to load it "
+                "(saeseeds never runs code from a checkpoint)"
+            ) from err
+        first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+        raise CheckpointError(f"{path} is not a readable PyTorch state dict: {first}") from err
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} should hold a state dict, got {type(state).__name__}")
     return state

@@ -37,9 +37,12 @@ def read_manifest(run_dir: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"{run_dir} is not a saeseeds run directory: {MANIFEST} is missing")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path} is not valid JSON: {err}") from err
+    if not isinstance(manifest, dict):
+        raise CheckpointError(f"{path} should hold a JSON object, got {type(manifest).__name__}")
+    return manifest
 
 
 def is_run_dir(path: str | Path) -> bool:
@@ -56,10 +59,20 @@ def list_checkpoints(run_dir: str | Path, *, allow_missing: bool = False) -> lis
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
     refs = []
-    for entry in manifest.get("saes", []):
-        path = run_dir / entry["path"]
+    entries = manifest.get("saes") or []
+    if not isinstance(entries, list):
+        raise CheckpointError(f"{run_dir / MANIFEST}: saes should be a list, got {type(entries).__name__}")
+    for i, entry in enumerate(entries):
+        try:
+            path = run_dir / entry["path"]
+            ref = CheckpointRef(str(entry["hookpoint"]), str(entry["name"]), int(entry["seed"]), path)
+        except (KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(
+                f"{run_dir / MANIFEST}: saes[{i}] is not a checkpoint entry with path, hookpoint, name and an "
+                f"integer seed (problem: {err!r})"
+            ) from err
         if (path / "cfg.json").is_file():
-            refs.append(CheckpointRef(entry["hookpoint"], entry["name"], int(entry["seed"]), path))
+            refs.append(ref)
         elif allow_missing:
             warnings.warn(f"{path}: checkpoint listed in {MANIFEST} is missing; skipped", stacklevel=2)
         else:
@@ -96,6 +109,11 @@ def load_run_config(run_dir: str | Path):  # -> RunConfig
     from saeseeds.config import RunConfig, from_dict
 
     manifest = read_manifest(run_dir)
+    if not isinstance(manifest.get("config"), dict):
+        raise CheckpointError(
+            f"{Path(run_dir) / MANIFEST} has no 'config' object (the run's training config); "
+            "it was not written by `saeseeds train` or is damaged"
+        )
     return from_dict(RunConfig, manifest["config"], f"{Path(run_dir) / MANIFEST}:config")
 
 

@@ -19,7 +19,6 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from saeseeds import __version__
 from saeseeds.atomic import atomic_write_json, atomic_write_text, json_text, remove_stale_temps
@@ -29,6 +28,7 @@ from saeseeds.data.batching import rebatch
 from saeseeds.data.types import SourcePair, as_mapping
 from saeseeds.device import resolve_device
 from saeseeds.errors import CheckpointError, ConfigError, DataError
+from saeseeds.progress import tqdm
 from saeseeds.sae.checkpoint import fold_input_scale, save_sae
 from saeseeds.training.eval_store import EVAL_DIR, store_eval_set, write_latent_frequencies
 from saeseeds.training.evaluate import evaluate_sae
