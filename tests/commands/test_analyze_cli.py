@@ -143,3 +143,38 @@ def test_analyze_refuses_a_compare_of_other_weights(run_dir: Path, tmp_path: Pat
                "--no-lm-loss"])
     assert rc == 2
     assert "digests differ" in capsys.readouterr().err
+
+
+def test_analysis_tokens_extend_the_held_out_rows_with_training_rows(run_dir: Path, tmp_path: Path) -> None:
+    opts = ss.AnalyzeOptions(n_random=19, lm_loss=False, max_tokens=1500)
+    analyses = ss.analyze(run_dir, options=opts, configs=["topk-48"], out=tmp_path / "an")
+    summary = json.loads((tmp_path / "an" / "analysis.json").read_text())
+    info = summary["analysis_tokens"]
+    assert info["tokens"] == 1500 and info["train_rows"] > 0 and info["held_out_rows"] + info["train_rows"] == 1500
+    assert analyses[0].triggers[0].tokens_seen == 1500
+    claims = json.loads((tmp_path / "an" / HOOK / "topk-48" / "claims.json").read_text())
+    for verdict in claims.values():
+        assert verdict["holds"] in (True, False, None) and "p_holm" in verdict and "effect_size" in verdict
+    assert claims["stable_carry_prediction"]["holds"] is None  # --no-lm-loss
+    only_held_out = ss.analyze(run_dir, options=ss.AnalyzeOptions(n_random=19, lm_loss=False, max_tokens=0),
+                               configs=["topk-48"])
+    assert only_held_out[0].triggers[0].tokens_seen == info["held_out_rows"]
+
+
+def test_analyze_an_array_run_reads_training_rows(tmp_path: Path) -> None:
+    from saeseeds.config import DataConfig, RunConfig, SaeConfig, TrainConfig
+    from saeseeds.data.sources import build_source
+    from saeseeds.training import train_run
+
+    arr = np.random.default_rng(0).standard_normal((3000, 8)).astype(np.float32)
+    np.save(tmp_path / "acts.npy", arr)
+    cfg = RunConfig(
+        data=DataConfig(source="npy", path=str(tmp_path / "acts.npy")),
+        train=TrainConfig(seeds=[0, 1], batch_size=128, num_tokens=1280, eval_tokens=128, progress=False,
+                          lr_warmup_steps=2, checkpoint_every=1000),
+        saes=[SaeConfig(architecture="topk", num_latents=16, k=2)],
+    )
+    train_run(cfg, build_source(cfg), tmp_path / "run")
+    res = ss.analyze(tmp_path / "run", options=ss.AnalyzeOptions(n_random=19, max_tokens=2000))
+    assert res[0].tables["analysis_tokens"]["tokens"] == 2000
+    assert res[0].tables["claims"]["unstable_more_token_specific"]["holds"] is None  # no token ids

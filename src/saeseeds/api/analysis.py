@@ -9,17 +9,20 @@ latents.json, figures, contexts.html) and `cross_seed/<slug>/` when the cross-se
 
 from __future__ import annotations
 
+import importlib.util
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from saeseeds.align.cross_seed import CrossSeedResult, SeedSet, weights_digest
 from saeseeds.align.pair import sae_weights
 from saeseeds.analysis.eval_data import EvalData, load_eval_data
 from saeseeds.analysis.instability import AnalyzeOptions, ConfigAnalysis, analyze_config
+from saeseeds.analysis.token_budget import analysis_tokens
 from saeseeds.api.comparison import compare_all, load_comparison
 from saeseeds.api.discovery import seed_sets, slug
 from saeseeds.atomic import atomic_dir, atomic_write_json
@@ -43,12 +46,17 @@ def analyze(
     out: str | Path | None = None,
     overwrite: bool = False,
     say: Callable[[str], None] = lambda msg: None,
+    train_stream: Iterable[Mapping[str, Tensor]] | None = None,
 ) -> list[ConfigAnalysis]:
     """Analyse every configuration of a run (or those named in `configs`).
 
     `cross`: the cross-seed results (objects, or a `compare` output directory) — then nothing is aligned; when
     None the run's seed sets are aligned here once. The rule of `options` re-judges a stored result (no new
     alignment unless signed/absolute differs, which is an error). With `out`, results are written there.
+
+    Firing, trigger and ablation statistics use `options.max_tokens` analysis tokens: the held-out rows, then
+    training rows (`saeseeds.analysis.token_budget`); `train_stream` (the run's training stream, e.g. an
+    in-memory replay) saves re-running the LM for them. `eval_data`, when given, is used as the held-out set.
     """
     run_dir = Path(run_dir)
     read_manifest(run_dir)  # a run directory, or one line saying it is not
@@ -70,22 +78,34 @@ def analyze(
     if eval_data is None:
         eval_data = load_eval_data(run_dir, need_model=opts.lm_loss, max_chunks=max_eval_chunks,
                                    progress=opts.progress)
-    say(f"evaluation data: {len(eval_data.batches)} batches, hookpoints {', '.join(eval_data.hookpoints)} "
-        f"({time.perf_counter() - t0:.1f}s)")
     hook_input = bool(getattr(cfg.lm, "hook_input", False)) and cfg.data.source == "lm"
+    if opts.lm_loss and cfg.data.source == "lm" and eval_data.has_tokens and eval_data.loaded is None \
+            and importlib.util.find_spec("saeseeds.analysis.output_recovered") is not None:
+        # an encoder's "output recovered" ablation needs the model, which load_eval_data keeps for causal LMs only
+        from saeseeds.data.lm_source import load_language_model
+
+        eval_data.loaded = load_language_model(cfg.lm)
+    tokens, token_info = analysis_tokens(run_dir, eval_data, max_tokens=opts.max_tokens,
+                                         train_stream=train_stream, progress=opts.progress)
+    say(f"evaluation data: {len(eval_data.batches)} held-out batches; analysis tokens: {token_info['tokens']:,} "
+        f"({token_info['held_out_rows']:,} held-out + {token_info['train_rows']:,} training rows), hookpoints "
+        f"{', '.join(eval_data.hookpoints)} ({time.perf_counter() - t0:.1f}s)")
     analyses = []
     for seed_set in sets:
         t1 = time.perf_counter()
         saes = [load_sae(p) for p in seed_set.paths]
         result = _matching_result(seed_set, saes, results)
         res = analyze_config(seed_set.hookpoint, seed_set.sae_name, [int(s) for s in seed_set.seeds if s is not None],
-                             saes, eval_data, opts, result, hook_input=hook_input)
+                             saes, eval_data, opts, result, hook_input=hook_input, tokens=tokens)
         res.tables["seconds"] = time.perf_counter() - t1
+        res.tables["analysis_tokens"] = token_info
         analyses.append((res, result))
         say(f"{seed_set.hookpoint}/{seed_set.sae_name}: {len(saes)} seeds analysed in {res.tables['seconds']:.1f}s")
         for claim, verdict in res.tables["claims"].items():
             state = {True: "holds", False: "does not hold", None: "undetermined"}[verdict["holds"]]
-            say(f"  {claim}: {state}")
+            detail = (f"p = {verdict['p_value']:.3g}, Holm {verdict['p_holm']:.3g}" if verdict["holds"] is not None
+                      else verdict.get("reason", ""))
+            say(f"  {claim}: {state} ({detail})")
     if out is not None:
         write_analysis(run_dir, [a for a, _ in analyses], Path(out),
                        cross=[r for _, r in analyses] if computed else None)
@@ -115,16 +135,29 @@ def write_analysis(run_dir: Path, analyses: Sequence[ConfigAnalysis], out: Path,
     with atomic_dir(out) as tmp:
         mark_output(tmp, KIND)
         summary: dict[str, Any] = {"format": FORMAT, "run_dir": str(run_dir), "configs": {}}
+        if analyses:
+            summary["analysis_tokens"] = analyses[0].tables.get("analysis_tokens")
         for res in analyses:
             rel = Path(_safe(res.hookpoint)) / _safe(res.sae_name)
             files = write_config_outputs(res, tmp / rel)
             summary["configs"][f"{res.hookpoint}/{res.sae_name}"] = {
                 "dir": str(rel), "seeds": res.seeds, "seconds": res.tables.get("seconds"),
-                "timings_s": res.tables["timings_s"], "files": files, "claims": res.tables["claims"],
+                "timings_s": res.tables["timings_s"], "files": files,
+                "analysis_tokens": res.tables.get("analysis_tokens"),
+                "claims": {name: _brief(c) for name, c in res.tables["claims"].items()},
             }
         for result in cross or []:
             result.save(tmp / "cross_seed" / slug(result.label))
         atomic_write_json(tmp / "analysis.json", summary)
+
+
+def _brief(claim: dict[str, Any]) -> dict[str, Any]:
+    """A claim's verdict for analysis.json (claims.json holds the per-seed numbers)."""
+    keys = ("holds", "reason", "test", "p_value", "p_holm", "alpha", "effect_size", "control", "n")
+    out = {k: claim[k] for k in keys if k in claim}
+    if "effect_size" in out:
+        out["effect_size"] = {k: v for k, v in out["effect_size"].items() if k != "per_seed"}
+    return out
 
 
 def write_config_outputs(res: ConfigAnalysis, target: Path) -> list[str]:
@@ -157,8 +190,8 @@ def write_config_outputs(res: ConfigAnalysis, target: Path) -> list[str]:
             plot_stability_vs_stat(stab[fired], vals[fired], target / f"stability_vs_{stat}.png", ylabel=label)
             files.append(f"stability_vs_{stat}.png")
     rows = res.tables["ablation"]["rows"]
-    for metric in ("fvu", "loss_recovered", "kl"):
-        if metric in rows[0]["metrics"]:
+    for metric in ("fvu", "loss_recovered", "kl", "output_recovered"):
+        if rows and metric in rows[0]["metrics"]:
             plot_ablation(rows, metric, target / f"ablation_{metric}.png")
             files.append(f"ablation_{metric}.png")
     sub = res.tables["subspaces"]

@@ -29,14 +29,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="analyse only this SAE configuration name (repeatable; default all)")
     add_rule_flags(p)
     add_overwrite_flag(p)
-    p.add_argument("--n-random", type=int, default=5, help="random control draws (≥ 1)")
+    p.add_argument("--n-random", type=int, default=200,
+                   help="random control draws per seed and claim, for empirical p-values (≥ 1)")
+    p.add_argument("--n-random-lm", type=int, default=50,
+                   help="draws for the model-based ablation (LM loss / output recovered), at most --n-random (≥ 1)")
+    p.add_argument("--freq-bins", type=int, default=10, help="frequency strata of the matched controls (≥ 1)")
+    p.add_argument("--match", choices=("frequency", "frequency_mass", "none"), default="frequency",
+                   help="how random controls are matched (none: unmatched, for comparison only)")
+    p.add_argument("--alpha", type=float, default=0.05, help="family-wise level of the Holm-corrected verdicts")
+    p.add_argument("--max-tokens", type=int, default=262_144,
+                   help="tokens for firing/trigger/ablation statistics: held-out rows, then training rows "
+                        "(0: held-out rows only)")
     p.add_argument("--n-top", type=int, default=10, help="top contexts kept per latent (≥ 1)")
     p.add_argument("--n-show", type=int, default=10, help="latents shown per group in contexts.html (≥ 0)")
     p.add_argument("--group-threshold", type=float, default=0.5,
                    help="|cos| joining unstable latents into groups, in (0, 1)")
     p.add_argument("--subspace-dim", type=int, default=0, help="cap on compared subspace dimension (0: d_in/4)")
     p.add_argument("--max-eval-chunks", type=int, default=0, help="use at most this many held-out chunks (0: all)")
-    p.add_argument("--no-lm-loss", action="store_true", help="skip the LM-loss ablation")
+    p.add_argument("--no-lm-loss", action="store_true",
+                   help="skip the model-based ablation (LM loss, or output recovered for an encoder)")
+    p.add_argument("--lm-max-chunks", type=int, default=0,
+                   help="held-out chunks for the model-based ablation, one model pass per set (0: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random controls")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=run)
@@ -46,6 +59,11 @@ def _check(args: argparse.Namespace) -> None:
     """One line naming the flag for every out-of-range value."""
     checks = [
         ("--n-random", args.n_random >= 1, "≥ 1"),
+        ("--n-random-lm", args.n_random_lm >= 1, "≥ 1"),
+        ("--freq-bins", args.freq_bins >= 1, "≥ 1"),
+        ("--alpha", 0 < args.alpha < 1, "in (0, 1)"),
+        ("--max-tokens", args.max_tokens >= 0, "≥ 0 (0: held-out rows only)"),
+        ("--lm-max-chunks", args.lm_max_chunks >= 0, "≥ 0 (0: all)"),
         ("--n-top", args.n_top >= 1, "≥ 1"),
         ("--n-show", args.n_show >= 0, "≥ 0"),
         ("--group-threshold", 0 < args.group_threshold < 1, "in (0, 1)"),
@@ -60,13 +78,17 @@ def _check(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Parse, call the API, print."""
+    _check(args)  # flags first: a bad one fails before the heavy imports
+    rule = rule_from_args(args)
+
     from saeseeds.analysis.instability import AnalyzeOptions
     from saeseeds.api.analysis import analyze
 
-    _check(args)
     opts = AnalyzeOptions(
-        rule=rule_from_args(args), n_top=args.n_top, n_show=args.n_show, n_random=args.n_random,
+        rule=rule, n_top=args.n_top, n_show=args.n_show, n_random=args.n_random, n_random_lm=args.n_random_lm,
+        freq_bins=args.freq_bins, match=args.match, alpha=args.alpha, max_tokens=args.max_tokens,
         group_threshold=args.group_threshold, subspace_dim=args.subspace_dim, lm_loss=not args.no_lm_loss,
+        lm_max_chunks=args.lm_max_chunks,
         seed=args.seed, progress=not args.quiet,
     )
     say = (lambda msg: None) if args.quiet else (lambda msg: print(msg, flush=True))

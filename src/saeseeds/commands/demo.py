@@ -156,8 +156,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.skip_analysis:
         clock.stage("why latents are unstable: frequency, triggers, ablation and subspaces (no re-alignment)")
         say = (lambda msg: None) if args.no_progress else (lambda msg: print(msg, flush=True))
-        opts = AnalyzeOptions(rule=rule, progress=cfg.train.progress)
-        analyses = analyze(run_dir, cross=results, options=opts, out=out / "analysis", say=say)
+        # the model-based ablation costs one model pass per set: few draws on 4 held-out chunks keep it short;
+        # the training activations are replayed from memory as analysis tokens (no second LM pass)
+        opts = AnalyzeOptions(rule=rule, progress=cfg.train.progress, n_random_lm=19, lm_max_chunks=4)
+        analyses = analyze(run_dir, cross=results, options=opts, out=out / "analysis", say=say,
+                           train_stream=pair.train)
 
     print()
     _print_training_table(result.metrics, lm_loss)

@@ -1,0 +1,248 @@
+"""Verdicts follow planted truth: hand-made SAEs on synthetic activations where each claim is planted true or false.
+
+Latents 0–15 are stable, 16–31 unstable, 32–47 neither (the cross-seed result is a stand-in that says so).
+Features are orthogonal and each seed's SAE encodes its own latents exactly (ReLU, encoder = decoder rows),
+so a latent's firing frequency, amplitude and token binding are what the case plants.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from saeseeds.analysis.ablation import AblationSet, ablation_fvu
+from saeseeds.analysis.eval_data import EvalBatch, EvalData
+from saeseeds.analysis.instability import AnalyzeOptions, analyze_config
+from saeseeds.analysis.verdicts import (
+    AblationStats,
+    frequency_strata,
+    holm,
+    matched_draws,
+    stratified_rank_test,
+)
+from saeseeds.config import SaeConfig
+from saeseeds.sae.model import SparseAutoencoder
+
+N, GROUP, VOCAB, CTX = 48, 16, 20, 100
+S, U, M = range(0, 16), range(16, 32), range(32, 48)
+
+
+@dataclass
+class _Groups:
+    stability: np.ndarray
+    stable: np.ndarray
+    unstable: np.ndarray
+    n_others: int
+
+
+class _Cross:
+    """Stand-in for a CrossSeedResult: fixed stable / unstable masks for every seed."""
+
+    def __init__(self, seeds: int) -> None:
+        self.num_seeds, self.num_latents = seeds, [N] * seeds
+        stab = np.full(N, 0.25)
+        stab[list(S)], stab[list(U)] = 1.0, 0.0
+        self._groups = [_Groups(stab.copy(), stab == 1.0, stab == 0.0, seeds - 1) for _ in range(seeds)]
+
+    def with_rule(self, rule: Any) -> _Cross:
+        return self
+
+    def groups(self) -> list[_Groups]:
+        return self._groups
+
+
+def _case(
+    *, freq: dict[range, float], amp: dict[range, float] | None = None, bound: tuple[range, ...] = (),
+    spans: str = "same", seeds: int = 3, tokens: int = 24_000, seed: int = 0,
+) -> tuple[list[SparseAutoencoder], EvalData, _Cross]:
+    """Synthetic activations and `seeds` hand-made ReLU SAEs.
+
+    `freq` / `amp`: firing probability and amplitude per latent range; latents in a `bound` range fire only on
+    one token id each (latent i on token i mod VOCAB). `spans = "same"`: every seed's unstable latents are a
+    permutation of one 16-dimensional feature set; `"disjoint"`: each seed's unstable latents own 16 features.
+    """
+    g = torch.Generator().manual_seed(seed)
+    n_feat = N + (seeds - 1) * GROUP if spans == "disjoint" else N
+    ids = torch.randint(0, VOCAB, (tokens,), generator=g)
+    acts = torch.zeros(tokens, n_feat)
+    p = torch.zeros(n_feat)
+    a = torch.ones(n_feat)
+    owner = list(range(N)) + [16 + (f - N) % GROUP for f in range(N, n_feat)]  # feature → latent range
+    for f in range(n_feat):
+        lat = owner[f]
+        p[f] = next(v for r, v in freq.items() if lat in r)
+        a[f] = next((v for r, v in (amp or {}).items() if lat in r), 1.0)
+        if any(lat in r for r in bound):
+            on = (ids == f % VOCAB) & (torch.rand(tokens, generator=g) < p[f] * VOCAB)
+        else:
+            on = torch.rand(tokens, generator=g) < p[f]
+        acts[:, f] = on * a[f] * (0.5 + torch.rand(tokens, generator=g))
+    saes = []
+    for s in range(seeds):
+        rows = list(range(N))
+        if spans == "same":
+            perm = torch.randperm(GROUP, generator=g) + 16
+            rows[16:32] = perm.tolist()
+        elif s > 0:
+            rows[16:32] = list(range(N + (s - 1) * GROUP, N + s * GROUP))
+        w = torch.eye(n_feat)[rows]
+        sae = SparseAutoencoder(SaeConfig(architecture="relu", num_latents=N), n_feat)
+        with torch.no_grad():
+            sae.W_dec.copy_(w)
+            sae.encoder.weight.copy_(w)
+            sae.encoder.bias.zero_()
+            sae.b_dec.zero_()
+        saes.append(sae.eval())
+    n_chunks = tokens // CTX
+    chunks = ids.reshape(n_chunks, CTX)
+    positions = torch.arange(tokens)
+    step = 4000
+    batches = [EvalBatch({"h": acts[i : i + step]}, ids[i : i + step], positions[i : i + step])
+               for i in range(0, tokens, step)]
+    data = EvalData(batches, ["h"], chunks, None, VOCAB)
+    return saes, data, _Cross(seeds)
+
+
+def _claims(case: tuple[list[SparseAutoencoder], EvalData, _Cross], **opts: Any) -> dict[str, Any]:
+    saes, data, cross = case
+    options = AnalyzeOptions(n_random=opts.pop("n_random", 99), lm_loss=False, **opts)
+    res = analyze_config("h", "relu", list(range(len(saes))), saes, data, options, cross)  # type: ignore[arg-type]
+    return res.tables["claims"]
+
+
+EVEN = {S: 0.05, U: 0.05, M: 0.05}
+
+
+def test_reconstruction_planted_true_and_false() -> None:
+    true = _claims(_case(freq=EVEN, amp={S: 3.0}))
+    assert true["stable_carry_reconstruction"]["holds"] is True
+    false = _claims(_case(freq=EVEN))
+    assert false["stable_carry_reconstruction"]["holds"] is False
+    verdict = true["stable_carry_reconstruction"]
+    for key in ("test", "statistic", "p_value", "p_holm", "effect_size", "control", "n", "per_seed", "combination"):
+        assert key in verdict, key
+    assert len(verdict["per_seed"]) == 3 and verdict["p_holm"] >= verdict["p_value"]
+    assert verdict["effect_size"]["mean"] > 1 and len(verdict["effect_size"]["ci95"]) == 2
+    assert verdict["per_seed"][0]["n_stable"] == 16 and verdict["per_seed"][0]["n_unstable"] == 16
+
+
+def test_frequency_matching_defeats_a_frequency_artefact() -> None:
+    """Stable latents fire often and unstable ones rarely, with equal amplitudes and equally frequent
+    other latents: an unmatched control credits stability with what frequency does; the matched one does not."""
+    case = _case(freq={S: 0.2, U: 0.02, range(32, 40): 0.2, range(40, 48): 0.02})
+    assert _claims(case, match="none")["stable_carry_reconstruction"]["holds"] is True
+    matched = _claims(case)["stable_carry_reconstruction"]
+    assert matched["holds"] is False
+    assert "matched on firing frequency" in matched["control"]
+
+
+def test_rarer_planted_true_and_false_and_dead_latents_excluded() -> None:
+    true = _claims(_case(freq={S: 0.2, U: 0.01, M: 0.05}))["unstable_rarer"]
+    assert true["holds"] is True and true["effect_size"]["mean"] > 0.9
+    # dead unstable latents would make "rarer" automatic; excluded, the planted-false verdict stands
+    false = _claims(_case(freq={S: 0.05, range(16, 24): 0.05, range(24, 32): 0.0, M: 0.05}))["unstable_rarer"]
+    assert false["holds"] is False
+    assert [r["n_dead"] for r in false["per_seed"]] == [8, 8, 8]
+    assert false["per_seed"][0]["n_unstable"] == 8
+
+
+def test_token_specificity_planted_true_and_false() -> None:
+    true = _claims(_case(freq=EVEN, bound=(U,)))["unstable_more_token_specific"]
+    assert true["holds"] is True and true["effect_size"]["mean"] > 0.9
+    assert "frequency stratum" in true["control"]
+    false = _claims(_case(freq=EVEN, bound=(S,)))["unstable_more_token_specific"]
+    assert false["holds"] is False and false["effect_size"]["mean"] < 0.1
+
+
+def test_spans_planted_true_and_false() -> None:
+    assert _claims(_case(freq=EVEN, spans="same"))["unstable_spans_reproducible"]["holds"] is True
+    assert _claims(_case(freq=EVEN, spans="disjoint"))["unstable_spans_reproducible"]["holds"] is False
+
+
+def test_prediction_without_a_model_is_undetermined_with_a_reason() -> None:
+    claims = _claims(_case(freq=EVEN, tokens=4000), n_random=19)
+    pred = claims["stable_carry_prediction"]
+    assert pred["holds"] is None and "model-based ablation" in pred["reason"]
+    assert set(claims) == {"stable_carry_reconstruction", "stable_carry_prediction", "unstable_rarer",
+                           "unstable_more_token_specific", "unstable_spans_reproducible"}
+
+
+def test_too_few_draws_leave_verdicts_undetermined() -> None:
+    claims = _claims(_case(freq=EVEN, amp={S: 3.0}, tokens=4000), n_random=10)
+    assert claims["stable_carry_reconstruction"]["holds"] is None
+    assert "control draws" in claims["stable_carry_reconstruction"]["reason"]
+
+
+# --------------------------------------------------------------------------------------------
+# the machinery
+
+
+@pytest.mark.parametrize("arch", ["topk", "relu"])
+def test_ablation_statistics_give_the_exact_fvu_of_any_set(arch: str) -> None:
+    g = torch.Generator().manual_seed(0)
+    sae = SparseAutoencoder(SaeConfig(architecture=arch, num_latents=40, k=5), 12, generator=g)
+    with torch.no_grad():
+        sae.b_dec.copy_(torch.randn(12, generator=g))
+        sae.encoder.bias.copy_(torch.randn(40, generator=g) * 0.1)
+    batches = [torch.randn(64, 12, generator=g) + 0.5 for _ in range(3)]
+    stats = AblationStats(sae.W_dec.detach())
+    with torch.no_grad():
+        for x in batches:
+            code = sae.encode(x)
+            stats.update(x, code.values, code.indices, sae.decode(code))
+    masks = torch.rand((6, 40), generator=g) < 0.3
+    masks[0], masks[-1] = False, True
+    got = stats.fvu(masks)
+    want = ablation_fvu(sae, batches, [AblationSet(str(i), "x", m) for i, m in enumerate(masks)])
+    torch.testing.assert_close(got, torch.tensor([want[str(i)] for i in range(6)], dtype=torch.float64),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_matched_draws_keep_the_count_in_every_stratum() -> None:
+    freq = torch.tensor([0.1] * 10 + [0.01] * 10 + [0.0] * 4)
+    alive = freq > 0
+    strata = frequency_strata(freq, alive, n_bins=4)
+    assert (strata[20:] == -1).all() and strata[:10].unique().numel() == 1 and strata[10:20].unique().numel() == 1
+    target = torch.zeros(24, dtype=torch.bool)
+    target[[0, 1, 2, 12, 22]] = True  # 22 is dead: never drawn for
+    draws = matched_draws(target, strata, 50, torch.Generator().manual_seed(0))
+    assert (draws[:, :10].sum(1) == 3).all() and (draws[:, 10:20].sum(1) == 1).all() and not draws[:, 20:].any()
+    assert (frequency_strata(freq, alive, match="none")[:20] == 0).all()
+
+
+def test_stratified_rank_test_sees_through_simpsons_paradox() -> None:
+    """Pooled, the 'high' group looks larger (it sits in the high-value stratum); within strata it is smaller."""
+    values = torch.tensor([10.0, 11, 12, 13, 14, 15, 16, 17, 1, 2, 3, 4, 5, 6, 7, 8])
+    high = torch.zeros(16, dtype=torch.bool)
+    high[[0, 1, 2, 3, 4, 5, 8]] = True  # mostly in stratum 0 (large values), each the smaller ones of its stratum
+    low = ~high
+    strata = torch.tensor([0] * 8 + [1] * 8)
+    one = torch.zeros(16, dtype=torch.long)
+    gen = torch.Generator().manual_seed(0)
+    assert stratified_rank_test(values, high, low, one, 199, gen)["effect"] > 0.5
+    within = stratified_rank_test(values, high, low, strata, 199, gen)
+    assert within["effect"] < 0.5 and within["p"] > 0.5
+
+
+def test_holm_adjusts_across_claims() -> None:
+    claims = {"a": {"p_value": 0.01}, "b": {"p_value": 0.02}, "c": {"p_value": 0.04}, "d": {"holds": None}}
+    out = holm(claims, alpha=0.05)
+    assert out["a"]["p_holm"] == pytest.approx(0.03) and out["a"]["holds"] is True
+    assert out["b"]["p_holm"] == pytest.approx(0.04) and out["b"]["holds"] is True
+    assert out["c"]["p_holm"] == pytest.approx(0.04) and out["c"]["holds"] is True
+    assert out["d"]["holds"] is None
+    assert holm({"a": {"p_value": 0.03}, "b": {"p_value": 0.04}})["a"]["holds"] is False
+
+
+def test_an_empty_alive_group_leaves_verdicts_undetermined_and_the_table_intact() -> None:
+    saes, data, cross = _case(freq={S: 0.0, U: 0.05, M: 0.05}, tokens=4000)  # every stable latent is dead
+    res = analyze_config("h", "relu", [0, 1, 2], saes, data, AnalyzeOptions(n_random=19, lm_loss=False),
+                         cross)  # type: ignore[arg-type]
+    claims = res.tables["claims"]
+    for name in ("stable_carry_reconstruction", "unstable_rarer"):
+        assert claims[name]["holds"] is None and "seed 0" in claims[name]["reason"]
+    assert [r["name"] for r in res.tables["ablation"]["rows"]] == ["none", "stable", "unstable", "all"]
