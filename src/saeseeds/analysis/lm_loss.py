@@ -8,7 +8,7 @@ hookpoint's output (or input) by `replace_fn(activation [batch, seq, d])`; posit
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -116,6 +116,38 @@ def _check_causal(model: nn.Module) -> None:
         )
 
 
+def spliced_passes(
+    model: nn.Module,
+    chunks: Tensor,
+    hookpoint: str,
+    replace_fns: Mapping[str, ReplaceFn],
+    forward: Callable[[nn.Module, Tensor], Tensor],
+    *,
+    hook_input: bool = False,
+    batch_size: int = 8,
+    special_ids: Sequence[int] = (),
+    progress: bool = False,
+    desc: str = "spliced passes",
+) -> Iterator[tuple[Tensor, Tensor, str | None, Tensor | None]]:
+    """Per batch of chunks: `(ids, clean, None, None)` for the clean pass, then `(ids, clean, name, out)` with
+    each replacement spliced at `hookpoint` (special-token positions keep their clean activation).
+
+    The one splice loop behind LM loss and output recovered; outputs are yielded one at a time, so only the
+    clean and one replaced output are alive at once.
+    """
+    device = next(model.parameters()).device
+    special = torch.tensor(list(special_ids), dtype=torch.int64, device=device)
+    for start in tqdm(range(0, chunks.shape[0], batch_size), desc=desc, disable=not progress, leave=False):
+        input_ids = chunks[start : start + batch_size].to(device)
+        keep = torch.isin(input_ids, special) if special.numel() else None
+        clean = forward(model, input_ids)
+        yield input_ids, clean, None, None
+        for name, fn in replace_fns.items():
+            with hook_module(model, hookpoint, masked_replace(fn, keep), hook_input=hook_input):
+                out = forward(model, input_ids)
+            yield input_ids, clean, name, out
+
+
 @torch.no_grad()
 def replacement_loss_sums(
     model: nn.Module,
@@ -136,24 +168,25 @@ def replacement_loss_sums(
     _check_causal(model)
     if chunks.ndim != 2 or chunks.shape[1] < 2:
         raise DataError(f"LM loss needs token chunks [n, seq >= 2], got shape {tuple(chunks.shape)}")
-    device = next(model.parameters()).device
     ce = dict.fromkeys(replace_fns, 0.0)
     kl = dict.fromkeys(replace_fns, 0.0)
     ce_clean, count = 0.0, 0
-    special = torch.tensor(list(special_ids), dtype=torch.int64, device=device)
-    for start in tqdm(range(0, chunks.shape[0], batch_size), desc="LM loss", disable=not progress, leave=False):
-        input_ids = chunks[start : start + batch_size].to(device)
-        targets = input_ids[:, 1:]
-        valid = ~torch.isin(targets, special)
-        keep = torch.isin(input_ids, special) if special.numel() else None
-        clean_logp = F.log_softmax(_logits(model, input_ids), dim=-1)
-        ce_clean += _ce_sum(clean_logp, targets, valid)
-        count += int(valid.sum())
-        for name, fn in replace_fns.items():
-            with hook_module(model, hookpoint, masked_replace(fn, keep), hook_input=hook_input):
-                logp = F.log_softmax(_logits(model, input_ids), dim=-1)
-            ce[name] += _ce_sum(logp, targets, valid)
-            kl[name] += _kl_sum(clean_logp, logp, valid)
+    special = torch.tensor(list(special_ids), dtype=torch.int64)
+    targets = valid = clean_logp = None
+    for input_ids, clean, name, out in spliced_passes(
+        model, chunks, hookpoint, replace_fns, _logits, hook_input=hook_input, batch_size=batch_size,
+        special_ids=special_ids, progress=progress, desc="LM loss",
+    ):
+        if name is None:  # the clean pass of a new batch
+            targets = input_ids[:, 1:]
+            valid = ~torch.isin(targets, special.to(targets.device))
+            clean_logp = F.log_softmax(clean, dim=-1)
+            ce_clean += _ce_sum(clean_logp, targets, valid)
+            count += int(valid.sum())
+            continue
+        logp = F.log_softmax(out, dim=-1)
+        ce[name] += _ce_sum(logp, targets, valid)
+        kl[name] += _kl_sum(clean_logp, logp, valid)
     if count == 0:
         raise DataError("LM loss: no scorable predictions (every target is a special token)")
     return ce, kl, ce_clean, count

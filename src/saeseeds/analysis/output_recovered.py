@@ -33,11 +33,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from saeseeds.analysis.lm_loss import ReplaceFn, masked_replace, sae_replace_fn, zero_replace_fn
-from saeseeds.data.hookpoints import hook_module
+from saeseeds.analysis.lm_loss import ReplaceFn, sae_replace_fn, spliced_passes, zero_replace_fn
 from saeseeds.data.lm_source import forward_kwargs
 from saeseeds.errors import DataError
-from saeseeds.progress import tqdm
 
 if TYPE_CHECKING:
     from saeseeds.analysis.ablation import AblationSet, Autoencoder
@@ -180,19 +178,16 @@ def output_mse_sums(
     if chunks.ndim != 2 or chunks.shape[0] == 0 or chunks.shape[1] < 1:
         raise DataError(f"output recovered needs token chunks [n >= 1, seq >= 1], got shape {tuple(chunks.shape)}")
     pool = pooling if pooling is not None else output_pooling(model)
-    device = next(model.parameters()).device
-    special = torch.tensor(list(special_ids), dtype=torch.int64, device=device)
     sq = dict.fromkeys(replace_fns, 0.0)
     clean_sq = 0.0
-    for start in tqdm(range(0, chunks.shape[0], batch_size), desc="output recovered", disable=not progress,
-                      leave=False):
-        input_ids = chunks[start : start + batch_size].to(device)
-        keep = torch.isin(input_ids, special) if special.numel() else None
-        clean = pool(final_hidden_state(model, input_ids))
-        clean_sq += float((clean**2).sum())
-        for name, fn in replace_fns.items():
-            with hook_module(model, hookpoint, masked_replace(fn, keep), hook_input=hook_input):
-                out = pool(final_hidden_state(model, input_ids))
+    for _, clean, name, out in spliced_passes(
+        model, chunks, hookpoint, replace_fns, lambda m, ids: pool(final_hidden_state(m, ids)),
+        hook_input=hook_input, batch_size=batch_size, special_ids=special_ids, progress=progress,
+        desc="output recovered",
+    ):
+        if name is None:
+            clean_sq += float((clean**2).sum())
+        else:
             sq[name] += float(((out - clean) ** 2).sum())
     return sq, clean_sq, int(chunks.shape[0])
 
