@@ -9,7 +9,6 @@ judged across seeds with Holm's correction (`saeseeds.analysis.verdicts`, docs/d
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -29,6 +28,7 @@ from saeseeds.analysis.ablation import (
     ablation_table,
 )
 from saeseeds.analysis.eval_data import EvalData
+from saeseeds.analysis.output_recovered import ablation_output_recovered
 from saeseeds.analysis.subspaces import (
     close_groups,
     expected_random_mean_cos2,
@@ -347,11 +347,6 @@ def _lm_fn(sae: SparseAutoencoder, data: EvalData, hookpoint: str, opts: Analyze
     if getattr(data.loaded, "is_causal", True):
         fn, key = ablation_lm_loss, "loss_recovered"
     else:
-        # ---- the one call site of the "output recovered" metric (non-causal models) ----
-        if importlib.util.find_spec("saeseeds.analysis.output_recovered") is None:
-            return None, "", "unavailable: the model is not causal and saeseeds.analysis.output_recovered is absent"
-        from saeseeds.analysis.output_recovered import ablation_output_recovered
-
         fn, key = ablation_output_recovered, "output_recovered"
 
     def evaluate(masks: Tensor) -> list[dict[str, float]]:

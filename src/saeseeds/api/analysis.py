@@ -9,7 +9,6 @@ latents.json, figures, contexts.html) and `cross_seed/<slug>/` when the cross-se
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -76,15 +75,10 @@ def analyze(
     t0 = time.perf_counter()
     cfg = load_run_config(run_dir)
     if eval_data is None:
-        eval_data = load_eval_data(run_dir, need_model=opts.lm_loss, max_chunks=max_eval_chunks,
+        # any model: a causal LM for LM loss, an encoder for output recovered
+        eval_data = load_eval_data(run_dir, need_model=opts.lm_loss, any_model=True, max_chunks=max_eval_chunks,
                                    progress=opts.progress)
     hook_input = bool(getattr(cfg.lm, "hook_input", False)) and cfg.data.source == "lm"
-    if opts.lm_loss and cfg.data.source == "lm" and eval_data.has_tokens and eval_data.loaded is None \
-            and importlib.util.find_spec("saeseeds.analysis.output_recovered") is not None:
-        # an encoder's "output recovered" ablation needs the model, which load_eval_data keeps for causal LMs only
-        from saeseeds.data.lm_source import load_language_model
-
-        eval_data.loaded = load_language_model(cfg.lm)
     tokens, token_info = analysis_tokens(run_dir, eval_data, max_tokens=opts.max_tokens,
                                          train_stream=train_stream, progress=opts.progress)
     say(f"evaluation data: {len(eval_data.batches)} held-out batches; analysis tokens: {token_info['tokens']:,} "
