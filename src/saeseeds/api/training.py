@@ -7,6 +7,7 @@ from pathlib import Path
 
 from saeseeds.config import RunConfig, apply_overrides, load_config
 from saeseeds.data.sources import build_source
+from saeseeds.distributed import launched
 from saeseeds.training import TrainResult, train_run
 
 
@@ -26,4 +27,5 @@ def train(
         cfg = apply_overrides(config, list(overrides)) if overrides else config
     else:
         cfg = load_config(config, list(overrides))
-    return train_run(cfg, build_source(cfg), out, resume=resume, overwrite=overwrite)
+    with launched(cfg.train.device):  # under torchrun: joins the group, members spread over ranks
+        return train_run(cfg, build_source(cfg), out, resume=resume, overwrite=overwrite)

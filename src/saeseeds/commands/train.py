@@ -35,12 +35,18 @@ def run(args: argparse.Namespace) -> int:
     check_creatable(args.out)
 
     from saeseeds.data.sources import build_source
+    from saeseeds.distributed import launched
     from saeseeds.training import train_run
+    from saeseeds.training.logging import check_sinks
     from saeseeds.training.trainer import check_out_dir
 
     check_out_dir(args.out, resume=args.resume, overwrite=args.overwrite)  # before the LM runs
-    pair = build_source(cfg)
-    result = train_run(cfg, pair, args.out, resume=args.resume, overwrite=args.overwrite)
+    check_sinks(cfg.train)  # train.tensorboard / train.wandb_project without their package
+    with launched(cfg.train.device) as world:  # under torchrun: members spread over ranks (docs/distributed.md)
+        pair = build_source(cfg)
+        result = train_run(cfg, pair, args.out, resume=args.resume, overwrite=args.overwrite)
+    if not world.is_main:
+        return 0
     print(f"trained {len(result.metrics) or 'all'} SAEs for {result.steps} steps ({result.tokens:,} tokens)")
     print(f"data fingerprint {result.fingerprint[:16]}…  run directory: {result.run_dir}")
     if result.metrics:

@@ -23,6 +23,7 @@ class LmConfig:
     model: str = ""
     """HF model name or local path; empty means the embedded default model (see docs/default_model.md)."""
     revision: str = "main"
+    """Hub revision (branch, tag or commit) of lm.model."""
     hookpoints: list[str] = field(default_factory=list)
     """Module paths, e.g. 'gpt_neox.layers.6.mlp'; '*' matches one path segment ('transformer.h.*.mlp');
     empty means the default model's MLP hookpoint."""
@@ -34,7 +35,9 @@ class LmConfig:
     dataset_config: str = ""
     """HF dataset configuration name (e.g. 'wikitext-2-raw-v1'), if the dataset has several."""
     dataset_split: str = "train"
+    """Split of the HF dataset to read."""
     text_column: str = "text"
+    """Column (or JSONL key) holding the text."""
     max_documents: int = 0
     """Read at most this many documents (0: all), before packing."""
     ctx_len: int = 128
@@ -55,6 +58,10 @@ class LmConfig:
     exclude_special_tokens: bool = True
     """Drop activations at separator/BOS/CLS/padding positions (they are not text)."""
     trust_remote_code: bool = False
+    """Let transformers run the model repository's own code (needed by some hub models)."""
+    distributed_forward: str = "sharded"
+    """Under torchrun: 'sharded' (each rank runs the model on its slice of a batch's chunks, then the
+    activations are all-gathered) or 'replicated' (every rank runs the whole forward; no gather traffic)."""
 
     def validate(self, where: str = "lm") -> None:
         """Range checks of every field; a bad one raises ConfigError naming `lm.<field>`."""
@@ -76,6 +83,7 @@ class LmConfig:
         check_int(f"{where}.eval_chunks", self.eval_chunks, 0)
         check_int(f"{where}.epochs", self.epochs, 1)
         check_int(f"{where}.lm_batch_size", self.lm_batch_size, 1)
+        check_choice(f"{where}.distributed_forward", self.distributed_forward, ("sharded", "replicated"))
         check_choice(f"{where}.model_dtype", self.model_dtype, MODEL_DTYPES)
         check_device(f"{where}.device", self.device)
         check_bool(f"{where}.exclude_special_tokens", self.exclude_special_tokens)

@@ -28,6 +28,7 @@ from saeseeds.data.hookpoints import capture_activations, resolve_hookpoints
 from saeseeds.data.replay import Replay
 from saeseeds.data.types import Activations, SourcePair
 from saeseeds.device import resolve_device
+from saeseeds.distributed import current_world
 from saeseeds.errors import DataError
 from saeseeds.progress import tqdm
 
@@ -176,12 +177,16 @@ class LmActivationStream:
         hook_input: bool = False,
         progress: bool = False,
         desc: str = "LM forward",
+        shard: bool = False,
     ) -> None:
         if batch_chunks <= 0:
             raise DataError(f"lm.lm_batch_size must be positive, got {batch_chunks}")
         self.model, self.chunks, self.hookpoints = model, chunks, list(hookpoints)
         self.batch_chunks, self.special_ids, self.hook_input = batch_chunks, tuple(special_ids), hook_input
         self.progress, self.desc = progress, desc
+        self.world = current_world()
+        self.shard = shard and self.world.active
+        """Under torchrun, run the model on this rank's slice of each batch and all-gather the rest."""
 
     def __len__(self) -> int:
         """Number of forward batches."""
@@ -193,14 +198,23 @@ class LmActivationStream:
         return [(s, min(s + self.batch_chunks, n)) for s in range(0, n, self.batch_chunks)]
 
     def forward_batch(self, start: int, end: int) -> dict[str, torch.Tensor]:
-        """Activations of chunks [start, end) for every hookpoint."""
-        return chunk_activations(
+        """Activations of chunks [start, end) for every hookpoint (rows in chunk order, however computed)."""
+        empty = False
+        if self.shard:
+            bounds = torch.linspace(start, end, self.world.size + 1).round().long().tolist()
+            mine = bounds[self.world.rank], bounds[self.world.rank + 1]
+            empty = mine[0] == mine[1]  # fewer chunks than ranks: run one to learn the shapes, keep no rows
+            start, end = (start, start + 1) if empty else mine
+        acts = chunk_activations(
             self.model,
             self.chunks[start:end],
             self.hookpoints,
             special_ids=self.special_ids,
             hook_input=self.hook_input,
         )
+        if self.shard:
+            acts = {name: self.world.gather_rows(act[:0] if empty else act) for name, act in acts.items()}
+        return acts
 
     def iter_dicts(self) -> Iterator[dict[str, torch.Tensor]]:
         """Forward batches as hookpoint → [tokens, d] dicts."""
@@ -220,7 +234,8 @@ def make_lm_streams(
     special = chunks.special_ids if cfg.exclude_special_tokens else ()
     common = dict(batch_chunks=cfg.lm_batch_size, special_ids=special, hook_input=cfg.hook_input)
     train = LmActivationStream(
-        loaded.model, chunks.train, hookpoints, progress=progress, desc="LM forward (train)", **common
+        loaded.model, chunks.train, hookpoints, progress=progress, desc="LM forward (train)",
+        shard=cfg.distributed_forward == "sharded", **common
     )
     held_out = LmActivationStream(
         loaded.model, chunks.eval, hookpoints, progress=False, desc="LM forward (eval)", **common

@@ -25,16 +25,32 @@ from saeseeds.training.run_dir import STATE_DIR
 
 POINTER = "trainer.json"
 
-RESUME_ALLOWED = frozenset({"train.progress", "train.eval_every", "train.checkpoint_every", "train.store_eval_tokens"})
+RESUME_ALLOWED = frozenset({"train.progress", "train.eval_every", "train.checkpoint_every", "train.store_eval_tokens",
+                            "train.log_every", "train.tensorboard", "train.wandb_project"})
 """Config fields a resume may change: they decide what is shown, measured or saved, never the weights."""
 
 
 def commit_state(run_dir: Path, members: Mapping[str, dict[str, Any]], trainer: dict[str, Any]) -> None:
     """Write a complete new state set, then point trainer.json at it (see the module docstring)."""
+    set_name = new_set_name(int(trainer["step"]))
+    sizes = write_member_states(run_dir, set_name, members)
+    commit_pointer(run_dir, set_name, sizes, trainer)
+
+
+def new_set_name(step: int) -> str:
+    """A fresh state-set directory name for `step` (random suffix: a killed save never collides)."""
+    return f"step-{step}-{secrets.token_hex(4)}"
+
+
+def write_member_states(run_dir: Path, set_name: str, members: Mapping[str, dict[str, Any]]) -> dict[str, int]:
+    """Step 1 of the commit: these members' files in `.state/<set_name>/`, fsynced; their sizes.
+
+    Under torch.distributed every rank calls this for its own members with the same `set_name`.
+    """
     state_dir = run_dir / STATE_DIR
     state_dir.mkdir(parents=True, exist_ok=True)
-    set_dir = state_dir / f"step-{int(trainer['step'])}-{secrets.token_hex(4)}"
-    set_dir.mkdir(mode=0o777)  # the umask decides, as for every other directory
+    set_dir = state_dir / set_name
+    set_dir.mkdir(mode=0o777, exist_ok=True)  # the umask decides, as for every other directory
     sizes = {}
     for key, state in members.items():
         path = set_dir / f"{key}.pt"
@@ -43,9 +59,15 @@ def commit_state(run_dir: Path, members: Mapping[str, dict[str, Any]], trainer: 
         sizes[key] = path.stat().st_size
     fsync_tree(set_dir)
     fsync_path(state_dir)
-    atomic_write_json(state_dir / POINTER, trainer | {"set": set_dir.name, "sizes": sizes})
+    return sizes
+
+
+def commit_pointer(run_dir: Path, set_name: str, sizes: Mapping[str, int], trainer: dict[str, Any]) -> None:
+    """Steps 2-3 of the commit: point trainer.json at the complete set, then drop every other entry."""
+    state_dir = run_dir / STATE_DIR
+    atomic_write_json(state_dir / POINTER, trainer | {"set": set_name, "sizes": dict(sizes)})
     fsync_path(state_dir)
-    remove_uncommitted(state_dir, keep=set_dir.name)
+    remove_uncommitted(state_dir, keep=set_name)
 
 
 def remove_uncommitted(state_dir: Path, keep: str) -> None:
