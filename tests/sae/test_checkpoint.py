@@ -47,7 +47,8 @@ def test_round_trip_gives_identical_outputs(arch: str, tmp_path: Path) -> None:
     assert torch.equal(loaded.decode(loaded.encode(x)), sae.decode(sae.encode(x)))
     cfg = json.loads((tmp_path / "ck" / "cfg.json").read_text())
     assert cfg["seed"] == 4 and cfg["hookpoint"] == "layers.3.mlp" and cfg["architecture"] == arch
-    assert {"d_in", "num_latents", "k", "activation", "saeseeds_version"} <= set(cfg)
+    assert {"d_in", "num_latents", "activation", "saeseeds_version", "schema"} <= set(cfg)
+    assert ("k" in cfg) == (arch == "topk")  # sparsify's k only where sparsify's TopK computes the same thing
 
 
 def test_save_replaces_an_existing_checkpoint_whole(tmp_path: Path) -> None:

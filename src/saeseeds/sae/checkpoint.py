@@ -1,4 +1,8 @@
-"""Save and load SAEs in sparsify's layout (`cfg.json` + `sae.safetensors`), atomically, with clear errors."""
+"""Save and load SAEs in sparsify's layout (`cfg.json` + `sae.safetensors`), atomically, with clear errors.
+
+Format 2 (`"schema": "saeseeds.checkpoint/2"`) keeps decoder rows unit-norm: the training input scale is folded
+into the encoder bias, b_dec and thresholds. Format 1 (no `schema`) folded it into the weights; both load as is.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +28,17 @@ from saeseeds.sae.spec import ArchitectureSpec
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae.safetensors"
 BASE_TENSORS = ("encoder.weight", "encoder.bias", "W_dec", "b_dec")
+SCHEMA = "saeseeds.checkpoint/2"
+"""cfg.json's `schema`; a cfg.json without one is format 1 (or sparsify's own)."""
+SPARSIFY_ACTIVATIONS = ("topk",)
+"""Architectures sparsify computes exactly; only these get sparsify's `k` in cfg.json (see `checkpoint_cfg`)."""
+LATENT_UNIT_TENSORS: dict[str, tuple[str, ...]] = {
+    "topk": (), "batchtopk": ("threshold",), "relu": (), "jumprelu": ("threshold",)
+}
+"""Positively homogeneous architectures (f(a·z) = a·f(z) for a > 0 once their thresholds are scaled by a too),
+with those threshold tensors. Another architecture opts in with a `latent_unit_tensors` attribute on its spec;
+without one its input scale is folded into the weights (exact for any architecture, decoder rows not unit)."""
+UNIT_NORM_ATOL = 1e-4
 
 
 def checkpoint_tensors(sae: SparseAutoencoder) -> dict[str, torch.Tensor]:
@@ -39,27 +54,54 @@ def checkpoint_tensors(sae: SparseAutoencoder) -> dict[str, torch.Tensor]:
 
 
 def checkpoint_cfg(
-    sae: SparseAutoencoder, *, hookpoint: str = "", model: str = "", seed: int | None = None
+    sae: SparseAutoencoder,
+    *,
+    hookpoint: str = "",
+    model: str = "",
+    seed: int | None = None,
+    input_scale: float | None = None,
+    folded_into: str | None = None,
+    data: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """cfg.json: sparsify's fields (so its loader reads it) followed by ours."""
-    cfg = sae.cfg
-    return {
+    """cfg.json: sparsify's fields (so its loader reads a TopK SAE) followed by ours.
+
+    Only TopK gets sparsify's `k`: sparsify refuses any other `activation`, and without `k` SAELens's sparsify
+    loader fails instead of reading a ReLU or JumpReLU SAE as a TopK one. `normalize_decoder` states whether the
+    saved decoder rows are unit-norm. `data` (the run's data description) adds the model revision, whether the
+    hook read the module's input, and the special tokens left out of training.
+    """
+    cfg, data = sae.cfg, dict(data or {})
+    rows = sae.W_dec.detach().float().norm(dim=1)
+    unit = bool(torch.allclose(rows, torch.ones_like(rows), atol=UNIT_NORM_ATOL))
+    out: dict[str, Any] = {
         "activation": sae.spec.activation or sae.architecture,
         "expansion_factor": cfg.expansion_factor,
-        "normalize_decoder": cfg.normalize_decoder,
+        "normalize_decoder": unit,
         "num_latents": sae.num_latents,
-        "k": cfg.k,
+    }
+    if sae.architecture in SPARSIFY_ACTIVATIONS:
+        out["k"] = cfg.k
+    exclude = data.get("exclude_special_tokens")
+    out |= {
         "multi_topk": False,
         "skip_connection": False,
         "transcode": False,
         "d_in": sae.d_in,
+        "schema": SCHEMA,
         "architecture": sae.architecture,
         "seed": seed,
         "hookpoint": hookpoint,
         "model": model,
+        "model_revision": data.get("revision"),
+        "hook_input": data.get("hook_input"),
+        "exclude_special_tokens": exclude,
+        "special_token_ids": list(data.get("special_token_ids", [])) if exclude else [],
+        "input_scale": input_scale,
+        "input_scale_folded_into": folded_into,
         "saeseeds_version": __version__,
         "saeseeds_config": dataclasses.asdict(cfg) | {"num_latents": sae.num_latents},
     }
+    return out
 
 
 def save_sae(
@@ -69,16 +111,23 @@ def save_sae(
     hookpoint: str = "",
     model: str = "",
     seed: int | None = None,
+    input_scale: float | None = None,
+    data: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write `sae` to the directory `path`; the new directory is complete (fsynced) before the old name changes.
 
-    Built beside `path` by `atomic_dir`, then swapped in; a kill mid-swap leaves a backup that
-    `saeseeds.atomic.remove_stale_temps(path.parent)` renames back (the trainer calls it when a run starts).
+    `input_scale` s: `sae` was trained on s·x, so the saved SAE is `fold_input_scale(sae, s)`, which takes raw
+    activations (cfg.json records s and where it went). Built beside `path` by `atomic_dir`, then swapped in; a
+    kill mid-swap leaves a backup that `saeseeds.atomic.remove_stale_temps(path.parent)` renames back.
     """
     path = Path(path)
+    folded_into = None
+    if input_scale is not None:
+        sae, folded_into = _fold(sae, input_scale)
     with atomic_dir(path) as tmp:
         save_file(checkpoint_tensors(sae), str(tmp / WEIGHTS_FILE))
-        cfg = checkpoint_cfg(sae, hookpoint=hookpoint, model=model, seed=seed)
+        cfg = checkpoint_cfg(sae, hookpoint=hookpoint, model=model, seed=seed, input_scale=input_scale,
+                             folded_into=folded_into, data=data)
         (tmp / CFG_FILE).write_text(json_text(cfg) + "\n")
     return path
 
@@ -199,19 +248,40 @@ def _json_int(cfg_json: Mapping[str, Any], key: str, path: Path) -> int | None:
     return value
 
 
+def check_supported(cfg_json: Mapping[str, Any], tensors: Mapping[str, torch.Tensor], path: Path) -> None:
+    """Refuse what saeseeds would encode wrongly: sparsify transcoders and skip connections, newer formats."""
+    where = path / CFG_FILE
+    kind, _, version = str(cfg_json.get("schema", "")).partition("/")
+    if kind == "saeseeds.checkpoint" and (not version.isdigit() or int(version) > int(SCHEMA.split("/")[1])):
+        raise CheckpointError(
+            f"{where}: schema {cfg_json['schema']!r} is newer than this saeseeds reads ({SCHEMA}); upgrade saeseeds"
+        )
+    if cfg_json.get("transcode"):
+        raise CheckpointError(
+            f"{where}: a sparsify transcoder (transcode: true) predicts a module's output from its input; "
+            "saeseeds compares only SAEs that reconstruct their input"
+        )
+    if cfg_json.get("skip_connection") or "W_skip" in tensors:
+        raise CheckpointError(
+            f"{where}: sparsify skip connection (W_skip) is not supported; its reconstructions need W_skip·x, "
+            "which saeseeds does not model"
+        )
+    if cfg_json.get("activation") == "groupmax":
+        raise CheckpointError(f"{where}: sparsify's groupmax activation is not supported")
+
+
 def load_sae(path: str | Path, device: str | torch.device = "cpu") -> SparseAutoencoder:
-    """Load an SAE saved by saeseeds or by sparsify (same layout); raises CheckpointError naming the bad file."""
+    """Load an SAE saved by saeseeds (either format) or by sparsify; raises CheckpointError naming the bad file."""
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"checkpoint directory {path} does not exist")
     cfg_json = read_json(path / CFG_FILE)
     tensors = read_safetensors(path / WEIGHTS_FILE)
+    check_supported(cfg_json, tensors, path)
     missing = [name for name in BASE_TENSORS if name not in tensors]
     if missing:
         raise CheckpointError(f"{path / WEIGHTS_FILE} lacks tensor(s) {', '.join(missing)}")
     architecture = cfg_json.get("architecture") or cfg_json.get("activation", "topk")
-    if architecture == "groupmax":
-        raise CheckpointError(f"{path / CFG_FILE}: sparsify's groupmax activation is not supported")
     base_cfg = None
     if isinstance(cfg_json.get("saeseeds_config"), dict):
         try:
@@ -223,7 +293,7 @@ def load_sae(path: str | Path, device: str | torch.device = "cpu") -> SparseAuto
         raise CheckpointError(
             f"{path / CFG_FILE} says d_in={d_in} but W_dec has shape {tuple(tensors['W_dec'].shape)}"
         )
-    k = _json_int(cfg_json, "k", path / CFG_FILE) or 0
+    k = _json_int(cfg_json, "k", path / CFG_FILE) or (base_cfg.k if base_cfg is not None else 0)
     if _architecture_spec(architecture, str(path)).uses_k and k <= 0:
         raise CheckpointError(f"{path / CFG_FILE}: a {architecture} checkpoint needs a positive k")
     return build_sae(
@@ -234,7 +304,7 @@ def load_sae(path: str | Path, device: str | torch.device = "cpu") -> SparseAuto
         b_dec=tensors["b_dec"],
         k=k,
         extra={name: t for name, t in tensors.items() if name not in BASE_TENSORS},
-        normalize_decoder=bool(cfg_json.get("normalize_decoder", True)),
+        normalize_decoder=base_cfg.normalize_decoder if base_cfg else bool(cfg_json.get("normalize_decoder", True)),
         base_cfg=base_cfg,
         source=str(path),
         device=device,
@@ -242,22 +312,42 @@ def load_sae(path: str | Path, device: str | torch.device = "cpu") -> SparseAuto
 
 
 def fold_input_scale(sae: SparseAutoencoder, scale: float) -> SparseAutoencoder:
-    """An SAE on raw activations equivalent to `sae` applied to `scale · x` with its output divided by `scale`.
+    """An SAE on raw activations x whose reconstruction is `sae`'s of `scale · x`, divided by `scale`.
 
-    pre-acts: (s·x − b) Wᵀ + c = (x − b/s)(s·W)ᵀ + c, so the latents are unchanged; decoder rows become 1/s long.
+    Homogeneous architectures (`LATENT_UNIT_TENSORS`): pre-acts W(s·x − b) + c = s·(W(x − b/s) + c/s), so
+    b_enc, b_dec and the thresholds are divided by s, the encoder and the (unit-norm) decoder are unchanged, the
+    same latents fire and their values are 1/s of `sae`'s. Any other architecture: the encoder is multiplied and
+    the decoder divided by s (latents unchanged, decoder rows 1/s long).
     """
+    return _fold(sae, scale)[0]
+
+
+def _fold(sae: SparseAutoencoder, scale: float) -> tuple[SparseAutoencoder, str]:
+    """`fold_input_scale` and which tensors took the scale (recorded in cfg.json)."""
     if scale <= 0 or not math.isfinite(scale):
         raise ValueError(f"input scale must be positive and finite, got {scale}")
+    extra = sae.spec.checkpoint_tensors(sae)
+    units = getattr(sae.spec, "latent_unit_tensors", None)
+    units = tuple(units) if units is not None else LATENT_UNIT_TENSORS.get(sae.architecture)
+    W, c, W_dec, b = (t.detach() for t in (sae.encoder.weight, sae.encoder.bias, sae.W_dec, sae.b_dec))
+    if units is not None and set(extra) <= set(units):
+        # a negative threshold means "not estimated yet" (batchtopk) and stays as it is
+        extra = {name: torch.where(t < 0, t, t / scale) for name, t in extra.items()}
+        weights, where = (W, c / scale, W_dec, b / scale), "encoder.bias, b_dec" + "".join(
+            f", {name}" for name in extra
+        )
+    else:
+        weights, where = (W * scale, c, W_dec / scale, b / scale), "encoder.weight, W_dec, b_dec"
     folded = build_sae(
         sae.architecture,
-        encoder_weight=sae.encoder.weight.detach() * scale,
-        encoder_bias=sae.encoder.bias.detach(),
-        W_dec=sae.W_dec.detach() / scale,
-        b_dec=sae.b_dec.detach() / scale,
+        encoder_weight=weights[0],
+        encoder_bias=weights[1],
+        W_dec=weights[2],
+        b_dec=weights[3],
         k=sae.cfg.k,
-        extra=sae.spec.checkpoint_tensors(sae),
+        extra=extra,
         normalize_decoder=sae.cfg.normalize_decoder,
         base_cfg=sae.cfg,
         device=sae.device,
     )
-    return folded
+    return folded, where

@@ -21,6 +21,7 @@ from saeseeds.sae.checkpoint import (
     read_json,
     read_safetensors,
 )
+from saeseeds.sae.hub import resolve_checkpoint
 from saeseeds.sae.model import SparseAutoencoder
 
 SAELENS_WEIGHTS = "sae_weights.safetensors"
@@ -28,10 +29,16 @@ DICTLEARN_WEIGHTS = "ae.pt"
 DICTLEARN_CFG = "config.json"
 
 
+def is_checkpoint_dir(path: str | Path) -> bool:
+    """Whether `path` is a folder holding a checkpoint's files (of any format, complete or not)."""
+    path = Path(path)
+    return path.is_dir() and any((path / f).is_file() for f in (CFG_FILE, WEIGHTS_FILE, SAELENS_WEIGHTS,
+                                                                 DICTLEARN_WEIGHTS))
+
 
 def detect_format(path: str | Path) -> str:
     """'saeseeds' (ours or sparsify's), 'saelens' or 'dictionary_learning', from the files in `path`."""
-    path = Path(path)
+    path = resolve_checkpoint(path)
     if not path.is_dir():
         raise CheckpointError(f"checkpoint directory {path} does not exist")
     if (path / WEIGHTS_FILE).exists():
@@ -47,7 +54,8 @@ def detect_format(path: str | Path) -> str:
 
 
 def load_any(path: str | Path, device: str | torch.device = "cpu") -> SparseAutoencoder:
-    """Load a checkpoint of any supported format."""
+    """Load a checkpoint of any supported format, from a folder or a hub name (`saeseeds.sae.hub`)."""
+    path = resolve_checkpoint(path)
     fmt = detect_format(path)
     if fmt == "saelens":
         return load_saelens(path, device)
@@ -72,8 +80,6 @@ def load_saelens(path: str | Path, device: str | torch.device = "cpu") -> Sparse
     path = Path(path)
     cfg = read_json(path / CFG_FILE)
     weights = path / SAELENS_WEIGHTS
-    tensors = read_safetensors(weights)
-    _need(tensors, ("W_enc", "b_enc", "W_dec", "b_dec"), weights)
     arch_name = str(cfg.get("architecture", "standard"))
     architecture = architecture_for_alias("saelens", arch_name)
     if architecture is None:
@@ -81,6 +87,8 @@ def load_saelens(path: str | Path, device: str | torch.device = "cpu") -> Sparse
             f"{path / CFG_FILE}: SAELens architecture {arch_name!r} is not supported "
             f"(supported: {', '.join(aliases('saelens'))})"
         )
+    tensors = read_safetensors(weights)
+    _need(tensors, ("W_enc", "b_enc", "W_dec", "b_dec"), weights)
     norm = cfg.get("normalize_activations", "none")
     if norm not in (None, "none"):
         raise CheckpointError(

@@ -1,0 +1,179 @@
+"""Write SAEs in SAELens's on-disk format (`cfg.json` + `sae_weights.safetensors`, read by
+`sae_lens.SAE.load_from_disk`), so every architecture saeseeds trains loads exactly in SAELens.
+
+topk → SAELens `topk`; relu → `standard`; jumprelu → `jumprelu`; batchtopk → `jumprelu` with its inference
+threshold for every latent (how SAELens itself saves a trained BatchTopK SAE). Weights are the checkpoint's own
+(raw activations in, the input scale already folded), with `apply_b_dec_to_input: true` and no normalisation.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+from saeseeds import __version__
+from saeseeds.atomic import atomic_dir, atomic_write_json
+from saeseeds.errors import CheckpointError
+from saeseeds.outputs import check_output_dir, mark_output
+from saeseeds.sae.checkpoint import CFG_FILE, WEIGHTS_FILE
+from saeseeds.sae.model import SparseAutoencoder
+
+SAELENS_CFG = "cfg.json"
+SAELENS_WEIGHTS = "sae_weights.safetensors"
+SAELENS_FORMAT_VERSION = "6.0.0"
+"""The SAELens release whose on-disk format this is (written as `metadata.sae_lens_version`)."""
+SAELENS_ARCHITECTURES = {"topk": "topk", "relu": "standard", "jumprelu": "jumprelu", "batchtopk": "jumprelu"}
+EXPORT_FORMATS = ("saelens",)
+MANIFEST = "export.json"
+SCHEMA = "saeseeds.export/1"
+KIND = "export"
+
+
+def saelens_tensors(sae: SparseAutoencoder) -> dict[str, torch.Tensor]:
+    """SAELens's tensors: W_enc [d_in, d_sae], b_enc, W_dec [d_sae, d_in], b_dec, and `threshold` if any."""
+    architecture = saelens_architecture(sae)
+    tensors = {
+        "W_enc": sae.encoder.weight.detach().T,
+        "b_enc": sae.encoder.bias.detach(),
+        "W_dec": sae.W_dec.detach(),
+        "b_dec": sae.b_dec.detach(),
+    }
+    if architecture == "jumprelu":
+        tensors["threshold"] = sae.spec.checkpoint_tensors(sae)["threshold"].detach()
+    return {name: t.to("cpu").contiguous().clone() for name, t in tensors.items()}
+
+
+def saelens_architecture(sae: SparseAutoencoder, source: str = "SAE") -> str:
+    """The SAELens architecture that computes `sae` exactly; CheckpointError when there is none."""
+    name = SAELENS_ARCHITECTURES.get(sae.architecture)
+    if name is None:
+        raise CheckpointError(
+            f"{source}: architecture {sae.architecture!r} has no SAELens equivalent "
+            f"(exported: {', '.join(SAELENS_ARCHITECTURES)})"
+        )
+    if sae.architecture == "batchtopk" and float(sae.threshold.min()) < 0:
+        raise CheckpointError(
+            f"{source}: this batchtopk SAE has no inference threshold yet (threshold -1); SAELens could "
+            "only read it as a JumpReLU SAE with one, so it is not exported"
+        )
+    return name
+
+
+def saelens_cfg(sae: SparseAutoencoder, info: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """SAELens 6's cfg.json for `sae`; `info` (the source's cfg.json) fills `metadata` (model, hook, tokens)."""
+    info = dict(info or {})
+    architecture = saelens_architecture(sae)
+    exclude = info.get("exclude_special_tokens")
+    cfg: dict[str, Any] = {
+        "d_in": sae.d_in,
+        "d_sae": sae.num_latents,
+        "dtype": str(sae.dtype).removeprefix("torch."),
+        "device": "cpu",
+        "apply_b_dec_to_input": True,
+        "normalize_activations": "none",
+        "reshape_activations": "none",
+        "metadata": {
+            "sae_lens_version": SAELENS_FORMAT_VERSION,
+            "sae_lens_training_version": None,
+            "model_name": info.get("model") or None,
+            "hook_name": info.get("hookpoint") or None,
+            "hook_head_index": None,
+            "exclude_special_tokens": list(info.get("special_token_ids") or []) if exclude else False,
+            "saeseeds": {
+                "architecture": sae.architecture,
+                "seed": info.get("seed"),
+                "model_revision": info.get("model_revision"),
+                "hook_input": info.get("hook_input"),
+                "input_scale": info.get("input_scale"),
+                "input_scale_folded_into": info.get("input_scale_folded_into"),
+                "saeseeds_version": __version__,
+            },
+        },
+        "architecture": architecture,
+    }
+    if architecture == "topk":
+        cfg["k"] = sae.cfg.k
+        cfg["rescale_acts_by_decoder_norm"] = False
+    return cfg
+
+
+def write_saelens(sae: SparseAutoencoder, directory: Path, info: Mapping[str, Any] | None = None) -> None:
+    """Write `sae` into the (new, empty) `directory` in SAELens's format."""
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file(saelens_tensors(sae), str(directory / SAELENS_WEIGHTS))
+    atomic_write_json(directory / SAELENS_CFG, saelens_cfg(sae, info))
+
+
+def source_info(path: Path) -> dict[str, Any]:
+    """What the checkpoint's cfg.json says about its activations: ours/sparsify's as is, SAELens's model and hook
+    names from its `metadata`; empty for other formats."""
+    try:
+        data = json.loads((path / CFG_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    if (path / WEIGHTS_FILE).is_file():
+        return data
+    meta = data.get("metadata")
+    if (path / SAELENS_WEIGHTS).is_file() and isinstance(meta, dict):
+        return {"model": meta.get("model_name"), "hookpoint": meta.get("hook_name")}
+    return {}
+
+
+def export_targets(source: str | Path) -> list[tuple[Path, Path]]:
+    """(checkpoint, relative output folder) for every SAE of `source`: a checkpoint (hub names too, output at
+    the top), a saeseeds run, or a folder of checkpoints (each under its path relative to `source`)."""
+    from saeseeds.api.discovery import checkpoint_dirs
+    from saeseeds.sae.formats import is_checkpoint_dir
+    from saeseeds.sae.hub import resolve_checkpoint
+    from saeseeds.training.run_dir import is_run_dir, list_checkpoints
+
+    root = resolve_checkpoint(str(source))
+    if is_checkpoint_dir(root):
+        return [(root, Path("."))]
+    if is_run_dir(root):
+        return [(ref.path, ref.path.relative_to(root)) for ref in list_checkpoints(root)]
+    found = checkpoint_dirs(root) if root.is_dir() else []
+    if not found:
+        raise CheckpointError(f"{root} holds no SAE checkpoint to export (nor a run directory with run.json)")
+    return [(path, path.relative_to(root)) for path in found]
+
+
+def export(source: str | Path, out: str | Path, *, fmt: str = "saelens", overwrite: bool = False) -> Path:
+    """Export every SAE of `source` (see `export_targets`) into `out` in format `fmt`; returns `out/export.json`.
+
+    `out` is built aside and swapped in whole, marked as an export output, with `export.json` listing each SAE
+    (schema `saeseeds.export/1`, absolute source paths).
+    """
+    from saeseeds.sae.formats import load_any
+
+    if fmt not in EXPORT_FORMATS:
+        raise CheckpointError(f"--format {fmt!r} is not supported (supported: {', '.join(EXPORT_FORMATS)})")
+    out = Path(out)
+    check_output_dir(out, KIND, overwrite=overwrite)
+    targets = export_targets(source)
+    loaded = []
+    for path, rel in targets:  # load and check everything before writing anything
+        sae = load_any(path)
+        saelens_architecture(sae, str(path))
+        loaded.append((sae, path, rel))
+    entries = []
+    with atomic_dir(out) as tmp:
+        mark_output(tmp, KIND)
+        for sae, path, rel in loaded:
+            write_saelens(sae, tmp / rel, source_info(path))
+            entries.append({"path": rel.as_posix(), "source": str(path.resolve()), "architecture": sae.architecture,
+                            "saelens_architecture": SAELENS_ARCHITECTURES[sae.architecture],
+                            "d_in": sae.d_in, "d_sae": sae.num_latents})
+        atomic_write_json(tmp / MANIFEST, {
+            "schema": SCHEMA, "saeseeds_version": __version__, "format": fmt,
+            "source": str(source) if not Path(source).exists() else str(Path(source).resolve()),
+            "saes": entries,
+        })
+    return out / MANIFEST
