@@ -15,10 +15,46 @@ from saeseeds.errors import SaeseedsError
 
 _OVERRIDE = re.compile(r"--[A-Za-z_][\w-]*(\.[\w-]+)+(=.*)?")
 """A config override `--section.field value` (or `--section.field=value`): the flag has a dot."""
+_QUIET_ALIASES = ("no_progress",)
+"""Older per-verb quiet switches (`demo --no-progress`) that `--quiet` also sets."""
+_USAGE_PREFIX = re.compile(r"^\s*`saeseeds [^`]*`:\s*")
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps multi-line descriptions and epilogs as written, wraps one-line ones, and shows every option's
+    default unless its help already states it (or it is an on/off switch)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text.strip():
+            return super()._fill_text(text, width, indent)
+        return argparse.HelpFormatter._fill_text(self, text, width, indent)
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or default in (None, False, [], argparse.SUPPRESS)
+            or not action.option_strings
+            or isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction))
+        ):
+            return action.help
+        return f"{text} (default: %(default)s)"
 
 
 class _Parser(argparse.ArgumentParser):
-    """An argparse parser whose usage errors are one line on stderr (`--help` still shows the usage)."""
+    """An argparse parser whose usage errors are one line on stderr (`--help` still shows the usage), with no
+    prefix matching (`--no-progres` is an error, not `--no-progress`) and defaults shown in `--help`."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        if kwargs.get("formatter_class") in (None, argparse.HelpFormatter, argparse.RawDescriptionHelpFormatter):
+            kwargs["formatter_class"] = _HelpFormatter
+        description = kwargs.get("description")
+        if isinstance(description, str):  # a module docstring starting "`saeseeds verb ARGS`: what it does"
+            description = _USAGE_PREFIX.sub("", description, count=1)
+            kwargs["description"] = description[:1].upper() + description[1:]
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
@@ -62,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train SAEs over many seeds on the same activations and measure which features are real.",
     )
     parser.add_argument("--version", action="version", version=f"saeseeds {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
             continue
@@ -70,7 +106,21 @@ def build_parser() -> argparse.ArgumentParser:
         register = getattr(module, "register", None)
         if register is not None:
             register(sub)
+    for verb in sub.choices.values():
+        _complete_verb(verb)
     return parser
+
+
+def _complete_verb(verb: argparse.ArgumentParser) -> None:
+    """What every verb has: `--quiet`, and for a verb that takes config overrides, every config field in `--help`."""
+    from saeseeds.commands._flags import add_quiet_flag, has_flag
+
+    if not has_flag(verb, "--quiet"):
+        add_quiet_flag(verb)
+    if verb.get_default("accepts_overrides") and not verb.epilog:
+        from saeseeds.config.help import format_config_help
+
+        verb.epilog = format_config_help()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -85,6 +135,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra and not getattr(args, "accepts_overrides", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.overrides = extra
+    if getattr(args, "quiet", False):
+        from saeseeds.progress import set_quiet
+
+        set_quiet(True)
+        for alias in _QUIET_ALIASES:  # a verb's older switch for the same thing
+            if hasattr(args, alias):
+                setattr(args, alias, True)
     try:
         return int(args.func(args) or 0)
     except SaeseedsError as err:

@@ -42,3 +42,28 @@ def test_principal_angles_and_group_ranks(tmp_path: Path, check_figure) -> None:
     assert numbers == {"cos2_principal_angles": curves, "analytic": {"r/d": 0.25}}
     numbers = check_figure(plot_group_ranks([2, 5], [2, 3], tmp_path / "g.png"))
     assert numbers == {"sizes": [2, 5], "rank90": [2, 3]}
+
+
+def test_titles_name_the_configuration_and_group_ranks_use_log_axes(tmp_path: Path, monkeypatch) -> None:
+    import saeseeds.report.analysis_plots as module
+
+    seen: list = []
+    original = module.save_figure
+
+    def keep(fig, path, numbers=None):
+        ax = fig.axes[0]
+        seen.append((ax.get_title(), ax.get_xscale(), ax.get_yscale(),
+                     [t.get_text() for t in ax.get_xticklabels()]))
+        return original(fig, path, numbers)
+
+    monkeypatch.setattr(module, "save_figure", keep)
+    config = "blocks.3.mlp/topk-768"
+    rows = [{"name": "random_like_stable", "size": 4, "metrics": {"fvu": 0.5}, "spread": {"fvu": {"std": 0.1}}}]
+    plot_ablation(rows, "fvu", tmp_path / "a.png", config=config)
+    plot_group_ranks([2, 3, 255], [1, 2, 40], tmp_path / "g.png", config=config)
+    plot_principal_angle_curves({"unstable": [0.9, 0.5]}, tmp_path / "p.png", config=config)
+    plot_stability_vs_stat(torch.tensor([0.0, 1.0]), torch.tensor([1.0, 2.0]), tmp_path / "s.png", ylabel="x",
+                           config=config)
+    assert all(config in title for title, *_ in seen)
+    assert "random like stable" in seen[0][3][0]  # readable set names
+    assert seen[1][1:3] == ("log", "log")

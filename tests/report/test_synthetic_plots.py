@@ -55,3 +55,24 @@ def test_sharing_and_latent_stability(tmp_path: Path, scored, check_figure) -> N
     numbers = check_figure(plot_latent_stability(result, tmp_path / "l.png"))
     assert numbers["kind_names"] == list(KIND_NAMES)
     assert torch.tensor(numbers["latent_kind"]).shape == result.latent_kind.shape
+
+
+def test_latent_stability_title_names_the_configuration_and_bars_do_not_overlap(
+    tmp_path: Path, scored, monkeypatch
+) -> None:
+    import saeseeds.report.synthetic_plots as module
+
+    seen: list = []
+    original = module.save_figure
+
+    def keep(fig, path, numbers=None):
+        seen.append(fig.axes[0])
+        return original(fig, path, numbers)
+
+    monkeypatch.setattr(module, "save_figure", keep)
+    _, result = scored
+    plot_latent_stability(result, tmp_path / "l.png", "activations/topk-24")
+    ax = seen[0]
+    assert "activations/topk-24" in ax.get_title() and "ground truth" in ax.get_title()
+    lefts = [round(p.get_x(), 6) for p in ax.patches]
+    assert lefts and len(set(lefts)) == len(lefts)

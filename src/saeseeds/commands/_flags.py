@@ -37,3 +37,18 @@ def add_overwrite_flag(parser: argparse.ArgumentParser) -> None:
     """--overwrite: replace this verb's own earlier output in --out, whole."""
     parser.add_argument("--overwrite", action="store_true",
                         help="replace this verb's earlier output in --out (never another verb's or foreign files)")
+
+
+def add_quiet_flag(parser: argparse.ArgumentParser, *aliases: str) -> None:
+    """--quiet (and old spellings in `aliases`, e.g. '--no-progress'): no progress bars or status lines, no
+    library loading bars or info messages; results and errors still print. The CLI applies it for every verb
+    (`saeseeds.progress.set_quiet`); a verb's own progress text should check `args.quiet` too."""
+    short = [] if has_flag(parser, "-q") else ["-q"]  # a verb's own -q keeps its meaning
+    parser.add_argument("--quiet", *short, *aliases, dest="quiet", action="store_true",
+                        help="print only results and errors: no progress bars or status lines, no library "
+                             "loading messages" + (f" (old spelling: {', '.join(aliases)})" if aliases else ""))
+
+
+def has_flag(parser: argparse.ArgumentParser, flag: str) -> bool:
+    """True when `parser` already defines option `flag`."""
+    return flag in parser._option_string_actions

@@ -12,13 +12,25 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import torch
+from matplotlib.patches import Patch
 from torch import Tensor
 
 from saeseeds.report.figures import save_figure
 
 
+def titled(what: str, config: str = "", title: str = "") -> str:
+    """A figure title: an explicit `title`, else what the figure shows, with the configuration on a second line."""
+    return title or (f"{what}\n{config}" if config else what)
+
+
+def pretty(name: str) -> str:
+    """A readable set name: 'random_like_stable' → 'random like stable'."""
+    return name.replace("_", " ")
+
+
 def plot_stability_vs_stat(
-    stability: Tensor, values: Tensor, path: str | Path, *, ylabel: str, log: bool = False, title: str = ""
+    stability: Tensor, values: Tensor, path: str | Path, *, ylabel: str, log: bool = False, title: str = "",
+    config: str = "",
 ) -> Path:
     """Box plot of a per-latent statistic at each stability level (fraction of other seeds sharing it)."""
     stability = stability.double().cpu()
@@ -41,25 +53,36 @@ def plot_stability_vs_stat(
         ax.set_xticks(range(1, len(levels) + 1), [f"{lv:.2g}\n(n={len(d)})" for lv, d in zip(levels, data)])
     ax.set_xlabel("stability (fraction of other seeds where shared)")
     ax.set_ylabel(f"log10 {ylabel}" if log else ylabel)
-    ax.set_title(title or f"{ylabel} vs stability")
+    ax.set_title(titled(f"{ylabel} vs stability (latents of all seeds)", config, title), fontsize=10)
     numbers = {"ylabel": ylabel, "log10": log, "levels": levels, "values": [d.tolist() for d in data]}
     return save_figure(fig, path, numbers)
 
 
-def plot_ablation(rows: Sequence[Mapping[str, Any]], metric: str, path: str | Path, *, title: str = "") -> Path:
-    """Bar per ablation set (`rows`: name, size, metrics, spread); random controls show ±1 std and min–max."""
-    names = [f"{r['name']}\n({r['size']})" for r in rows if metric in r["metrics"]]
-    vals = [r["metrics"][metric] for r in rows if metric in r["metrics"]]
-    stds = [r["spread"].get(metric, {}).get("std", 0.0) for r in rows if metric in r["metrics"]]
-    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(names)), 4))
-    colors = ["tab:gray" if "random" in n else "tab:blue" for n in names]
+def plot_ablation(rows: Sequence[Mapping[str, Any]], metric: str, path: str | Path, *, title: str = "",
+                  config: str = "") -> Path:
+    """Bar per ablation set (`rows`: name, size, metrics, spread); random controls (grey) show ±1 std over their
+    draws; each value is written above its error bar."""
+    kept_rows = [r for r in rows if metric in r["metrics"]]
+    names = [f"{pretty(r['name'])}\n(n = {r['size']})" for r in kept_rows]
+    vals = [r["metrics"][metric] for r in kept_rows]
+    stds = [r["spread"].get(metric, {}).get("std", 0.0) for r in kept_rows]
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(names)), 4.2))
+    control = ["random" in r["name"] for r in kept_rows]
+    colors = ["tab:gray" if c else "tab:blue" for c in control]
     ax.bar(range(len(vals)), vals, yerr=stds, color=colors, capsize=4)
     ax.set_xticks(range(len(vals)), names, fontsize=8, rotation=30, ha="right")
-    ax.set_ylabel(metric)
-    ax.set_title(title or f"ablation: {metric}")
-    for i, v in enumerate(vals):
+    ax.set_ylabel(f"{metric} with the set ablated")
+    ax.set_title(titled(f"ablating latent sets: {metric}", config, title), fontsize=10)
+    for i, (v, sd) in enumerate(zip(vals, stds)):
         if math.isfinite(v):
-            ax.annotate(f"{v:.3g}", (i, v), ha="center", va="bottom", fontsize=7)
+            top = v + (sd if math.isfinite(sd) else 0.0)
+            ax.annotate(f"{v:.3g}", (i, top), xytext=(0, 3), textcoords="offset points", ha="center", va="bottom",
+                        fontsize=7)
+    ax.margins(y=0.12)
+    handles = [Patch(color="tab:blue", label="set under test")]
+    if any(control):
+        handles.append(Patch(color="tab:gray", label="random control (mean ± 1 sd over draws)"))
+    ax.legend(handles=handles, fontsize=7, loc="best")
     kept = [r for r in rows if metric in r["metrics"]]
     numbers = {"metric": metric, "sets": [r["name"] for r in kept], "sizes": [r["size"] for r in kept],
                "values": vals, "std": stds}
@@ -68,7 +91,7 @@ def plot_ablation(rows: Sequence[Mapping[str, Any]], metric: str, path: str | Pa
 
 def plot_principal_angle_curves(
     curves: Mapping[str, Sequence[float]], path: str | Path, *, analytic: Mapping[str, float] | None = None,
-    title: str = "",
+    title: str = "", config: str = "",
 ) -> Path:
     """cos² of the k-th principal angle against k / dimension, one line per set (unstable, stable, random …).
 
@@ -80,29 +103,37 @@ def plot_principal_angle_curves(
             continue
         x = [(i + 0.5) / len(curve) for i in range(len(curve))]
         style = "--" if "random" in name else "-"
-        ax.plot(x, list(curve), style, label=f"{name} (dim {len(curve)})")
+        ax.plot(x, list(curve), style, label=f"{pretty(name)} (dim {len(curve)})")
     for name, value in (analytic or {}).items():
         if math.isfinite(value):
-            ax.axhline(value, linestyle=":", color="black", linewidth=0.8)
-            ax.annotate(name, (1.0, value), ha="right", va="bottom", fontsize=7)
+            ax.axhline(value, linestyle=":", color="black", linewidth=0.8, label=f"expected at random: {name} = {value:.3g}")
     ax.set_xlabel("principal angle index / dimension")
     ax.set_ylabel("cos² of principal angle")
     ax.set_ylim(-0.02, 1.02)
     ax.legend(fontsize=7)
-    ax.set_title(title or "span reproducibility across seeds")
+    ax.set_title(titled("span reproducibility across seeds", config, title), fontsize=10)
     numbers = {"cos2_principal_angles": {k: list(v) for k, v in curves.items()}, "analytic": dict(analytic or {})}
     return save_figure(fig, path, numbers)
 
 
-def plot_group_ranks(sizes: Sequence[int], ranks: Sequence[int], path: str | Path, *, title: str = "") -> Path:
-    """Scatter of group size (latents across seeds) against the rank (90% energy) of the group's span."""
-    fig, ax = plt.subplots(figsize=(5, 4))
+def plot_group_ranks(sizes: Sequence[int], ranks: Sequence[int], path: str | Path, *, title: str = "",
+                     config: str = "") -> Path:
+    """Scatter of group size (latents across seeds) against the rank (90% energy) of the group's span, on log
+    axes (sizes span 2 to hundreds); repeated points are drawn once, sized by how many groups they stand for."""
+    fig, ax = plt.subplots(figsize=(5.2, 4.2))
     if sizes:
-        ax.scatter(sizes, ranks, s=12, alpha=0.6)
-        top = max(max(sizes), max(ranks))
+        pairs: dict[tuple[int, int], int] = {}
+        for size, rank in zip(sizes, ranks):
+            pairs[(int(size), int(rank))] = pairs.get((int(size), int(rank)), 0) + 1
+        xs, ys, counts = zip(*[(x, y, n) for (x, y), n in pairs.items()])
+        ax.scatter(xs, [max(y, 1) for y in ys], s=[12 * math.sqrt(n) for n in counts], alpha=0.6,
+                   label="groups (area: how many)")
+        top = max(max(sizes), max(ranks), 2)
         ax.plot([1, top], [1, top], ":", color="gray", label="rank = size")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
         ax.legend(fontsize=7)
-    ax.set_xlabel("group size (latents)")
+    ax.set_xlabel("group size (latents, all seeds)")
     ax.set_ylabel("rank of the group's span (90% energy)")
-    ax.set_title(title or "groups of close unstable latents")
+    ax.set_title(titled("groups of close unstable latents", config, title), fontsize=10)
     return save_figure(fig, path, {"sizes": list(sizes), "rank90": list(ranks)})

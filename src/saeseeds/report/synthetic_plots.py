@@ -127,18 +127,34 @@ def plot_sharing_vs_frequency(truth: GroundTruth, result: RecoveryResult, path: 
 
 
 def plot_latent_stability(result: RecoveryResult, path: Path, title: str = "") -> Path:
-    """Histogram of per-latent stability (fraction of other seeds sharing it) by the kind of truth it lies in."""
-    fig, ax = plt.subplots(figsize=(6, 4))
-    bins = torch.linspace(0, 1, 12).tolist()
-    for k in KIND_ORDER:
-        vals = result.latent_stability[result.latent_kind == k]
-        vals = vals[~torch.isnan(vals)]
-        if vals.numel():
-            ax.hist(vals.numpy(), bins=bins, alpha=0.5, density=True, color=KIND_COLORS[k], label=KIND_NAMES[k])
+    """Per-latent stability (fraction of other seeds sharing it) by the kind of truth it lies in: side-by-side
+    bars of the share of each kind's latents at each attainable level; `title` names the configuration."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    stability = result.latent_stability
+    finite = stability[~torch.isnan(stability)]
+    levels = sorted({round(float(v), 4) for v in finite.tolist()})
+    discrete = 0 < len(levels) <= 11
+    edges = torch.linspace(0, 1, 11)
+    centres = levels if discrete else ((edges[:-1] + edges[1:]) / 2).tolist()
+    kinds = [k for k in KIND_ORDER if bool(((result.latent_kind == k) & ~torch.isnan(stability)).any())]
+    step = min((b - a for a, b in zip(centres, centres[1:])), default=1.0)
+    width = 0.8 * step / max(len(kinds), 1)
+    for i, k in enumerate(kinds):
+        vals = stability[(result.latent_kind == k) & ~torch.isnan(stability)].double()
+        if discrete:
+            counts = torch.tensor([float(((vals - lv).abs() < 1e-3).sum()) for lv in levels])
+        else:
+            counts = torch.histc(vals, bins=10, min=0.0, max=1.0)
+        share = (counts / counts.sum()).tolist()
+        xs = [c + (i - (len(kinds) - 1) / 2) * width for c in centres]
+        ax.bar(xs, share, width=width, color=KIND_COLORS[k], label=f"{KIND_NAMES[k]} (n = {vals.numel()})")
+    if discrete:
+        ax.set_xticks(levels, [f"{lv:.2g}" for lv in levels])
     ax.set_xlabel("latent stability (fraction of other seeds where it is shared)")
-    ax.set_ylabel("density")
+    ax.set_ylabel("share of the kind's latents (all seeds)")
     ax.legend(fontsize=8)
-    ax.set_title(title or "stability of latents by the ground truth they lie in")
+    what = "stability of latents by the ground truth they lie in"
+    ax.set_title(f"{what}\n{title}" if title else what, fontsize=10)
     numbers = {"latent_stability": result.latent_stability.tolist(),
                "latent_kind": result.latent_kind.tolist(), "kind_names": list(KIND_NAMES)}
     return save_figure(fig, path, numbers)

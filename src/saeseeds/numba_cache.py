@@ -1,0 +1,73 @@
+"""Where numba keeps the compiled kernels of saeseeds, so they compile once per machine, not once per process.
+
+The kernels use `@njit(cache=True)`. numba writes the cache next to the source (`__pycache__`) when that is
+writable; an installed package in a read-only site-packages (a container image, a shared environment) would
+otherwise fall back to numba's own user directory, or, where that is unwritable too, compile on every run (about
+40 s for the alignment kernels). `configure()` runs before the kernels are defined: when the package directory
+is not writable and the user set no `NUMBA_CACHE_DIR`, it points numba at `<user cache dir>/saeseeds/numba`
+(`$XDG_CACHE_HOME` or `~/.cache`), or at a per-user temporary directory when even that cannot be written.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+ENV = "NUMBA_CACHE_DIR"
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _writable(path: Path) -> bool:
+    """True when files can be created in `path` (or in its nearest existing parent, which would hold it)."""
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            return False
+        probe = probe.parent
+    return probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)
+
+
+def user_cache_dir() -> Path:
+    """`$XDG_CACHE_HOME/saeseeds/numba`, or `~/.cache/saeseeds/numba`."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "saeseeds" / "numba"
+
+
+def choose_cache_dir(package_dir: Path = PACKAGE_DIR,
+                     writable: Callable[[Path], bool] = _writable) -> Path | None:
+    """The directory numba should cache into, or None to keep numba's in-tree cache (or the user's own
+    `NUMBA_CACHE_DIR`)."""
+    if os.environ.get(ENV):
+        return None
+    if writable(package_dir / "align" / "__pycache__"):
+        return None
+    for candidate in (user_cache_dir(), Path(tempfile.gettempdir()) / f"saeseeds-numba-{_user_id()}"):
+        if writable(candidate):
+            return candidate
+    return None
+
+
+def _user_id() -> str:
+    return str(os.getuid()) if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
+
+
+def configure(package_dir: Path = PACKAGE_DIR, writable: Callable[[Path], bool] = _writable) -> Path | None:
+    """Set numba's cache directory if the package's own is not writable (see the module docstring); returns
+    the directory set, or None when nothing was changed. Call before any `@njit(cache=True)` runs."""
+    chosen = choose_cache_dir(package_dir, writable)
+    if chosen is None:
+        return None
+    chosen.mkdir(parents=True, exist_ok=True)
+    os.environ[ENV] = str(chosen)
+    try:  # numba reads the variable when it is imported: update its config if that already happened
+        from numba.core import config
+
+        config.CACHE_DIR = str(chosen)
+    except ImportError:
+        pass
+    return chosen
+
+
+configure()
