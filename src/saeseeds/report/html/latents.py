@@ -1,0 +1,85 @@
+"""A configuration's latent page: the base seed's latents with their partner in every other seed (decoder
+cosine, shared or not), stability, firing frequency and top contexts.
+
+The page lists at most `cap` latents per configuration: half of them the most stable, half the least stable of
+the latents that fire (ties broken by higher frequency), since those are the ones a reader compares; the note
+above the list says how many there are in all and which were chosen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from saeseeds.report.html.blocks import Context, LatentRow, Latents, Partner, fmt
+
+DEFAULT_CAP = 100
+"""Latents listed per configuration by default (`saeseeds report --max-latents`)."""
+
+
+def choose_latents(stability: np.ndarray, frequency: np.ndarray | None, cap: int) -> tuple[list[int], str]:
+    """The latents to list (most stable first, then least stable) and a sentence saying which and why."""
+    n = int(stability.shape[0])
+    alive = np.ones(n, dtype=bool) if frequency is None else frequency > 0
+    idx = np.flatnonzero(alive)
+    freq = np.zeros(n) if frequency is None else frequency
+    order = idx[np.lexsort((-freq[idx], -stability[idx]))]  # most stable first, frequent first among ties
+    dead = n - int(alive.sum())
+    dead_text = f" ({dead} never fired on the held-out tokens and are left out)" if frequency is not None else ""
+    if order.size <= cap:
+        return order.tolist(), f"All {order.size} firing latents of {n}{dead_text}, most stable first."
+    top = order[: cap - cap // 2]
+    rev = idx[np.lexsort((-freq[idx], stability[idx]))]
+    taken = set(top.tolist())
+    bottom = [i for i in rev.tolist() if i not in taken][: cap // 2]
+    text = (f"The {len(top)} most stable and the {len(bottom)} least stable of {order.size} firing latents "
+            f"(of {n}{dead_text}); at most {cap} are listed per configuration to keep this page small "
+            "(saeseeds report --max-latents).")
+    return top.tolist() + bottom, text
+
+
+def _contexts(examples: Sequence[Any]) -> list[Context]:
+    out = []
+    for ex in examples:
+        tokens = [t.replace("\n", "⏎") for t in ex.tokens]
+        out.append(Context(fmt(float(ex.activation)), "".join(tokens[: ex.marked]), tokens[ex.marked],
+                           "".join(tokens[ex.marked + 1:])))
+    return out
+
+
+ContextSource = Callable[[list[int]], tuple[Mapping[int, Sequence[Any]], str]]
+"""chosen latents → (latent → top contexts, a note saying why there are none, or "")."""
+
+
+def latent_page(result: Any, *, cap: int = DEFAULT_CAP, frequency: np.ndarray | None = None,
+                contexts: ContextSource | None = None, base: int = 0) -> Latents:
+    """The latent page of a cross-seed result (`saeseeds.align.cross_seed.CrossSeedResult`) for seed `base`.
+
+    `frequency` defaults to the result's stored firing frequencies; `contexts` gives the chosen latents' top
+    contexts (`saeseeds.analysis.triggers.ContextExample`) or a note saying why there are none.
+    """
+    stability = np.asarray(result.stability(base), dtype=np.float64)
+    if frequency is None and len(result.frequencies) > base:
+        frequency = result.frequencies[base]
+    group = result.groups()[base]
+    chosen, note = choose_latents(stability, frequency, cap)
+    others = [j for j in range(result.num_seeds) if j != base]
+    found, contexts_note = contexts(chosen) if contexts is not None else ({}, "no contexts were asked for")
+    rows = []
+    for lat in chosen:
+        partners = []
+        for j in others:
+            al = result.alignments[(base, j)]
+            partner = int(al.dec_partner[lat])
+            partners.append(Partner(result.names[j], "—" if partner < 0 else str(partner),
+                                    fmt(float(al.dec_cos[lat])), bool(al.shared[lat]),
+                                    fmt(float(al.dec_max_cos[lat]))))
+        kind = "stable" if group.stable[lat] else "unstable" if group.unstable[lat] else "between"
+        ctx = _contexts(found.get(lat, ()))
+        freq = "—" if frequency is None else fmt(float(frequency[lat]))
+        search = " ".join([str(lat), kind, *(c.before + c.token + c.after for c in ctx)]).lower()
+        rows.append(LatentRow(lat, kind, fmt(float(stability[lat])), freq, partners, ctx, search))
+    label = result.label or result.sae_name or "configuration"
+    return Latents(label, "", result.names[base], note, rows, contexts_note)
