@@ -13,7 +13,8 @@ __version__ = "0.1.0"
 _API = (
     "Alignment", "AnalyzeOptions", "ConfigAnalysis", "CrossSeedResult", "SeedSet", "SharingRule",
     "StabilityGroups", "align_pair", "align_weights", "analyze", "compare", "compare_all", "align_seeds",
-    "load", "load_comparison", "save_comparison", "seed_sets", "train",
+    "load", "load_comparison", "PoolOptions", "PoolResult", "pool", "report", "save_comparison", "seed_sets",
+    "study", "train",
 )
 
 

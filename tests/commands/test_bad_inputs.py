@@ -17,6 +17,7 @@ Rows that may write get a fresh ``--out`` under ``outs/<ID>`` or their own copy 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import pickle
@@ -145,6 +146,20 @@ CASES: list[Case] = [
     C("C44", "compare {fx}/ck/good0 {fx}/ck/good1 --out {fx}/data.npy/sub", "data.npy"),
     C("C45", f"{CMP.replace('{out}', '/proc/saeseeds_bad_input_test')}", "saeseeds_bad_input_test"),
     C("C46", "compare {fx}/ck/good0 {fx}/ck/good1 --out {fx}/notes.txt", "notes.txt"),
+    C("CX5", "compare {fx}/ck/good0 {fx}/ck/transcoder --out {out}", "transcoder", "transcode"),
+    C("CX6", "compare {fx}/ck/good0 {fx}/ck/skip --out {out}", "skip", "W_skip"),
+    C("CX7", f"{CMP} --names only_one", "--names", "1 name"),
+    C("CX8", "compare nosuchowner/nosuchrepo/layers.3 {fx}/ck/good0 --out {out}", "nosuchowner/nosuchrepo",
+      "offline"),
+    # --- export
+    C("E01", "export {fx}/ck/good0 --format sparsify --out {out}", "--format", "sparsify"),
+    C("E02", "export {fx}/nope --out {out}", "nope"),
+    C("E03", "export {fx}/ck/good0 --out {fx}/notes.txt", "notes.txt"),
+    C("E04", "export {fx}/ck/btk0 --out {out}", "btk0", "threshold"),
+    C("E05", "export {fx}/empty --out {out}", "empty"),
+    C("E06", "export {fx}/ck/good0 {fx}/ck/good1 --format run --out {out}", "--hookpoint"),
+    C("E07", "export {fx}/ck/good0 {fx}/ck/d8 --format run --hookpoint h --out {out}", "d8", "d_in"),
+    C("E08", "export {fx}/ck/good0 {fx}/ck/good1 --out {out}", "--format saelens", "one source"),
     # --- analyze
     C("A01", "analyze {fx}/nope_run --out {out}", "nope_run"),
     C("A03", "analyze {fx}/run_badrunjson --out {out}", "run.json"),
@@ -188,6 +203,43 @@ CASES: list[Case] = [
     C("D03", "demo --out {fx}/demo_user --train.lr abc", "demo_user"),
     C("DX1", "demo --out {fx}/data.npy/sub", "data.npy"),
     C("DX2", "demo --out {out} --resume", "--resume"),
+    # --- study
+    C("Y01", "study {fx}/cfg/nope.toml --out {out}", "nope.toml"),
+    C("Y02", "study {fx}/cfg/ok.toml --out {out}", "ok.toml", "[study]"),
+    C("Y03", "study {fx}/cfg/study.toml --out {out} --study.k 0", "study.k[0]", "0"),
+    C("Y04", "study {fx}/cfg/study.toml --out {out} --study.design cube", "study.design", "cube"),
+    C("Y05", "study {fx}/cfg/study.toml --out {out} --study.seeds 0", "study.seeds"),
+    C("Y06", "study {fx}/cfg/study.toml --out {fx}/run", "run", "study"),
+    C("Y07", "study {fx}/cfg/study.toml --out {out} --resume", "--resume"),
+    C("Y08", "study {fx}/cfg/study.toml --out {out} --study.milestones 1.5", "study.milestones[0]", "1.5"),
+    C("Y09", "study {fx}/cfg/study.toml --out {out} --sae.target_l0 4", "target_l0", "topk"),
+    C("Y10", "study {fx}/cfg/study.toml --out {fx}/notes.txt", "notes.txt"),
+    C("Y11", "study {fx}/cfg/study.toml --out {out} --study.bogus 1", "bogus"),
+    # --- report (every row fails before anything is written)
+    C("H01", "report {fx}/nope", "nope", "no such directory"),
+    C("H02", "report {fx}/notes.txt", "notes.txt", "is a file"),
+    C("H03", "report {fx}/foreign", "foreign", "no saeseeds output"),
+    C("H04", "report {fx}/run --out {fx}/notes.txt", "notes.txt", "not a saeseeds report"),
+    C("H05", "report {fx}/run --out {fx}/data.npy/page.html", "data.npy"),
+    C("H06", "report {fx}/run --out {fx}/foreign", "foreign", "directory"),
+    C("H07", "report {fx}/run --max-latents -2", "--max-latents", "-2"),
+    # --- training logs and the shared --quiet (issue 16)
+    C("LX1", T + " --train.log_every -1", "train.log_every", "-1"),
+    C("LX2", T + " --train.tensorboard maybe", "train.tensorboard", "maybe"),
+    *([C("LX3", T + " --train.wandb_project proj", "train.wandb_project", "pip install wandb")]
+      if importlib.util.find_spec("wandb") is None else []),
+    C("QX1", "compare {fx}/nope {fx}/ck/good1 --out {out} --quiet", "nope", note="errors print under --quiet"),
+    C("QX2", "train {fx}/cfg/nope.toml --out {out} -q", "nope.toml"),
+    C("VX1", "demo --out {out} --no-progres", "--no-progres", note="no prefix matching of long options"),
+    # --- pool (issue 15)
+    C("P01", "pool {fx}/nope_run --out {out}", "nope_run", "does not exist"),
+    C("P02", "pool {fx}/run --out {out} --fit-tokens -5", "--fit-tokens", "-5"),
+    C("P03", "pool {fx}/run --out {out} --ev-tolerance 2", "--ev-tolerance", "2"),
+    C("P04", "pool {fx}/run --out {out} --unique-cos 0", "--unique-cos", "(0, 1]"),
+    C("P05", "pool {fx}/run --out {out} --threshold 1.5", "--threshold", "1.5"),
+    C("P06", "pool {fx}/foreign --out {out}", "foreign", "neither a run"),
+    C("P07", "pool {fx}/run --out {fx}/foreign", "foreign", "pool"),
+    C("P08", "pool {fx}/run --out {out} --config nope", "--config", "nope"),
     # --- the command line itself
     C("V02", "frobnicate", "frobnicate"),
     C("V03", "train {fx}/cfg/ok.toml", "--out"),
@@ -278,6 +330,8 @@ def _build_checkpoints(fx: Path, run: Path) -> None:
     _edit_cfg(_copy_ckpt(good0, ck / "k_eight"), k="eight")
     _edit_cfg(_copy_ckpt(good0, ck / "k_big"), k=1000)
     _edit_cfg(_copy_ckpt(good0, ck / "gated"), architecture="gated")
+    _edit_cfg(_copy_ckpt(good0, ck / "transcoder"), transcode=True)  # sparsify's transcoder flag
+    _edit_weights(_copy_ckpt(good0, ck / "skip"), lambda t: t | {"W_skip": torch.zeros(16, 16)})
     cfg = json.loads((good0 / "cfg.json").read_text())
     for key in ("saeseeds_config",):  # the loader would take the architecture from here first
         cfg.pop(key, None)
@@ -362,6 +416,7 @@ def _build_tree(fx: Path) -> None:
     cfg.mkdir()
     ok = OK_TOML.format(fx=fx)
     (cfg / "ok.toml").write_text(ok)
+    (cfg / "study.toml").write_text(ok + "\n[study]\nk = [2, 4]\n")
     (cfg / "malformed.toml").write_text("[train\nbatch_size = 3\n")
     (cfg / "unknown_field.toml").write_text(ok.replace("[train]\n", "[train]\nbogus_field = 1\n"))
     (cfg / "wrongtype.toml").write_text(ok.replace("batch_size = 256", 'batch_size = "lots"'))

@@ -39,6 +39,8 @@ from saeseeds.outputs import read_record
 
 FORMAT = "saeseeds.cross_seed/1"
 RESULT_FILE = "cross_seed.json"
+PairMap = Callable[[list[tuple[int, int]], Callable[[tuple[int, int]], Any]], list[Any]]
+"""How `align_seeds` runs its pairs: `map_pairs(pairs, fn) -> [fn(p) for p in pairs]`, however spread."""
 ORDERINGS = 20
 """Random orderings of the other seeds averaged in the found-only-in-base curve (all when there are few)."""
 
@@ -236,7 +238,7 @@ class CrossSeedResult:
         record = {
             "format": FORMAT,
             **self.summary(),
-            "paths": list(self.paths),
+            "paths": [str(Path(p).absolute()) for p in self.paths],  # readable from anywhere
             "digests": list(self.digests),
             "pairs": [p | {k: v for k, v in self.alignments[(p["i"], p["j"])].summary().items()
                            if k in ("a", "b", "n_shared", "shared_fraction", "mmcs")}
@@ -319,10 +321,13 @@ def align_seeds(
     device: str | torch.device | None = None,
     screen: ScreenMode | None = None,
     on_pair: Callable[[str, str], None] | None = None,
+    map_pairs: PairMap | None = None,
 ) -> CrossSeedResult:
     """Align every unordered pair of seeds once, given (decoder rows, encoder rows) per seed.
 
-    `on_pair(name_a, name_b)` is called after each pair (progress reporting).
+    `on_pair(name_a, name_b)` is called after each pair (progress reporting). `map_pairs(pairs, fn)` runs
+    `fn` over the pairs and returns the results in order: sequential by default; a distributed run passes
+    `saeseeds.distributed.map_gathered`, which spreads the pairs over ranks and gathers them on every rank.
     """
     rule = rule or SharingRule()
     if len(weights) != len(names):
@@ -334,15 +339,22 @@ def align_seeds(
     d_ins = {int(dec.shape[1]) for dec, _ in weights}
     if len(d_ins) != 1:
         raise DataError(f"{label or 'cross_seed'}: seeds differ in d_in ({sorted(d_ins)})")
-    alignments: dict[tuple[int, int], Alignment] = {}
-    for i, j in itertools.combinations(range(len(weights)), 2):
+
+    def align_pair(pair: tuple[int, int]) -> tuple[Alignment, np.ndarray]:
+        i, j = pair
         (dec_i, enc_i), (dec_j, enc_j) = weights[i], weights[j]
         al = align_weights(dec_i, enc_i, dec_j, enc_j, rule=rule, device=device, screen=screen,
                            name_a=names[i], name_b=names[j])
         back_max = row_max_cosine(dec_j, dec_i, absolute=rule.absolute, device=device, screen=screen)
-        alignments[(i, j)], alignments[(j, i)] = al, reverse_alignment(al, back_max)
         if on_pair is not None:
             on_pair(names[i], names[j])
+        return al, back_max
+
+    pairs = list(itertools.combinations(range(len(weights)), 2))
+    done = map_pairs(pairs, align_pair) if map_pairs is not None else [align_pair(p) for p in pairs]
+    alignments: dict[tuple[int, int], Alignment] = {}
+    for (i, j), (al, back_max) in zip(pairs, done):
+        alignments[(i, j)], alignments[(j, i)] = al, reverse_alignment(al, back_max)
     return CrossSeedResult(
         label, list(names), rule, alignments, [int(dec.shape[0]) for dec, _ in weights], hookpoint, sae_name,
         [str(p) for p in paths], [weights_digest(dec, enc) for dec, enc in weights], [None] * len(weights),

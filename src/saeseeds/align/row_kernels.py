@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+import saeseeds.numba_cache  # noqa: F401  (a writable cache dir before the kernels are defined)
+
 EXACT_FAST = {"reassoc", "nsz"}
 """Exact dots may be summed in any order (vectorised): every product of float32 numbers is exact in
 float64, so only the float64 summation rounds, whatever its order."""

@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+import saeseeds.numba_cache  # noqa: F401  (a writable cache dir before the kernels are defined)
+
 NO_PATH = -2
 """Returned by `augment_rows` when every free row was matched; otherwise the row with no path."""
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+import saeseeds.numba_cache  # noqa: F401  (a writable cache dir before the kernels are defined)
+
 FAST = {"nnan", "ninf", "nsz"}
 """Fast-math flags that let max-reductions vectorise but never reorder or fuse arithmetic, so the
 values are bit-identical to the torch path's."""

@@ -15,7 +15,11 @@ from saeseeds.api.analysis import analyze
 from saeseeds.api.comparison import compare, compare_all, load_comparison, save_comparison
 from saeseeds.api.discovery import seed_sets
 from saeseeds.api.loading import load
+from saeseeds.api.pooling import PoolResult, pool
+from saeseeds.api.report import report
+from saeseeds.api.study import study
 from saeseeds.api.training import train
+from saeseeds.pooling.options import PoolOptions
 
 __all__ = [
     "Alignment",
@@ -33,7 +37,12 @@ __all__ = [
     "align_seeds",
     "load",
     "load_comparison",
+    "PoolOptions",
+    "PoolResult",
+    "pool",
+    "report",
     "save_comparison",
     "seed_sets",
+    "study",
     "train",
 ]

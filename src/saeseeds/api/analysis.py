@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from saeseeds import __version__
 from saeseeds.align.cross_seed import CrossSeedResult, SeedSet, weights_digest
 from saeseeds.align.pair import sae_weights
 from saeseeds.analysis.eval_data import EvalData, load_eval_data
@@ -128,7 +129,8 @@ def write_analysis(run_dir: Path, analyses: Sequence[ConfigAnalysis], out: Path,
     """Write every configuration's tables, figures and page, and analysis.json, into `out` (swapped in whole)."""
     with atomic_dir(out) as tmp:
         mark_output(tmp, KIND)
-        summary: dict[str, Any] = {"format": FORMAT, "run_dir": str(run_dir), "configs": {}}
+        summary: dict[str, Any] = {"format": FORMAT, "saeseeds_version": __version__,
+                                   "run_dir": str(Path(run_dir).absolute()), "configs": {}}
         if analyses:
             summary["analysis_tokens"] = analyses[0].tables.get("analysis_tokens")
         for res in analyses:
@@ -175,27 +177,30 @@ def write_config_outputs(res: ConfigAnalysis, target: Path) -> list[str]:
     stab = torch.cat([g.stability for g in res.stability])
     fired = torch.cat([t.fire_count for t in res.triggers]) > 0
     freq = torch.cat([t.frequency for t in res.triggers])
+    config = f"{res.hookpoint}/{res.sae_name}"  # named in every figure's title
     plot_stability_vs_stat(stab[fired], freq[fired], target / "stability_vs_frequency.png",
-                           ylabel="firing frequency", log=True)
+                           ylabel="firing frequency", log=True, config=config)
     files.append("stability_vs_frequency.png")
     if "contexts" in res.tables:  # token statistics exist
         for stat, label in (("top_token_share", "top token share"), ("entropy", "trigger entropy (nats)")):
             vals = torch.cat([getattr(t, stat) for t in res.triggers])
-            plot_stability_vs_stat(stab[fired], vals[fired], target / f"stability_vs_{stat}.png", ylabel=label)
+            plot_stability_vs_stat(stab[fired], vals[fired], target / f"stability_vs_{stat}.png", ylabel=label,
+                                   config=config)
             files.append(f"stability_vs_{stat}.png")
     rows = res.tables["ablation"]["rows"]
     for metric in ("fvu", "loss_recovered", "kl", "output_recovered"):
         if rows and metric in rows[0]["metrics"]:
-            plot_ablation(rows, metric, target / f"ablation_{metric}.png")
+            plot_ablation(rows, metric, target / f"ablation_{metric}.png", config=config)
             files.append(f"ablation_{metric}.png")
     sub = res.tables["subspaces"]
     if "overlaps" in sub:
         curves = {k: v["cos2_curve"] for k, v in sub["overlaps"].items()}
         plot_principal_angle_curves(curves, target / "principal_angles.png",
-                                    analytic={"r/d": sub["expected_random_mean_cos2"]})
+                                    analytic={"r/d": sub["expected_random_mean_cos2"]}, config=config)
         files.append("principal_angles.png")
         grp = sub["groups"]["groups"]
-        plot_group_ranks([g["size"] for g in grp], [g["rank90"] for g in grp], target / "group_ranks.png")
+        plot_group_ranks([g["size"] for g in grp], [g["rank90"] for g in grp], target / "group_ranks.png",
+                         config=config)
         files.append("group_ranks.png")
     if res.contexts:
         def section(latent: int) -> LatentSection:

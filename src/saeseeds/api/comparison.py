@@ -16,13 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from saeseeds.align.cross_seed import CrossSeedResult, SeedSet, align_seeds
+from saeseeds import __version__
+from saeseeds.align.cross_seed import CrossSeedResult, PairMap, SeedSet, align_seeds
 from saeseeds.align.pair import sae_weights
 from saeseeds.align.sharing import SharingRule
 from saeseeds.analysis.frequency import binned_by_frequency, firing_frequency
 from saeseeds.api.discovery import comparable, seed_sets, slug
 from saeseeds.atomic import atomic_dir, atomic_write_json
 from saeseeds.data.arrays import load_activation_batches
+from saeseeds.distributed import current_world, map_gathered
 from saeseeds.errors import DataError
 from saeseeds.outputs import check_output_dir, mark_output, read_record
 from saeseeds.progress import tqdm
@@ -82,10 +84,24 @@ def compare_all(
                 weights, list(seed_set.names), rule=rule, label=seed_set.label, hookpoint=seed_set.hookpoint,
                 sae_name=seed_set.sae_name, paths=seed_set.paths, device=device,
                 on_pair=lambda a, b, lbl=seed_set.label: (bar.set_postfix_str(f"{lbl}: {a} vs {b}"), bar.update(1)),
+                map_pairs=_pair_map(weights),
             )
             result.frequencies = _frequencies(seed_set, saes, batches)
             results.append(result)
     return results
+
+
+def _pair_map(weights: Sequence[tuple[Any, Any]]) -> PairMap | None:
+    """Under torchrun, spread the pairs over the ranks by cost (n_i * n_j) and gather them on every rank."""
+    world = current_world()
+    if not world.active:
+        return None
+    sizes = [int(dec.shape[0]) for dec, _ in weights]
+
+    def spread(pairs: list[tuple[int, int]], fn: Any) -> list[Any]:
+        return map_gathered(pairs, fn, costs=[sizes[i] * sizes[j] for i, j in pairs], world=world)
+
+    return spread
 
 
 def _frequencies(seed_set: SeedSet, saes: list[Any], batches: list[Any] | None) -> list[np.ndarray | None]:
@@ -101,8 +117,10 @@ def _frequencies(seed_set: SeedSet, saes: list[Any], batches: list[Any] | None) 
     ]
 
 
-def save_comparison(results: Sequence[CrossSeedResult], out: str | Path, *, overwrite: bool = False) -> Path:
-    """Write every result, the figures and `summary.json` into `out` (built aside, swapped in whole)."""
+def save_comparison(results: Sequence[CrossSeedResult], out: str | Path, *, overwrite: bool = False,
+                    figures: bool = True) -> Path:
+    """Write every result, the figures and `summary.json` into `out` (built aside, swapped in whole);
+    `figures=False` skips the per-set figures (a study's intermediate milestones: it draws its own)."""
     from saeseeds.report import alignment_plots as plots
 
     out = Path(out)
@@ -113,38 +131,48 @@ def save_comparison(results: Sequence[CrossSeedResult], out: str | Path, *, over
     with atomic_dir(out) as tmp:
         mark_output(tmp, KIND)
         fig_dir = tmp / "figures"
-        summary: dict[str, Any] = {"format": FORMAT, "rule": results[0].rule.to_dict() if results else None,
+        summary: dict[str, Any] = {"format": FORMAT, "saeseeds_version": __version__,
+                                   "rule": results[0].rule.to_dict() if results else None,
                                    "sets": [], "pairs": [], "figures": []}
-        figures: list[Path] = []
+        drawn: list[Path] = []
         curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         stabilities: dict[str, np.ndarray] = {}
+        dead: dict[str, np.ndarray] = {}
+        seeds: dict[str, int] = {}
         for result in results:
             name = slug(result.label)
             result.save(tmp / "sets" / name)
-            entry = {"dir": f"sets/{name}", **result.summary(), "paths": list(result.paths)}
+            entry = {"dir": f"sets/{name}", **result.summary(), "paths": [str(Path(p).absolute()) for p in result.paths]}
             for _, al in sorted(result.alignments.items(), key=lambda kv: kv[0]):
                 summary["pairs"].append({"set": result.label, **{k: v for k, v in al.summary().items()
                                                                  if k != "stats"}})
             curves[result.label] = result.only_in_base()
             stabilities[result.label] = np.concatenate(result.stabilities)
+            if result.frequencies and all(f is not None for f in result.frequencies):
+                dead[result.label] = np.concatenate([np.asarray(f) == 0 for f in result.frequencies])
+            seeds[result.label] = len(result.stabilities)
             first = result.alignments[(0, 1)]
-            figures.append(plots.plot_dec_vs_enc(first, fig_dir, f"fig_a_dec_vs_enc__{name}"))
+            if figures:
+                drawn.append(plots.plot_dec_vs_enc(first, fig_dir, f"fig_a_dec_vs_enc__{name}", label=result.label))
             freq = result.frequencies[0] if result.frequencies else None
             if freq is not None:
                 base_stability = result.stability(0)
-                figures.append(plots.plot_similarity_vs_frequency(
+            if freq is not None and figures:
+                drawn.append(plots.plot_similarity_vs_frequency(
                     freq, first.dec_cos, fig_dir, label=f"{result.label}: {first.name_a} vs {first.name_b}",
                     name=f"fig_c_similarity_vs_frequency__{name}"))
-                figures.append(plots.plot_similarity_vs_frequency(
+                drawn.append(plots.plot_similarity_vs_frequency(
                     freq, base_stability, fig_dir, label=f"{result.label}: {first.name_a}",
                     name=f"fig_c_stability_vs_frequency__{name}", ylabel="feature stability"))
+            if freq is not None:
                 entry["stability_by_frequency"] = binned_by_frequency(freq, base_stability)
                 entry["dead_latents"] = {n: int((f == 0).sum()) for n, f in zip(result.names, result.frequencies)
                                          if f is not None}
             summary["sets"].append(entry)
-        figures.append(plots.plot_only_in_base(curves, fig_dir))
-        figures.append(plots.plot_stability_histogram(stabilities, fig_dir))
-        summary["figures"] = [str(Path(f).relative_to(tmp)) for f in figures]
+        if figures:
+            drawn.append(plots.plot_only_in_base(curves, fig_dir))
+            drawn.append(plots.plot_stability_histogram(stabilities, fig_dir, dead=dead, seeds=seeds))
+        summary["figures"] = [str(Path(f).relative_to(tmp)) for f in drawn]
         atomic_write_json(tmp / "summary.json", summary)
     return out / "summary.json"
 

@@ -10,7 +10,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from saeseeds.commands._flags import add_overwrite_flag, add_rule_flags, rule_from_args
+from saeseeds.commands._flags import (
+    add_overwrite_flag,
+    add_quiet_flag,
+    add_rule_flags,
+    rule_from_args,
+)
 from saeseeds.errors import ConfigError
 
 
@@ -51,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lm-max-chunks", type=int, default=0,
                    help="held-out chunks for the model-based ablation, one model pass per set (0: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random controls")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
+    add_quiet_flag(p)
     p.set_defaults(func=run)
 
 

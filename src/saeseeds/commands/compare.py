@@ -10,7 +10,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from saeseeds.commands._flags import add_overwrite_flag, add_rule_flags, rule_from_args
+from saeseeds.commands._flags import (
+    add_overwrite_flag,
+    add_quiet_flag,
+    add_rule_flags,
+    rule_from_args,
+)
 from saeseeds.errors import ConfigError
 
 
@@ -18,7 +23,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `compare` verb."""
     p = subparsers.add_parser("compare", help="align SAEs across seeds: shared latents, stability, figures",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("inputs", nargs="+", type=Path, help="SAE checkpoint directories or run directories")
+    p.add_argument("inputs", nargs="+",
+                   help="SAE checkpoint directories, run directories, folders of seed<N> checkpoints (sparsify "
+                        "--init_seeds), or hub names (OWNER/REPO/FOLDER, SAELens RELEASE/SAE_ID; docs/ecosystem.md)")
+    p.add_argument("--names", default=None,
+                   help="comma-separated names for the checkpoints given directly, in order (default: the "
+                        "shortest distinct end of each path)")
     p.add_argument("--out", type=Path, required=True, help="output directory (new, empty, or an earlier compare)")
     add_rule_flags(p)
     add_overwrite_flag(p)
@@ -27,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help=".npy / .safetensors held-out activations [tokens, d_in] for firing frequencies "
                         "(runs trained by saeseeds store their own)")
     p.add_argument("--max-tokens", type=int, default=262_144, help="held-out rows used for frequencies (> 0)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar, no table")
+    add_quiet_flag(p)
     p.set_defaults(func=run)
 
 
@@ -41,12 +51,21 @@ def run(args: argparse.Namespace) -> int:
     check_output_dir(args.out, "compare", overwrite=args.overwrite)
 
     from saeseeds.api.comparison import compare_all, print_comparison, save_comparison
+    from saeseeds.api.discovery import seed_sets
     from saeseeds.device import resolve_device
+    from saeseeds.distributed import launched
 
     device = str(resolve_device(args.device, field="--device"))
-    results = compare_all(list(args.inputs), rule=rule, device=device, activations=args.activations,
-                          max_tokens=args.max_tokens, progress=not args.quiet)
-    path = save_comparison(results, args.out, overwrite=args.overwrite)
+    names = None if args.names is None else [n.strip() for n in args.names.split(",")]
+    sets = seed_sets(list(args.inputs), names=names)
+    with launched(device) as world:  # under torchrun: pairs spread over ranks, rank 0 writes the output
+        if world.active and device.startswith("cuda"):
+            device = f"cuda:{world.local_rank}"
+        results = compare_all(sets, rule=rule, device=device, activations=args.activations,
+                              max_tokens=args.max_tokens, progress=not args.quiet and world.is_main)
+        if not world.is_main:
+            return 0
+        path = save_comparison(results, args.out, overwrite=args.overwrite)
     if not args.quiet:
         print_comparison(results)
         print(f"wrote {path}, cross-seed results in {args.out / 'sets'}, figures in {args.out / 'figures'}")

@@ -1,9 +1,11 @@
 """`saeseeds demo [--out DIR]`: the whole pipeline on the embedded default model and corpus, offline, in minutes.
 
-One LM pass extracts activations at one MLP hookpoint; 3 seeds each of a TopK and a ReLU SAE train on
-them in lockstep (later epochs replay the activations from memory); the SAEs are evaluated (FVU, L0, dead
-fraction; LM loss recovered when the model is causal); then the seeds are aligned once (`ss.compare_all`) and
-the stored cross-seed results feed the instability analysis (`ss.analyze`): Python calls, not the CLI.
+The demo is a small study (`saeseeds.study`, docs/study.md): one LM pass extracts activations at one MLP
+hookpoint; 3 seeds of TopK SAEs at two sizes and of a ReLU SAE (its L0 steered to the TopK k) train on them in
+lockstep (later epochs replay the activations from memory), keeping copies at training milestones; the SAEs
+are evaluated (FVU, L0, dead fraction; LM loss recovered when the model is causal); the seeds are aligned once
+per milestone (`ss.compare_all`) and aggregated into a table and figures; the stored cross-seed results of the
+largest size feed the instability analysis (`ss.analyze`): Python calls, not the CLI.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from saeseeds.commands._flags import add_overwrite_flag, add_rule_flags, rule_from_args
+from saeseeds.errors import ConfigError
 
 DEMO_CONFIG = "demo.toml"
 
@@ -24,11 +27,12 @@ DEMO_CONFIG = "demo.toml"
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "demo",
-        help="train TopK and ReLU SAEs over 3 seeds on the embedded default model, offline, in minutes",
+        help="a small study of TopK and ReLU SAEs over 3 seeds on the embedded default model, offline, in minutes",
         description=(
             "Run the whole pipeline on the packaged default model and corpus (no hub access): activations, "
-            "lockstep training of several seeds, evaluation, alignment across seeds, instability analysis. "
-            "Config fields can be overridden like for `train` (e.g. --train.num_tokens 50000)."
+            "lockstep training of several seeds and sizes with milestones, evaluation, alignment across seeds, "
+            "the study table and figures, instability analysis. Config fields can be overridden like for "
+            "`study` (e.g. --train.num_tokens 50000, --study.num_latents 384)."
         ),
     )
     parser.add_argument("--out", type=Path, default=Path("saeseeds-demo"), help="output directory (default: ./saeseeds-demo)")
@@ -102,91 +106,109 @@ def _print_alignment_table(results: list[Any]) -> dict[str, dict[str, float]]:
 def run(args: argparse.Namespace) -> int:
     from saeseeds.analysis.instability import AnalyzeOptions
     from saeseeds.api.analysis import analyze
-    from saeseeds.api.comparison import compare_all, save_comparison
     from saeseeds.atomic import atomic_write_json, atomic_write_text
-    from saeseeds.config import load_config
+    from saeseeds.commands.study import print_table, write_report
+    from saeseeds.config.study import load_study_config
     from saeseeds.data.lm_source import lm_source_pair, prepare_lm
     from saeseeds.defaults import default_config_text
     from saeseeds.outputs import check_output_dir, mark_output
-    from saeseeds.training import list_checkpoints, train_run
+    from saeseeds.study.grid import pass_configs
+    from saeseeds.study.runner import run_study
+    from saeseeds.training import list_checkpoints
+    from saeseeds.training.run_dir import read_manifest
 
     out: Path = args.out
-    run_dir = out / "run"
+    study_dir = out / "study"
     rule = rule_from_args(args)
     check_output_dir(out, "demo", overwrite=args.overwrite)
     with tempfile.TemporaryDirectory() as scratch:  # validate the config before anything is written to --out
         scratch_config = Path(scratch) / DEMO_CONFIG
         scratch_config.write_text(default_config_text(DEMO_CONFIG), encoding="utf-8")
-        cfg = load_config(scratch_config, list(args.overrides))
+        study, cfg = load_study_config(scratch_config, list(args.overrides))
+    if args.no_progress:
+        cfg.train.progress = False
+    passes = pass_configs(study, cfg)
+    if len(passes) != 1:
+        raise ConfigError("the demo trains its grid in one pass (study.configs_per_pass = 0)")
+    run_cfg = passes[0][0]
     if out.exists() and args.overwrite:
         shutil.rmtree(out)  # check_output_dir allowed it: an earlier demo output, replaced whole
     out.mkdir(parents=True, exist_ok=True)
     mark_output(out, "demo")
     config_path = out / DEMO_CONFIG
     atomic_write_text(config_path, default_config_text(DEMO_CONFIG))
-    if args.no_progress:
-        cfg.train.progress = False
-    clock = _Clock(4 if args.skip_analysis else 5)
+    clock = _Clock(3 if args.skip_analysis else 4)
 
     clock.stage(f"default model and corpus, activations at {', '.join(cfg.lm.hookpoints) or 'the default hookpoint'}")
-    loaded, chunks, hookpoints = prepare_lm(cfg)
-    pair = lm_source_pair(loaded, chunks, hookpoints, cfg)
+    loaded, chunks, hookpoints = prepare_lm(run_cfg)
+    pair = lm_source_pair(loaded, chunks, hookpoints, run_cfg)
     print(f"      {loaded.name} ({'causal LM' if loaded.is_causal else 'encoder'}), corpus {chunks.corpus}: "
           f"{chunks.train.shape[0]} train + {chunks.eval.shape[0]} held-out chunks of {cfg.lm.ctx_len} tokens; "
           f"{cfg.lm.epochs} epoch(s), later ones replayed from memory")
 
-    n_saes = len(cfg.saes) * len(cfg.train.seeds) * len(hookpoints)
-    clock.stage(f"training {n_saes} SAEs in lockstep ({len(cfg.train.seeds)} seeds × "
-                f"{', '.join(s.architecture for s in cfg.saes)}) on {cfg.train.num_tokens:,} tokens")
-    result = train_run(cfg, pair, run_dir)
+    n_saes = len(run_cfg.saes) * len(run_cfg.train.seeds) * len(hookpoints)
+    clock.stage(f"study: {n_saes} SAEs in lockstep ({len(run_cfg.train.seeds)} seeds × "
+                f"{', '.join(s.name for s in run_cfg.saes)}) on {run_cfg.train.num_tokens:,} tokens, milestones "
+                f"{study.milestone_fractions()}; then each milestone's seeds aligned once")
+    say = (lambda msg: None) if args.no_progress else (lambda msg: print(f"      {msg.strip()}", flush=True))
+    result = run_study((study, cfg), study_dir, rule=rule, build_source=lambda _cfg: pair, say=say)
+    run_dir = study_dir / result.record["passes"][0]["run"]
+    metrics = read_manifest(run_dir)["eval"]["metrics"]
+    final = result.results[max(result.results)]
 
     lm_loss = None
     if loaded.is_causal:
         clock.stage("LM loss with each SAE spliced in (vs clean and zero-ablated)")
-        lm_loss = _lm_loss(cfg, loaded, chunks, run_dir)
+        lm_loss = _lm_loss(run_cfg, loaded, chunks, run_dir)
     else:
         clock.stage(f"LM loss recovered: skipped ({loaded.name} is an encoder, not a causal LM; "
                     "see docs/default_model.md)")
 
-    clock.stage("aligning latents across seeds (each pair once; stored in compare/)")
-    results = compare_all(run_dir, rule=rule, progress=cfg.train.progress)
-    save_comparison(results, out / "compare")
-
     analyses = None
     if not args.skip_analysis:
-        clock.stage("why latents are unstable: frequency, triggers, ablation and subspaces (no re-alignment)")
-        say = (lambda msg: None) if args.no_progress else (lambda msg: print(msg, flush=True))
+        largest = max(r["num_latents"] for r in result.rows)
+        names = sorted({r["sae_name"] for r in result.rows if r["num_latents"] == largest})
+        clock.stage(f"why latents are unstable ({', '.join(names)}): frequency, triggers, ablation and subspaces "
+                    "(no re-alignment)")
         # the model-based ablation costs one model pass per set: few draws on 4 held-out chunks keep it short;
         # the training activations are replayed from memory as analysis tokens (no second LM pass)
-        opts = AnalyzeOptions(rule=rule, progress=cfg.train.progress, n_random_lm=19, lm_max_chunks=4)
-        analyses = analyze(run_dir, cross=results, options=opts, out=out / "analysis", say=say,
-                           train_stream=pair.train)
+        opts = AnalyzeOptions(rule=rule, progress=run_cfg.train.progress, n_random_lm=19, lm_max_chunks=4)
+        analyses = analyze(run_dir, cross=[r for r in final if r.sae_name in names], configs=names, options=opts,
+                           out=out / "analysis", say=say, train_stream=pair.train)
 
     print()
-    _print_training_table(result.metrics, lm_loss)
+    _print_training_table(metrics, lm_loss)
     print()
-    alignment = _print_alignment_table(results)
+    print_table(result.rows)
+    print()
+    alignment = _print_alignment_table(final)
     elapsed = clock.elapsed()
     summary = {
         "config": str(config_path),
+        "study": str(study_dir),
         "run_dir": str(run_dir),
         "data": pair.info,
-        "fingerprint": result.fingerprint,
-        "steps": result.steps,
-        "tokens": result.tokens,
-        "metrics": result.metrics,
+        "steps": int(read_manifest(run_dir)["step"]),
+        "tokens": int(read_manifest(run_dir)["tokens"]),
+        "metrics": metrics,
         "checkpoints": {f"{r.hookpoint}/{r.sae_name}/seed{r.seed}": str(r.path) for r in list_checkpoints(run_dir)},
         "lm_loss": lm_loss,
         "alignment": alignment,
         "rule": rule.to_dict(),
         "claims": {f"{a.hookpoint}/{a.sae_name}": a.tables["claims"] for a in analyses} if analyses else None,
-        "outputs": {"compare": str(out / "compare"), "analysis": str(out / "analysis") if analyses else None},
+        "outputs": {"study": str(study_dir), "table": str(study_dir / "table.csv"),
+                    "compare": str(study_dir / result.record["milestones"][-1]["compare"]),
+                    "analysis": str(out / "analysis") if analyses else None},
         "seconds": elapsed,
     }
     atomic_write_json(out / "summary.json", summary)
+    report = write_report(study_dir)
     print()
     print(f"done in {elapsed:.0f}s.")
-    print(f"  checkpoints (sparsify layout): {run_dir}/<hookpoint>/<sae>/seed<N>/")
-    print(f"  alignment: {out / 'compare'}/summary.json and figures/;  analysis: {out / 'analysis'}")
+    print(f"  checkpoints (sparsify layout): {run_dir}/<hookpoint>/<sae>/seed<N>/ (milestones/ inside)")
+    print(f"  study: {study_dir}/study.json, table.csv, figures/;  alignment: {summary['outputs']['compare']};  "
+          f"analysis: {out / 'analysis'}")
+    if report is not None:
+        print(f"  report: {report}")
     print(f"  summary: {out / 'summary.json'}   config used: {config_path}")
     return 0

@@ -9,6 +9,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from saeseeds import __version__
 from saeseeds.commands._flags import add_rule_flags, rule_from_args
 from saeseeds.errors import CheckpointError, ConfigError
 
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
     from saeseeds.config import RunConfig
 
 REPORT_DIR = "synthetic_report"
+RECOVERY_FORMAT = "saeseeds.synthetic/1"
+"""`format` of synthetic_report/recovery.json (docs/formats.md)."""
 GROUP_INPUT_ROWS = 200_000
 """Rows drawn to collect each group's pure inputs (about rows · firing probability per group)."""
 LIVENESS_ROWS = 16_384
@@ -115,6 +118,9 @@ def run(args: argparse.Namespace) -> int:
     report_dir.mkdir(parents=True, exist_ok=True)
     baseline = None if composed else _random_baseline_deg(cfg)
     results: dict[str, Any] = {
+        "format": RECOVERY_FORMAT,
+        "saeseeds_version": __version__,
+        "run_dir": str(out.absolute()),
         "config": dataclasses.asdict(cfg),
         "ground_truth_sha256": truth.fingerprint(),
         "train_seconds": train_seconds,

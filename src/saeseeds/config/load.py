@@ -29,6 +29,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
             data = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as err:
             raise ConfigError(f"{path}: not valid TOML: {err}") from err
+        data.pop("study", None)  # a study config's axes (saeseeds.config.study); `train` runs its base config
         if "sae" in data and "saes" not in data:  # [[sae]] tables read more naturally in TOML
             data["saes"] = data.pop("sae")
     cfg = from_dict(RunConfig, data, where)

@@ -41,6 +41,7 @@ class SaeConfig:
     num_latents: int = 0
     """Dictionary size; 0 means expansion_factor * d_in."""
     expansion_factor: int = 8
+    """Dictionary size as a multiple of d_in, used when num_latents is 0."""
     k: int = 32
     """Active latents per token (topk), or mean active latents per token (batchtopk)."""
     name: str = ""
@@ -65,6 +66,15 @@ class SaeConfig:
     """jumprelu: weight of the (straight-through) L0 penalty."""
     l0_warmup_steps: int = 0
     """jumprelu: linear warm-up of the L0 coefficient; 0 means 5% of training."""
+    lr: float = 0.0
+    """This SAE's Adam learning rate; 0 means train.lr (so a sweep can vary it per [[sae]])."""
+    lr_warmup_steps: int = 0
+    """This SAE's learning-rate warm-up; 0 means train.lr_warmup_steps."""
+    target_l0: float = 0.0
+    """relu / jumprelu: steer the sparsity coefficient so the training L0 reaches this value (0: off); the
+    L0 controller of docs/definitions.md ("Matched L0") adjusts it after warm-up, then freezes it."""
+    l0_control_until: float = 0.8
+    """Fraction of training after which the L0 controller's coefficient is frozen (with target_l0 > 0)."""
 
     def resolved_num_latents(self, d_in: int) -> int:
         """Dictionary size for an input width `d_in`."""
@@ -89,6 +99,14 @@ class SaeConfig:
         if d_in is not None:
             check_int("d_in", d_in, 1)
         get_architecture(self.architecture).validate(self, where, d_in)
+        check_float(f"{where}.lr", self.lr, 0.0, note="0 means train.lr")
+        check_int(f"{where}.lr_warmup_steps", self.lr_warmup_steps, 0, note="0 means train.lr_warmup_steps")
+        check_float(f"{where}.target_l0", self.target_l0, 0.0, note="0 turns the L0 controller off")
+        check_float(f"{where}.l0_control_until", self.l0_control_until, 0.0, 1.0, lo_open=True,
+                    note="a fraction of training")
+        if self.target_l0 > 0 and get_architecture(self.architecture).sparsity_penalty(self) is None:
+            raise fail(f"{where}.target_l0", self.target_l0, "0 for an architecture without a sparsity penalty",
+                       f"cannot steer {self.architecture}, whose L0 is set by k")
 
     def known_num_latents(self, d_in: int | None) -> tuple[int, str] | None:
         """The dictionary size and where it comes from ('num_latents' or 'expansion_factor 8 x d_in 32'),
@@ -105,6 +123,7 @@ class TrainConfig:
     """Optimisation, evaluation and checkpointing of the lockstep trainer."""
 
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    """Seeds to train; every [[sae]] configuration trains one SAE per seed, all on the same batches."""
     batch_size: int = 4096
     """Tokens per optimisation step (activation rows)."""
     num_tokens: int = 2_000_000
@@ -112,12 +131,17 @@ class TrainConfig:
     lr: float = 0.0
     """Adam learning rate; 0 means sparsify's scaling rule 2e-4 / sqrt(num_latents / 2**14)."""
     lr_warmup_steps: int = 100
+    """Linear learning-rate warm-up from 0 over this many steps."""
     lr_decay: LrDecay = "linear"
+    """Learning-rate decay to 0 after lr_decay_start of training: linear, cosine, or none (constant)."""
     lr_decay_start: float = 0.8
     """Fraction of training after which the learning rate decays to 0."""
     adam_beta1: float = 0.9
+    """Adam β1 (momentum of the gradient average), in [0, 1)."""
     adam_beta2: float = 0.999
+    """Adam β2 (momentum of the squared-gradient average), in [0, 1)."""
     adam_eps: float = 1e-8
+    """Adam ε (> 0), added to the denominator."""
     grad_clip: float = 0.0
     """Clip each SAE's gradient norm to this value; 0 disables."""
     dead_tokens_threshold: int = 1_000_000
@@ -137,6 +161,27 @@ class TrainConfig:
     store_eval_tokens: int = 262_144
     """Held-out rows kept in <run>/eval/ (raw activations, token ids) for analyses; 0 stores none."""
     progress: bool = True
+    """Show progress (a bar on a terminal, a status line every 30 s off it); the CLI's --quiet turns it off."""
+    log_every: int = 0
+    """Append the training loss, FVU, L0 and learning rate, averaged over this many steps, to <run>/metrics.jsonl
+    (and TensorBoard / wandb); 0 means automatic: max(10, steps // 1000), so at most ~1000 lines per SAE."""
+    tensorboard: bool = False
+    """Also write the training and evaluation metrics as TensorBoard event files in <run>/tensorboard/
+    (needs the `tensorboard` package: pip install 'saeseeds[logging]')."""
+    wandb_project: str = ""
+    """Also log the metrics to this Weights & Biases project (needs `wandb`; empty: off). WANDB_MODE=offline
+    keeps the run local."""
+    milestones: list[float] = field(default_factory=list)
+    """Fractions of the budget in (0, 1] at which a copy of every SAE is kept in <run>/milestones/ (each
+    evaluated there too), so one run gives overlap vs training time; empty keeps none."""
+    batched_seeds: bool = False
+    """Train the seeds of each configuration as one stacked module (one batched GEMM, one fused Adam step);
+    equal to the per-member path within a documented tolerance (docs/performance.md). Off until proven on GPUs."""
+
+    def milestone_steps(self) -> list[int]:
+        """The steps of `milestones` (fraction x total steps, rounded, at least 1), sorted and distinct."""
+        total = max(self.num_tokens // self.batch_size, 1)
+        return sorted({min(max(round(f * total), 1), total) for f in self.milestones})
 
     def validate(self, where: str = "train") -> None:
         """Range checks of every field; a bad one raises ConfigError naming `train.<field>`."""
@@ -166,6 +211,15 @@ class TrainConfig:
         check_bool(f"{where}.normalize_activations", self.normalize_activations)
         check_int(f"{where}.store_eval_tokens", self.store_eval_tokens, 0, note="0 stores none")
         check_bool(f"{where}.progress", self.progress)
+        check_bool(f"{where}.batched_seeds", self.batched_seeds)
+        check_int(f"{where}.log_every", self.log_every, 0, note="0 means max(10, steps // 1000)")
+        check_bool(f"{where}.tensorboard", self.tensorboard)
+        if not isinstance(self.wandb_project, str):
+            raise fail(f"{where}.wandb_project", self.wandb_project, "a project name (empty: off)", "is not a string")
+        if not isinstance(self.milestones, list):
+            raise fail(f"{where}.milestones", self.milestones, "a list of fractions in (0, 1]", "is not a list")
+        for i, fraction in enumerate(self.milestones):
+            check_float(f"{where}.milestones[{i}]", fraction, 0.0, 1.0, lo_open=True, note="a fraction of the budget")
 
 
 @dataclass
@@ -173,6 +227,8 @@ class DataConfig:
     """Where the activation stream comes from; every SAE of a run sees the same batches in the same order."""
 
     source: Source = "lm"
+    """Where activations come from: a language model (lm), a cache made by `saeseeds cache`, array files
+    (npy, safetensors), or the synthetic ground-truth generator."""
     path: str = ""
     """npy/safetensors: the file (or directory of files); cache: the cache directory."""
     tensor: str = ""
@@ -184,6 +240,7 @@ class DataConfig:
     shuffle_seed: int = 0
     """Seed of the one fixed order of rows (array sources) or chunks (text)."""
     shuffle: bool = True
+    """Shuffle rows (array sources) or chunks (text) in the fixed order of shuffle_seed."""
 
     def validate(self, where: str = "data") -> None:
         """Range checks of every field; a bad one raises ConfigError naming `data.<field>`."""

@@ -1,7 +1,9 @@
-"""One SAE being trained: its model, optimizer, schedule and dead-latent counter; knows nothing of the others."""
+"""One SAE being trained: its model, optimizer, schedule, dead-latent counter and (optionally) L0 controller;
+knows nothing of the others."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -11,6 +13,13 @@ from torch import Tensor
 from saeseeds.config import SaeConfig, TrainConfig
 from saeseeds.sae.model import SparseAutoencoder
 from saeseeds.training.schedule import default_lr, lr_factor, warmup_factor
+
+L0_GAIN = 0.02
+"""L0 controller: log-coefficient change per step per unit of log(L0 / target) (docs/definitions.md)."""
+L0_MAX_STEP = 0.05
+"""L0 controller: the largest change of the log-coefficient in one step."""
+L0_EMA = 0.9
+"""L0 controller: momentum of the moving average of the training-batch L0 it steers."""
 
 
 class StepStats(NamedTuple):
@@ -35,6 +44,10 @@ class Member:
     train_cfg: TrainConfig
     total_steps: int
     tokens_since_fired: Tensor
+    penalty_scale: float = 1.0
+    """Multiplier of the sparsity coefficient set by the L0 controller (1 without `target_l0`)."""
+    l0_ema: float = math.nan
+    """The L0 controller's moving average of the training L0 (NaN before it starts)."""
 
     @property
     def key(self) -> str:
@@ -55,7 +68,7 @@ class Member:
         """Initialise from the seed's own generator (never the global RNG)."""
         generator = torch.Generator().manual_seed(seed)
         sae = SparseAutoencoder(sae_cfg, d_in, generator=generator, device=device)
-        lr = train_cfg.lr or default_lr(sae.num_latents)
+        lr = sae_cfg.lr or train_cfg.lr or default_lr(sae.num_latents)
         optimizer = torch.optim.Adam(
             sae.parameters(),
             lr=lr,
@@ -73,8 +86,31 @@ class Member:
         penalty = self.sae.spec.sparsity_penalty(self.sae.cfg)
         if penalty is None:
             return 0.0
-        default = max(int(0.05 * self.total_steps), 1)
-        return penalty.coefficient * warmup_factor(step, penalty.warmup_steps or default)
+        return penalty.coefficient * self.penalty_scale * warmup_factor(step, self._penalty_warmup(penalty.warmup_steps))
+
+    def _penalty_warmup(self, warmup_steps: int) -> int:
+        """Warm-up steps of the sparsity coefficient: the configured ones, or 5% of training."""
+        return warmup_steps or max(int(0.05 * self.total_steps), 1)
+
+    @property
+    def penalty_coefficient(self) -> float | None:
+        """The sparsity coefficient in force after warm-up (with the controller's scale), None for topk-like."""
+        penalty = self.sae.spec.sparsity_penalty(self.sae.cfg)
+        return None if penalty is None else penalty.coefficient * self.penalty_scale
+
+    def _steer_l0(self, l0: float, step: int) -> None:
+        """The L0 controller: after the coefficient's warm-up and until `l0_control_until` of training, move the
+        log-coefficient by L0_GAIN * log(EMA of L0 / target_l0) (clipped to ±L0_MAX_STEP); then keep it."""
+        target, penalty = self.sae.cfg.target_l0, self.sae.spec.sparsity_penalty(self.sae.cfg)
+        if target <= 0 or penalty is None:
+            return
+        start = self._penalty_warmup(penalty.warmup_steps)
+        if step < start or step >= round(self.sae.cfg.l0_control_until * self.total_steps):
+            return
+        level = max(l0, 1e-3)
+        self.l0_ema = level if math.isnan(self.l0_ema) else L0_EMA * self.l0_ema + (1 - L0_EMA) * level
+        change = max(-L0_MAX_STEP, min(L0_MAX_STEP, L0_GAIN * math.log(self.l0_ema / target)))
+        self.penalty_scale *= math.exp(change)
 
     def dead_mask(self) -> Tensor:
         """Latents that have not fired for `dead_tokens_threshold` training tokens."""
@@ -83,7 +119,8 @@ class Member:
     def step(self, x: Tensor, step: int) -> StepStats:
         """One Adam step on batch `x`; decoder rows stay unit-norm (projected gradient + renormalisation)."""
         sae, cfg = self.sae, self.train_cfg
-        factor = lr_factor(step, self.total_steps, cfg.lr_warmup_steps, cfg.lr_decay, cfg.lr_decay_start)
+        warmup = sae.cfg.lr_warmup_steps or cfg.lr_warmup_steps
+        factor = lr_factor(step, self.total_steps, warmup, cfg.lr_decay, cfg.lr_decay_start)
         for group in self.optimizer.param_groups:
             group["lr"] = group["initial_lr"] * factor
         dead = self.dead_mask()
@@ -106,13 +143,15 @@ class Member:
             sae.spec.post_step(sae)
             self.tokens_since_fired += x.shape[0]
             self.tokens_since_fired[out.fired] = 0
-        return StepStats(
+        stats = StepStats(
             float(loss.detach()),
             float(out.fvu.detach()),
             float(out.l0.detach()),
             float(out.aux_loss.detach()),
             float(dead.float().mean()),
         )
+        self._steer_l0(stats.l0, step)
+        return stats
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue this member exactly: parameters, optimizer moments, dead counter."""
@@ -120,6 +159,7 @@ class Member:
             "sae": {k: v.detach().cpu() for k, v in self.sae.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
             "tokens_since_fired": self.tokens_since_fired.cpu(),
+            "l0_control": {"penalty_scale": self.penalty_scale, "l0_ema": self.l0_ema},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -127,3 +167,6 @@ class Member:
         self.sae.load_state_dict(state["sae"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.tokens_since_fired.copy_(state["tokens_since_fired"])
+        control = state.get("l0_control", {})
+        self.penalty_scale = float(control.get("penalty_scale", 1.0))
+        self.l0_ema = float(control.get("l0_ema", math.nan))

@@ -13,9 +13,9 @@ import json
 import platform
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import torch
 from torch import Tensor
@@ -27,23 +27,35 @@ from saeseeds.data.arrays import check_batch
 from saeseeds.data.batching import rebatch
 from saeseeds.data.types import SourcePair, as_mapping
 from saeseeds.device import resolve_device
+from saeseeds.distributed import current_world, partition_by_cost
 from saeseeds.errors import CheckpointError, ConfigError, DataError
 from saeseeds.progress import tqdm
-from saeseeds.sae.checkpoint import fold_input_scale, save_sae
+from saeseeds.sae.checkpoint import save_sae
+from saeseeds.training.batched import StepGroup, group_states, make_groups, read_pending, upload
 from saeseeds.training.eval_store import EVAL_DIR, store_eval_set, write_latent_frequencies
 from saeseeds.training.evaluate import evaluate_sae
 from saeseeds.training.fingerprint import DataFingerprint, fingerprint_batches
+from saeseeds.training.logging import TrainLogger, check_sinks
 from saeseeds.training.member import Member
 from saeseeds.training.run_dir import MANIFEST, STATE_DIR, checkpoint_dir, read_manifest
 from saeseeds.training.state import (
     check_resume_config,
-    commit_state,
+    commit_pointer,
     load_member_state,
+    new_set_name,
     read_pointer,
     remove_uncommitted,
+    write_member_states,
 )
 
 METRICS = "metrics.jsonl"
+T = TypeVar("T")
+MILESTONES = "milestones"
+
+
+def milestone_dir(run_dir: Path, step: int) -> Path:
+    """`<run>/milestones/step<NNNNNNNN>`: the copy of every SAE at a `train.milestones` step (run layout inside)."""
+    return Path(run_dir) / MILESTONES / f"step{step:08d}"
 
 
 class TrainResult(NamedTuple):
@@ -123,7 +135,14 @@ class _Run:
         self.resume = resume
         self.overwrite = overwrite
         self.device = resolve_device(cfg.train.device, field="train.device")
+        self.world = current_world()
+        """Under torchrun: this rank trains its share of the members; rank 0 writes the run's own files."""
         self.members: list[Member] = []
+        self.groups: list[StepGroup] = []
+        """What the loop steps: each member alone, or its seeds stacked (train.batched_seeds)."""
+        """This rank's members (all of them in a single-process run)."""
+        self.all_members: list[dict[str, Any]] = []
+        """Every member of the run, in run order: key, hookpoint, name, seed, architecture, num_latents."""
         self.scales: dict[str, float] = {}
         self.d_in: dict[str, int] = {}
         self.fingerprint = DataFingerprint()
@@ -133,6 +152,8 @@ class _Run:
         self.eval_fingerprint = fingerprint_batches(self.eval_batches) if self.eval_batches else None
         self.eval_info: dict[str, Any] = {}
         self.resumes: list[dict[str, Any]] = []
+        self.logger: TrainLogger | None = None
+        """Metrics sinks, made in `start()` (saeseeds.training.logging)."""
 
     # -------------------------------------------------------------- setup
 
@@ -150,44 +171,71 @@ class _Run:
             self.d_in[hookpoint] = int(x.shape[1])
             if hookpoint not in self.scales:
                 self.scales[hookpoint] = _input_scale(x) if self.cfg.train.normalize_activations else 1.0
-        for hookpoint, d_in in self.d_in.items():
-            for sae_cfg in self.cfg.saes:
-                for seed in self.cfg.train.seeds:
-                    member = Member.create(hookpoint, sae_cfg, seed, d_in, self.cfg.train, total, self.device)
-                    self.members.append(member)
-        names = [m.key for m in self.members]
+        plan = [(hookpoint, sae_cfg, seed) for hookpoint in self.d_in for sae_cfg in self.cfg.saes
+                for seed in self.cfg.train.seeds]
+        self.all_members = [
+            {"key": f"{h}/{c.resolved_name(self.d_in[h])}/seed{seed}", "hookpoint": h,
+             "name": c.resolved_name(self.d_in[h]), "seed": seed, "architecture": c.architecture,
+             "num_latents": c.resolved_num_latents(self.d_in[h])}
+            for h, c, seed in plan
+        ]
+        names = [m["key"] for m in self.all_members]
         if len(set(names)) != len(names):
             raise DataError("two SAE configurations resolve to the same name; give them distinct `name`s")
+        mine = self.my_share([m["num_latents"] * self.d_in[m["hookpoint"]] for m in self.all_members])
+        for index in mine:
+            hookpoint, sae_cfg, seed = plan[index]
+            member = Member.create(hookpoint, sae_cfg, seed, self.d_in[hookpoint], self.cfg.train, total, self.device)
+            self.members.append(member)
         if not self.resume:
             # Start b_dec at the mean of the first batch (scaled), the same for every member.
             for member in self.members:
                 x = first[member.hookpoint].to(self.device, torch.float32) * self.scales[member.hookpoint]
                 with torch.no_grad():
                     member.sae.b_dec.copy_(x.mean(0))
+        self.groups = make_groups(self.members, self.cfg.train.batched_seeds)
+
+    def my_share(self, costs: list[int]) -> list[int]:
+        """Indices of the members this rank trains: all alone; under torchrun a cost-balanced share."""
+        if not self.world.active:
+            return list(range(len(costs)))
+        return partition_by_cost(costs, self.world.size)[self.world.rank]
 
     # -------------------------------------------------------------- persistence
 
     def save_state(self) -> None:
-        """Commit every member's state and the trainer's counters as one unit (see saeseeds.training.state)."""
-        commit_state(
-            self.out,
-            {m.key: m.state_dict() for m in self.members},
-            {
+        """Commit every member's state and the trainer's counters as one unit (see saeseeds.training.state).
+
+        Under torchrun every rank writes its own members into the set rank 0 names; rank 0 commits the
+        pointer once all have written, so the set is complete whatever the world size of a later resume.
+        """
+        set_name = self.world.broadcast_object(new_set_name(self.step))
+        log_state = self.logger.state() if self.logger else None  # collective under torchrun
+        sizes: dict[str, int] = {}
+        for part in self.world.gather_objects(
+            write_member_states(self.out, set_name, group_states(self.groups))
+        ):
+            sizes |= part
+        if self.world.is_main:
+            commit_pointer(self.out, set_name, sizes, {
                 "step": self.step,
                 "fingerprint": self.fingerprint.value,
                 "eval_fingerprint": self.eval_fingerprint,
                 "scales": self.scales,
                 "d_in": self.d_in,
-                "members": [m.key for m in self.members],
+                "members": [m["key"] for m in self.all_members],
                 "config": to_dict(self.cfg),
                 "resumes": self.resumes,
-            },
-        )
+                "world_size": self.world.size,
+                "train_log": log_state,
+            })
+        self.world.barrier()
 
     def load_state(self) -> dict[str, Any]:
         """Read the committed state; refuse a changed config or evaluation set before touching anything."""
         trainer = read_pointer(self.out)
-        if "set" in trainer:
+        self.world.barrier()  # every rank has read the pointer before rank 0 tidies the state directory
+        if "set" in trainer and self.world.is_main:
             remove_uncommitted(self.out / STATE_DIR, keep=trainer["set"])
         if "config" in trainer:
             where = f"{self.out / STATE_DIR}/trainer.json:config"
@@ -204,7 +252,7 @@ class _Run:
         return trainer
 
     def restore_members(self, trainer: dict[str, Any]) -> None:
-        keys = [m.key for m in self.members]
+        keys = [m["key"] for m in self.all_members]
         if keys != trainer["members"]:
             raise CheckpointError(
                 f"--resume: the config's SAEs {keys} differ from the interrupted run's {trainer['members']}"
@@ -219,7 +267,7 @@ class _Run:
     def restore_metrics(self, step: int) -> None:
         """Keep only the metrics lines the resumed run will not write again; rebuild the latest per SAE."""
         path = self.out / METRICS
-        if not path.is_file():
+        if not path.is_file() or not self.world.is_main:
             return
         kept = []
         for line in path.read_text().splitlines():
@@ -227,7 +275,8 @@ class _Run:
                 record = json.loads(line)
                 if int(record["step"]) <= step and int(record["step"]) < self.total_steps():
                     kept.append(line)
-                    self.history[record["key"]] = {k: v for k, v in record.items() if k != "key"}
+                    if record.get("kind", "eval") == "eval":  # training lines (kind "train") are not history
+                        self.history[record["key"]] = {k: v for k, v in record.items() if k not in ("key", "kind")}
             except (ValueError, KeyError, TypeError):
                 continue  # a line cut by the kill
         atomic_write_text(path, "".join(line + "\n" for line in kept))
@@ -247,28 +296,55 @@ class _Run:
             self.eval_info = dict(previous)
             return
         special = self.pair.info.get("special_token_ids", []) if self.pair.info.get("exclude_special_tokens") else []
+        if not self.world.is_main:  # rank 0 stores the held-out set; the others only need its description
+            self.world.barrier()
+            self.eval_info = self.world.broadcast_object(None)
+            return
         self.eval_info = {
             "fingerprint": self.eval_fingerprint,
             "tokens": sum(int(next(iter(b.values())).shape[0]) for b in self.eval_batches),
             "stored": store_eval_set(self.out, self.pair.eval, self.eval_batches, cap, special),
             "latents": None,
         }
+        if self.world.active:
+            self.world.barrier()
+            self.world.broadcast_object(self.eval_info)
 
     def save_checkpoints(self, status: str) -> None:
         model_name = str(self.pair.info.get("model", ""))
         for member in self.members:
-            folded = fold_input_scale(member.sae, self.scales[member.hookpoint])
             save_sae(
-                folded,
+                member.sae,
                 checkpoint_dir(self.out, member.hookpoint, member.name, member.seed),
                 hookpoint=member.hookpoint,
                 model=model_name,
                 seed=member.seed,
+                input_scale=self.scales[member.hookpoint],
+                data=self.pair.info,
             )
         self.save_state()
         self.write_manifest(status)
 
+    def save_milestone(self) -> None:
+        """Keep a copy of every SAE at this step under milestones/ (atomic per checkpoint, like the others)."""
+        model_name = str(self.pair.info.get("model", ""))
+        for member in self.members:
+            where = checkpoint_dir(milestone_dir(self.out, self.step), member.hookpoint, member.name, member.seed)
+            save_sae(member.sae, where, hookpoint=member.hookpoint, model=model_name, seed=member.seed,
+                     input_scale=self.scales[member.hookpoint], data=self.pair.info)
+
+    def milestone_entries(self) -> list[dict[str, Any]]:
+        """run.json's `milestones`: each configured step, its tokens, directory and whether it is written."""
+        total, cfg = self.total_steps(), self.cfg.train
+        return [
+            {"step": s, "fraction": s / total, "tokens": s * cfg.batch_size, "done": s <= self.step,
+             "path": str(milestone_dir(Path("."), s))}
+            for s in cfg.milestone_steps()
+        ]
+
     def write_manifest(self, status: str) -> None:
+        if not self.world.is_main:
+            return
         created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         previous = read_manifest(self.out) if (self.out / MANIFEST).is_file() else {}
         manifest = {
@@ -291,22 +367,18 @@ class _Run:
             },
             "hookpoints": {h: {"d_in": self.d_in[h], "input_scale": self.scales[h]} for h in self.d_in},
             "saes": [
-                {
-                    "hookpoint": m.hookpoint,
-                    "name": m.name,
-                    "seed": m.seed,
-                    "architecture": m.sae.architecture,
-                    "num_latents": m.sae.num_latents,
-                    "path": str(checkpoint_dir(Path("."), m.hookpoint, m.name, m.seed)),
-                }
-                for m in self.members
+                {k: v for k, v in m.items() if k != "key"}
+                | {"path": str(checkpoint_dir(Path("."), m["hookpoint"], m["name"], m["seed"]))}
+                for m in self.all_members
             ],
+            "milestones": self.milestone_entries(),
             "eval": {
                 "about": f"held-out set and per-latent statistics in {EVAL_DIR}/ (saeseeds.training.eval_store)",
                 **self.eval_info,
                 "metrics": self.history,
             },
             "versions": library_versions(),
+            "world_size": self.world.size,
         }
         atomic_write_json(self.out / MANIFEST, manifest)
 
@@ -316,15 +388,29 @@ class _Run:
         if not self.eval_batches:
             return
         frequencies = {}
-        lines = []
+        records: dict[str, dict[str, float | int]] = {}
         for member in self.members:
             batches = [b[member.hookpoint] for b in self.eval_batches]
             metrics, frequency = evaluate_sae(member.sae, batches, self.scales[member.hookpoint])
             frequencies[member.key] = frequency
             record: dict[str, float | int] = metrics.as_dict() | {"step": self.step}
             record["train_dead_fraction"] = float(member.dead_mask().float().mean())
-            self.history[member.key] = record
-            lines.append(json_text({"key": member.key, **record}, indent=None) + "\n")
+            if member.penalty_coefficient is not None:
+                record["penalty_coefficient"] = member.penalty_coefficient
+            records[member.key] = record
+        if self.world.active:  # every rank's members, on rank 0, in run order
+            parts = self.world.gather_objects((records, {k: v.cpu() for k, v in frequencies.items()}))
+            order = [m["key"] for m in self.all_members]
+            gathered = {k: v for part in parts for k, v in part[0].items()}
+            gathered_freq = {k: v for part in parts for k, v in part[1].items()}
+            records = {k: gathered[k] for k in order}
+            frequencies = {k: gathered_freq[k] for k in order}
+            if not self.world.is_main:
+                return
+        self.history.update(records)
+        if self.logger:
+            self.logger.log_eval(self.step, {k: {n: v for n, v in r.items() if n != "step"} for k, r in records.items()})
+        lines = [json_text({"kind": "eval", "key": key, **record}, indent=None) for key, record in records.items()]
         tokens = int(self.eval_info.get("tokens", 0))
         path = write_latent_frequencies(self.out, frequencies, step=self.step, tokens=tokens)
         self.eval_info["latents"] = {"path": path, "step": self.step, "tokens": tokens, "dtype": "float64"}
@@ -339,9 +425,11 @@ class _Run:
 
     def start(self) -> tuple[Iterator[dict[str, Tensor]], dict[str, Any] | None]:
         """Check the directory, build the members, restore or commit step 0; the batches still to train on."""
-        prepare_out_dir(self.out, resume=self.resume, overwrite=self.overwrite)
-        trainer_state = self.load_state() if self.resume else None
-        remove_run_temps(self.out)
+        check_sinks(self.cfg.train)  # a missing tensorboard / wandb is refused before anything is written
+        self.prepare()
+        trainer_state = self.agreed(self.load_state) if self.resume else None
+        if self.world.is_main:
+            remove_run_temps(self.out)
         stream = self.batches()
         first = next(stream, None)
         if first is None:
@@ -356,37 +444,88 @@ class _Run:
             self.restore_metrics(self.step)
         self.store_eval()
         self.write_manifest("running")
+        self.start_logger(trainer_state)
         return pending, trainer_state
+
+    def start_logger(self, trainer_state: dict[str, Any] | None) -> None:
+        """The metrics sinks (metrics.jsonl, TensorBoard, wandb: saeseeds.training.logging), continuing the
+        interrupted run's open logging interval on resume."""
+        self.logger = TrainLogger.create(
+            self.out, self.cfg.train, self.total_steps(), resume_step=None if trainer_state is None else self.step,
+            config=to_dict(self.cfg), main=self.world.is_main,
+            gather=self.world.gather_objects if self.world.active else None,
+            order=[m["key"] for m in self.all_members],
+        )
+        if trainer_state is not None:
+            self.logger.restore(trainer_state.get("train_log"), [m.key for m in self.members])
+
+    def prepare(self) -> None:
+        """Check `--out` on every rank (a refusal ends all of them), then rank 0 creates or clears it."""
+        self.agreed(lambda: check_out_dir(self.out, resume=self.resume, overwrite=self.overwrite))
+        if self.world.is_main:
+            prepare_out_dir(self.out, resume=self.resume, overwrite=self.overwrite)
+        self.world.barrier()
+
+    def agreed(self, step: Callable[[], T]) -> T:
+        """Run `step` on every rank; if it raises on any rank, it raises on all (no rank left waiting)."""
+        if not self.world.active:
+            return step()
+        try:
+            value = step()
+        except Exception as err:
+            self.world.agree(err)
+            raise
+        self.world.agree(None)
+        return value
 
     def run(self) -> TrainResult:
         pending, _ = self.start()
+        logger = self.logger
+        assert logger is not None  # made by start()
         total = self.total_steps()
         cfg = self.cfg.train
         checkpoint_every = cfg.checkpoint_every or max(total // 10, 1)
-        progress = tqdm(total=total, initial=self.step, desc="train", unit="step", disable=not cfg.progress, mininterval=1.0)
+        show = cfg.progress and self.world.is_main
+        progress = tqdm(total=total, initial=self.step, desc="train", unit="step", disable=not show, mininterval=1.0)
         last: dict[str, float] = {}
+        milestones = set(cfg.milestone_steps())
         for batch in pending:
             if self.step >= total:
                 break
             self.fingerprint.update(batch)
-            on_device = {h: t.to(self.device, torch.float32) * self.scales[h] for h, t in batch.items()}
+            on_device = upload(batch, self.device, self.scales)
             fvus = []
-            for member in self.members:
-                stats = member.step(on_device[member.hookpoint], self.step)
-                fvus.append(stats.fvu)
-                last = {"fvu": stats.fvu, "l0": stats.l0}
+            read = (self.step + 1) % logger.every == 0 or self.step + 1 >= total  # stacks sync only here
+            for group in self.groups:
+                for member, stats, steps in group.step(on_device[group.hookpoint], self.step, read):
+                    fvus.append(stats.fvu)
+                    last = {"fvu": stats.fvu, "l0": stats.l0}
+                    logger.record(member.key, stats.loss * steps, stats.fvu * steps, stats.l0 * steps,
+                                  member.optimizer.param_groups[0]["lr"])
             self.step += 1
+            logger.step_done(self.step, total)
             progress.update(1)
-            progress.set_postfix(mean_fvu=f"{sum(fvus) / len(fvus):.3f}", l0=f"{last['l0']:.1f}")
-            if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < total:
+            if fvus:
+                progress.set_postfix(mean_fvu=f"{sum(fvus) / len(fvus):.3f}", l0=f"{last['l0']:.1f}", refresh=False)
+            at_milestone = self.step in milestones and self.step < total
+            if (cfg.eval_every and self.step % cfg.eval_every == 0 or at_milestone) and self.step < total:
                 self.evaluate()
+            if at_milestone:
+                self.save_milestone()
             if self.step % checkpoint_every == 0 and self.step < total:
                 self.save_checkpoints("running")
         progress.close()
-        if self.step < total:
+        if self.step < total and self.world.is_main:
             tqdm.write(f"note: the source ran out after {self.step} of {total} steps")
+        for member, stats, steps in read_pending(self.groups):  # a stack's statistics of that interval
+            logger.record(member.key, stats.loss * steps, stats.fvu * steps, stats.l0 * steps,
+                          member.optimizer.param_groups[0]["lr"])
+        logger.flush(self.step)  # a source that ran out early: its last, partial interval
         self.evaluate()
+        if self.step in milestones:
+            self.save_milestone()
         self.save_checkpoints("complete")
+        logger.close()
         return TrainResult(
             self.out, self.step, self.step * cfg.batch_size, self.fingerprint.value, dict(self.history)
         )
