@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from saeseeds.version import __version__  # noqa: F401  (re-exported)
 
 _API = (
     "Alignment", "AnalyzeOptions", "ConfigAnalysis", "CrossSeedResult", "SeedSet", "SharingRule",
     "StabilityGroups", "align_pair", "align_weights", "analyze", "compare", "compare_all", "align_seeds",
-    "load", "load_comparison", "PoolOptions", "PoolResult", "pool", "report", "save_comparison", "seed_sets",
-    "study", "train",
+    "load", "load_comparison", "PoolOptions", "PoolResult", "pool", "save_comparison", "seed_sets",
+    "study", "train", "write_report",
 )
 
 

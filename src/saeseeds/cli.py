@@ -10,8 +10,9 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from saeseeds import __version__, commands
+from saeseeds import commands
 from saeseeds.errors import SaeseedsError
+from saeseeds.version import __version__
 
 _OVERRIDE = re.compile(r"--[A-Za-z_][\w-]*(\.[\w-]+)+(=.*)?")
 """A config override `--section.field value` (or `--section.field=value`): the flag has a dot."""

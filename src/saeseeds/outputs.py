@@ -11,9 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from saeseeds import __version__
 from saeseeds.atomic import atomic_write_json
 from saeseeds.errors import ConfigError, DataError
+from saeseeds.version import __version__
 
 MARKER = ".saeseeds-output.json"
 

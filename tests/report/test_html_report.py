@@ -1,4 +1,4 @@
-"""`ss.report` / `saeseeds report` on small outputs written here: generic study and pool pages, a comparison with
+"""`ss.write_report` / `saeseeds report` on small outputs written here: generic study and pool pages, a comparison with
 latent pages, an analysis's claims, training curves, escaping, and the rules for the file it writes."""
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def study(tmp_path) -> Path:
 
 
 def test_generic_output_shows_its_json_csv_and_figures_escaped(study) -> None:
-    path = ss.report(study)
+    path = ss.write_report(study)
     assert path == study / "report.html"
     html = path.read_text()
     assert '<meta name="generator" content="saeseeds report' in html
@@ -61,21 +61,21 @@ def test_generic_output_shows_its_json_csv_and_figures_escaped(study) -> None:
 
 
 def test_report_file_rules(study, tmp_path) -> None:
-    ss.report(study)
-    ss.report(study)  # an earlier report is replaced
+    ss.write_report(study)
+    ss.write_report(study)  # an earlier report is replaced
     foreign = tmp_path / "notes.html"
     foreign.write_text("<html>mine</html>")
     with pytest.raises(ConfigError, match="not a saeseeds report"):
-        ss.report(study, foreign)
+        ss.write_report(study, foreign)
     assert foreign.read_text() == "<html>mine</html>"
     with pytest.raises(ConfigError, match="is a directory"):
-        ss.report(study, tmp_path)
+        ss.write_report(study, tmp_path)
     with pytest.raises(DataError, match="no saeseeds output"):
-        ss.report(tmp_path / "study" / "figures")
+        ss.write_report(tmp_path / "study" / "figures")
     with pytest.raises(DataError, match="no such directory"):
-        ss.report(tmp_path / "missing")
+        ss.write_report(tmp_path / "missing")
     with pytest.raises(ConfigError, match="--max-latents"):
-        ss.report(study, max_latents=-1)
+        ss.write_report(study, max_latents=-1)
     assert [p.name for p in study.iterdir() if p.name.startswith(".") and "tmp" in p.name] == []
 
 
@@ -106,7 +106,7 @@ def test_comparison_latent_pages_list_partners_and_respect_the_cap(tmp_path) -> 
     result = _cross_seed(tmp_path)
     out = tmp_path / "cmp"
     ss.save_comparison([result], out)
-    html = ss.report(out, max_latents=10).read_text()
+    html = ss.write_report(out, max_latents=10).read_text()
     assert "Latents · hook/topk-24" in html and "Configurations compared" in html
     rows = re.findall(r'<details class="latent" data-search="([^"]*)" data-group="(\w+)"', html)
     assert len(rows) == 10
@@ -116,7 +116,7 @@ def test_comparison_latent_pages_list_partners_and_respect_the_cap(tmp_path) -> 
     assert "No top contexts" in html and "nowhere0" in html  # says why there are none
     figures = re.findall(r"<figcaption>([^<]*)</figcaption>", html)
     assert figures and all("hook/topk-24" in t for t in figures)  # every figure names its configuration
-    assert "Latent pages were left out" in ss.report(out, max_latents=0).read_text()
+    assert "Latent pages were left out" in ss.write_report(out, max_latents=0).read_text()
 
 
 def test_choose_latents_skips_dead_and_says_which() -> None:
@@ -143,7 +143,7 @@ def test_analysis_claims_are_tabled_with_their_statistics(tmp_path) -> None:
     atomic_write_json(out / "analysis.json", {"format": "saeseeds.analyze/1", "run_dir": "r",
                                               "configs": {"hook/topk-24": {"dir": "hook/topk-24"}}})
     _figure(cfg / "ablation_fvu.png")
-    html = ss.report(out).read_text()
+    html = ss.write_report(out).read_text()
     assert 'class="badge holds"' in html and 'class="badge undetermined"' in html
     assert "0.004" in html and "P(stable &gt; unstable): 0.61 [95% CI 0.52, 0.7]" in html
     assert "undetermined in seed 0" in html and "4/20" in html
@@ -174,7 +174,7 @@ def test_directory_of_a_run_and_its_comparison(tmp_path) -> None:
                    '[[sae]]\narchitecture = "topk"\nnum_latents = 32\nk = 4\n')
     ss.train(cfg, tmp_path / "both" / "run")
     ss.save_comparison(ss.compare_all(tmp_path / "both" / "run"), tmp_path / "both" / "cmp")
-    html = ss.report(tmp_path / "both", max_latents=6).read_text()
+    html = ss.write_report(tmp_path / "both", max_latents=6).read_text()
     kinds = re.findall(r'<section class="output" id="[^"]+" data-kind="(\w+)"', html)
     assert kinds == ["run", "compare"]
     assert "Training curves · run" in html and "Held-out metrics at the last evaluation" in html
@@ -189,13 +189,13 @@ def test_an_unreadable_output_costs_its_section_not_the_page(study) -> None:
     bad.mkdir()
     mark_output(bad, "analyze")
     atomic_write_json(bad / "analysis.json", {"format": "saeseeds.analyze/1", "configs": ["not", "a", "mapping"]})
-    html = ss.report(study).read_text()
+    html = ss.write_report(study).read_text()
     assert "this output could not be read (AttributeError" in html and "study.json" in html
 
 
-def test_ss_report_is_callable_whichever_name_python_binds(study) -> None:
-    """`saeseeds.report` is also the package's name: importing it must not hide the function."""
-    import saeseeds.report.figures  # noqa: F401  (binds the package to the name `report` of saeseeds)
+def test_ss_write_report_survives_the_report_package_import(study) -> None:
+    """`saeseeds.report` is the package's name; the function has its own name, so importing the package hides nothing."""
+    import saeseeds.report.figures  # noqa: F401
 
-    assert callable(ss.report)
-    assert ss.report(study) == study / "report.html"
+    assert callable(ss.write_report)
+    assert ss.write_report(study) == study / "report.html"

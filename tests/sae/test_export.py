@@ -9,11 +9,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from saeseeds.api.exporting import export
 from saeseeds.cli import main
 from saeseeds.config import SaeConfig
 from saeseeds.errors import CheckpointError
 from saeseeds.sae import SparseAutoencoder, load_any, save_sae
-from saeseeds.sae.export import export
 
 ARCHS = {"topk": "topk", "relu": "standard", "jumprelu": "jumprelu", "batchtopk": "jumprelu"}
 DATA = {"exclude_special_tokens": True, "special_token_ids": [101, 102]}

@@ -13,7 +13,7 @@ import torch
 from saeseeds.align.cross_seed import align_seeds
 from saeseeds.study.aggregate import similarity_by_frequency, study_row
 from saeseeds.study.figures import study_figures
-from saeseeds.study.runner import write_table
+from saeseeds.study.table import write_table
 
 N, D = 8, 64
 

@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 
 from helpers.tiny_lm import build_tiny_causal_lm
+from saeseeds.api.study import run_study
 from saeseeds.config import RunConfig, SaeConfig
 from saeseeds.config.study import StudyConfig
 from saeseeds.data.cache import write_cache
 from saeseeds.errors import ConfigError
-from saeseeds.study.runner import run_study
 
 DOCS = [f"line {i} of the test corpus : {i % 9} apples and {i % 4} pears" for i in range(100)]
 HOOKS = ["transformer.h.0.mlp", "transformer.h.1.mlp"]

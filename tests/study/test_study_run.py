@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 import torch
 
+from saeseeds.api.study import run_study
 from saeseeds.config import SaeConfig, TrainConfig
 from saeseeds.config.study import StudyConfig, load_study_config
 from saeseeds.errors import ConfigError
 from saeseeds.sae import load_sae
 from saeseeds.study.grid import grid_points, pass_configs
-from saeseeds.study.runner import run_study
 from saeseeds.training.member import Member
 from saeseeds.training.run_dir import read_manifest
 

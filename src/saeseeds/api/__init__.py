@@ -16,7 +16,7 @@ from saeseeds.api.comparison import compare, compare_all, load_comparison, save_
 from saeseeds.api.discovery import seed_sets
 from saeseeds.api.loading import load
 from saeseeds.api.pooling import PoolResult, pool
-from saeseeds.api.report import report
+from saeseeds.api.report import write_report
 from saeseeds.api.study import study
 from saeseeds.api.training import train
 from saeseeds.pooling.options import PoolOptions
@@ -40,7 +40,7 @@ __all__ = [
     "PoolOptions",
     "PoolResult",
     "pool",
-    "report",
+    "write_report",
     "save_comparison",
     "seed_sets",
     "study",

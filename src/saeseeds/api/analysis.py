@@ -17,7 +17,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from saeseeds import __version__
 from saeseeds.align.cross_seed import CrossSeedResult, SeedSet, weights_digest
 from saeseeds.align.pair import sae_weights
 from saeseeds.analysis.eval_data import EvalData, load_eval_data
@@ -30,6 +29,7 @@ from saeseeds.errors import CheckpointError, DataError
 from saeseeds.outputs import check_output_dir, mark_output
 from saeseeds.sae import load_sae
 from saeseeds.training.run_dir import load_run_config, read_manifest
+from saeseeds.version import __version__
 
 FORMAT = "saeseeds.analyze/1"
 KIND = "analyze"

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from saeseeds import __version__
 from saeseeds.align.cross_seed import CrossSeedResult, PairMap, SeedSet, align_seeds
 from saeseeds.align.pair import sae_weights
 from saeseeds.align.sharing import SharingRule
@@ -30,6 +29,7 @@ from saeseeds.outputs import check_output_dir, mark_output, read_record
 from saeseeds.progress import tqdm
 from saeseeds.sae import load_any
 from saeseeds.training.run_dir import load_latent_frequencies
+from saeseeds.version import __version__
 
 FORMAT = "saeseeds.compare/1"
 KIND = "compare"

@@ -1,4 +1,4 @@
-"""`ss.report(path, out=None)`: one self-contained HTML page for any saeseeds output (a run, a comparison, an
+"""`ss.write_report(path, out=None)`: one self-contained HTML page for any saeseeds output (a run, a comparison, an
 analysis, a synthetic experiment, a study, a pool, or a directory holding several), written atomically.
 
 The page itself is built by `saeseeds.report.html`; this module adds what needs the layers below it: the
@@ -131,7 +131,7 @@ def _description(kinds: list[str], sections: list[Any]) -> str:
     return text
 
 
-def report(path: str | Path, out: str | Path | None = None, *, max_latents: int = DEFAULT_CAP,
+def write_report(path: str | Path, out: str | Path | None = None, *, max_latents: int = DEFAULT_CAP,
            contexts: bool = True) -> Path:
     """Write the report of the output at `path` to `out` (default `<path>/report.html`); returns its path.
 

@@ -106,6 +106,7 @@ def _print_alignment_table(results: list[Any]) -> dict[str, dict[str, float]]:
 def run(args: argparse.Namespace) -> int:
     from saeseeds.analysis.instability import AnalyzeOptions
     from saeseeds.api.analysis import analyze
+    from saeseeds.api.study import run_study
     from saeseeds.atomic import atomic_write_json, atomic_write_text
     from saeseeds.commands.study import print_table, write_report
     from saeseeds.config.study import load_study_config
@@ -113,7 +114,6 @@ def run(args: argparse.Namespace) -> int:
     from saeseeds.defaults import default_config_text
     from saeseeds.outputs import check_output_dir, mark_output
     from saeseeds.study.grid import pass_configs
-    from saeseeds.study.runner import run_study
     from saeseeds.training import list_checkpoints
     from saeseeds.training.run_dir import read_manifest
 
@@ -202,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
         "seconds": elapsed,
     }
     atomic_write_json(out / "summary.json", summary)
-    report = write_report(study_dir)
+    report = write_report(out)  # one page: the study, its comparisons and the analysis
     print()
     print(f"done in {elapsed:.0f}s.")
     print(f"  checkpoints (sparsify layout): {run_dir}/<hookpoint>/<sae>/seed<N>/ (milestones/ inside)")

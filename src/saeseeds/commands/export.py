@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--format saelens: give one source (a checkpoint, run or folder), got {len(args.sources)}")
     import json
 
-    from saeseeds.sae.export import export
+    from saeseeds.api.exporting import export
 
     manifest = export(args.sources[0], args.out, fmt=args.fmt, overwrite=args.overwrite)
     if not args.quiet:
@@ -68,8 +68,8 @@ def _run_format(args: argparse.Namespace) -> int:
         raise ConfigError("--format run needs --hookpoint (the module whose activations the SAEs read)")
     if args.ctx_len <= 1:
         raise ConfigError(f"--ctx-len: {args.ctx_len} must be at least 2 tokens")
+    from saeseeds.api.exporting import export_run
     from saeseeds.config import LmConfig
-    from saeseeds.sae.export_run import export_run
 
     lm = LmConfig(model=args.model, hookpoints=[args.hookpoint], hook_input=args.hook_input, dataset=args.dataset,
                   ctx_len=args.ctx_len, exclude_special_tokens=not args.keep_special_tokens)

@@ -30,9 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Parse, call the API, print the page's path."""
-    from saeseeds.api.report import report
+    from saeseeds.api.report import write_report
 
-    path = report(args.dir, args.out, max_latents=args.max_latents, contexts=not args.no_contexts)
+    path = write_report(args.dir, args.out, max_latents=args.max_latents, contexts=not args.no_contexts)
     if not getattr(args, "quiet", False):
         print(f"wrote {path}")
     return 0

@@ -40,10 +40,14 @@ def run(args: argparse.Namespace) -> int:
     check_creatable(args.out)
     quiet = bool(getattr(args, "quiet", False))  # the CLI has silenced the progress bars already
 
-    from saeseeds.study.runner import run_study
+    from saeseeds.api.study import run_study
+    from saeseeds.distributed import launched
 
-    result = run_study(args.config, args.out, overrides=list(args.overrides), rule=rule, resume=args.resume,
-                       overwrite=args.overwrite, say=(lambda msg: None) if quiet else print)
+    with launched(base.train.device) as world:  # under torchrun: members and pairs spread over ranks
+        result = run_study(args.config, args.out, overrides=list(args.overrides), rule=rule, resume=args.resume,
+                           overwrite=args.overwrite, say=(lambda msg: None) if quiet else print)
+    if not world.is_main:
+        return 0
     print_table(result.rows)
     print(f"study: {result.out / 'study.json'}  table: {result.out / 'table.csv'}  figures: {result.out / 'figures'}")
     report = write_report(result.out)
@@ -65,10 +69,8 @@ def print_table(rows: list[dict]) -> None:
               f"{r['fvu_mean']:>6.3f}")
 
 
-def write_report(out: Path) -> Path | None:
-    """The HTML report of the study (`ss.report`), when that part of saeseeds is installed."""
-    try:
-        from saeseeds.api.report import report
-    except ImportError:  # the report verb lands separately; remove this guard once it has
-        return None
-    return Path(report(out))
+def write_report(out: Path) -> Path:
+    """The HTML report of the study (`ss.write_report`)."""
+    from saeseeds.api.report import write_report as html_report
+
+    return Path(html_report(out))

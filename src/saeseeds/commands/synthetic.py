@@ -9,9 +9,9 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from saeseeds import __version__
 from saeseeds.commands._flags import add_rule_flags, rule_from_args
 from saeseeds.errors import CheckpointError, ConfigError
+from saeseeds.version import __version__
 
 if TYPE_CHECKING:
     from saeseeds.config import RunConfig

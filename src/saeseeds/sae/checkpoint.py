@@ -17,13 +17,13 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from saeseeds import __version__
 from saeseeds.atomic import atomic_dir, json_text
 from saeseeds.config import SaeConfig, from_dict
 from saeseeds.config.architectures import architecture_names, get_architecture
 from saeseeds.errors import CheckpointError, ConfigError
 from saeseeds.sae.model import SparseAutoencoder
 from saeseeds.sae.spec import ArchitectureSpec
+from saeseeds.version import __version__
 
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae.safetensors"

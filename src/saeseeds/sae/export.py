@@ -16,12 +16,11 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from saeseeds import __version__
-from saeseeds.atomic import atomic_dir, atomic_write_json
+from saeseeds.atomic import atomic_write_json
 from saeseeds.errors import CheckpointError
-from saeseeds.outputs import check_output_dir, mark_output
 from saeseeds.sae.checkpoint import CFG_FILE, WEIGHTS_FILE
 from saeseeds.sae.model import SparseAutoencoder
+from saeseeds.version import __version__
 
 SAELENS_CFG = "cfg.json"
 SAELENS_WEIGHTS = "sae_weights.safetensors"
@@ -124,56 +123,3 @@ def source_info(path: Path) -> dict[str, Any]:
     if (path / SAELENS_WEIGHTS).is_file() and isinstance(meta, dict):
         return {"model": meta.get("model_name"), "hookpoint": meta.get("hook_name")}
     return {}
-
-
-def export_targets(source: str | Path) -> list[tuple[Path, Path]]:
-    """(checkpoint, relative output folder) for every SAE of `source`: a checkpoint (hub names too, output at
-    the top), a saeseeds run, or a folder of checkpoints (each under its path relative to `source`)."""
-    from saeseeds.api.discovery import checkpoint_dirs
-    from saeseeds.sae.formats import is_checkpoint_dir
-    from saeseeds.sae.hub import resolve_checkpoint
-    from saeseeds.training.run_dir import is_run_dir, list_checkpoints
-
-    root = resolve_checkpoint(str(source))
-    if is_checkpoint_dir(root):
-        return [(root, Path("."))]
-    if is_run_dir(root):
-        return [(ref.path, ref.path.relative_to(root)) for ref in list_checkpoints(root)]
-    found = checkpoint_dirs(root) if root.is_dir() else []
-    if not found:
-        raise CheckpointError(f"{root} holds no SAE checkpoint to export (nor a run directory with run.json)")
-    return [(path, path.relative_to(root)) for path in found]
-
-
-def export(source: str | Path, out: str | Path, *, fmt: str = "saelens", overwrite: bool = False) -> Path:
-    """Export every SAE of `source` (see `export_targets`) into `out` in format `fmt`; returns `out/export.json`.
-
-    `out` is built aside and swapped in whole, marked as an export output, with `export.json` listing each SAE
-    (schema `saeseeds.export/1`, absolute source paths).
-    """
-    from saeseeds.sae.formats import load_any
-
-    if fmt not in EXPORT_FORMATS:
-        raise CheckpointError(f"--format {fmt!r} is not supported (supported: {', '.join(EXPORT_FORMATS)})")
-    out = Path(out)
-    check_output_dir(out, KIND, overwrite=overwrite)
-    targets = export_targets(source)
-    loaded = []
-    for path, rel in targets:  # load and check everything before writing anything
-        sae = load_any(path)
-        saelens_architecture(sae, str(path))
-        loaded.append((sae, path, rel))
-    entries = []
-    with atomic_dir(out) as tmp:
-        mark_output(tmp, KIND)
-        for sae, path, rel in loaded:
-            write_saelens(sae, tmp / rel, source_info(path))
-            entries.append({"path": rel.as_posix(), "source": str(path.resolve()), "architecture": sae.architecture,
-                            "saelens_architecture": SAELENS_ARCHITECTURES[sae.architecture],
-                            "d_in": sae.d_in, "d_sae": sae.num_latents})
-        atomic_write_json(tmp / MANIFEST, {
-            "schema": SCHEMA, "saeseeds_version": __version__, "format": fmt,
-            "source": str(source) if not Path(source).exists() else str(Path(source).resolve()),
-            "saes": entries,
-        })
-    return out / MANIFEST

@@ -1,7 +1,10 @@
-"""Studies: a grid of SAE configurations (sizes, k, architectures, layers) over seeds and training milestones,
-trained in lockstep, compared once per milestone, and aggregated into one table and the papers' figures."""
+"""Studies: a grid of SAE configurations (sizes, k, architectures, layers) over seeds and training milestones.
+
+The pure parts live here (grid expansion, aggregation of stored cross-seed results, the table, the figures); the
+orchestration that trains and compares is `saeseeds.api.study` (`ss.study`, `saeseeds study`).
+"""
 
 from saeseeds.study.grid import GridPoint, grid_points, pass_configs
-from saeseeds.study.runner import FORMAT, KIND, StudyResult, run_study
+from saeseeds.study.table import write_table
 
-__all__ = ["FORMAT", "KIND", "GridPoint", "StudyResult", "grid_points", "pass_configs", "run_study"]
+__all__ = ["GridPoint", "grid_points", "pass_configs", "write_table"]

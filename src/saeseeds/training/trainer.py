@@ -20,7 +20,6 @@ from typing import Any, NamedTuple, TypeVar
 import torch
 from torch import Tensor
 
-from saeseeds import __version__
 from saeseeds.atomic import atomic_write_json, atomic_write_text, json_text, remove_stale_temps
 from saeseeds.config import RunConfig, from_dict, to_dict
 from saeseeds.data.arrays import check_batch
@@ -47,6 +46,7 @@ from saeseeds.training.state import (
     remove_uncommitted,
     write_member_states,
 )
+from saeseeds.version import __version__
 
 METRICS = "metrics.jsonl"
 T = TypeVar("T")
@@ -526,6 +526,7 @@ class _Run:
             self.save_milestone()
         self.save_checkpoints("complete")
         logger.close()
+        self.world.barrier()  # run.json is complete before any rank reads it
         return TrainResult(
             self.out, self.step, self.step * cfg.batch_size, self.fingerprint.value, dict(self.history)
         )

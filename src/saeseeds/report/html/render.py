@@ -11,10 +11,10 @@ from pathlib import Path
 
 import jinja2
 
-from saeseeds import __version__
 from saeseeds.atomic import atomic_write_text
 from saeseeds.errors import ConfigError
 from saeseeds.report.html.blocks import Section
+from saeseeds.version import __version__
 
 GENERATOR = f"saeseeds report {__version__}"
 """The page's `<meta name="generator">`: how an earlier report is recognised (and may be replaced)."""
