@@ -27,6 +27,7 @@ from saeseeds.data.lm_source import (
     prepare_lm,
 )
 from saeseeds.data.types import Activations, SourcePair
+from saeseeds.distributed import World, current_world
 from saeseeds.errors import DataError
 from saeseeds.hashing import sha256_hex
 from saeseeds.progress import tqdm
@@ -207,10 +208,12 @@ class CachedActivations:
 
     def __init__(
         self, directory: Path, shards: Sequence[Mapping[str, Any]], hookpoints: Sequence[str],
-        *, verify: bool = True, progress: bool = False, desc: str = "cache",
+        *, verify: bool = True, progress: bool = False, desc: str = "cache", shared: bool = False,
     ) -> None:
         self.directory, self.shards, self.hookpoints = directory, list(shards), list(hookpoints)
         self.verify, self.progress, self.desc = verify, progress, desc
+        self.shared = shared
+        """Under torchrun, split the shard reads over the ranks (the training stream; see `_load_shared`)."""
 
     def _load(self, shard: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         path = self.directory / shard["file"]
@@ -225,10 +228,26 @@ class CachedActivations:
             raise DataError(f"{path}: no activations for hookpoint(s) {', '.join(missing)}")
         return tensors
 
+    def _load_shared(self, index: int, shard: Mapping[str, Any], world: World) -> dict[str, torch.Tensor]:
+        """Under torchrun: shard `index` is read and hash-checked by rank `index % size` only, then broadcast,
+        so each rank reads 1/size of the cache from disk; a bad shard ends every rank with the owner's message."""
+        owner = index % world.size
+        tensors: dict[str, torch.Tensor] | str | None = None
+        if world.rank == owner:
+            try:
+                tensors = self._load(shard)
+            except DataError as err:
+                tensors = str(err)
+        tensors = world.broadcast_object(tensors, src=owner)
+        if isinstance(tensors, str):
+            raise DataError(tensors)
+        return tensors
+
     def iter_dicts(self) -> Iterator[dict[str, torch.Tensor]]:
         """Cached forward batches as hookpoint → [tokens, d] float32 dicts."""
-        for shard in tqdm(self.shards, desc=self.desc, disable=not self.progress, leave=False):
-            tensors = self._load(shard)
+        world = current_world() if self.shared else World()
+        for index, shard in enumerate(tqdm(self.shards, desc=self.desc, disable=not self.progress, leave=False)):
+            tensors = self._load_shared(index, shard, world) if world.active else self._load(shard)
             rows = tensors[BATCH_ROWS].tolist()
             split = {h: tensors[h].split(rows) for h in self.hookpoints}
             for i in range(len(rows)):
@@ -253,7 +272,7 @@ def open_cache(
     if unknown:
         raise DataError(f"{directory}: cache has no hookpoint(s) {', '.join(unknown)}; it has {', '.join(available)}")
     train = CachedActivations(directory, manifest["splits"]["train"]["shards"], chosen,
-                              verify=verify, progress=progress, desc="cache (train)")
+                              verify=verify, progress=progress, desc="cache (train)", shared=True)
     held_out = CachedActivations(directory, manifest["splits"]["eval"]["shards"], chosen, verify=verify)
     return train, held_out, manifest
 
