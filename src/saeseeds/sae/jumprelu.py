@@ -27,8 +27,11 @@ def _rectangle(u: Tensor) -> Tensor:
     return ((u > -0.5) & (u < 0.5)).to(u.dtype)
 
 
-class _JumpReLU(torch.autograd.Function):
-    """z · H(z − θ); d/dθ uses the kernel estimate −θ/ε · K((z − θ)/ε), d/dz is H(z − θ)."""
+class JumpReLUFn(torch.autograd.Function):
+    """z · H(z − θ); d/dθ uses the kernel estimate −θ/ε · K((z − θ)/ε), d/dz is H(z − θ).
+
+    θ broadcasts over the token axis (`[n]` for one SAE, `[S, 1, n]` for a seed stack): its gradient is summed
+    back to θ's shape."""
 
     @staticmethod
     def forward(ctx, pre: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:  # type: ignore[override]
@@ -41,12 +44,14 @@ class _JumpReLU(torch.autograd.Function):
         pre, threshold = ctx.saved_tensors
         eps = ctx.bandwidth
         grad_pre = grad * (pre > threshold)
-        grad_thr = (-(threshold / eps) * _rectangle((pre - threshold) / eps) * grad).sum(0)
+        grad_thr = (-(threshold / eps) * _rectangle((pre - threshold) / eps) * grad).sum_to_size(threshold.shape)
         return grad_pre, grad_thr, None
 
 
-class _Step(torch.autograd.Function):
-    """H(z − θ); d/dθ uses −1/ε · K((z − θ)/ε); no gradient to z (the L0 penalty trains only thresholds)."""
+class StepFn(torch.autograd.Function):
+    """H(z − θ); d/dθ uses −1/ε · K((z − θ)/ε); no gradient to z (the L0 penalty trains only thresholds).
+
+    θ broadcasts over tokens as in `JumpReLUFn`."""
 
     @staticmethod
     def forward(ctx, pre: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:  # type: ignore[override]
@@ -58,15 +63,15 @@ class _Step(torch.autograd.Function):
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         pre, threshold = ctx.saved_tensors
         eps = ctx.bandwidth
-        grad_thr = (-(1.0 / eps) * _rectangle((pre - threshold) / eps) * grad).sum(0)
+        grad_thr = (-(1.0 / eps) * _rectangle((pre - threshold) / eps) * grad).sum_to_size(threshold.shape)
         return None, grad_thr, None
 
 
 def encode_jumprelu(pre_acts: Tensor, log_threshold: Tensor, bandwidth: float) -> Encoding:
     """Dense JumpReLU activations and the per-token L0 penalty (straight-through in the thresholds)."""
     threshold = log_threshold.exp()
-    dense = _JumpReLU.apply(pre_acts, threshold, bandwidth)
-    l0 = _Step.apply(pre_acts, threshold, bandwidth).sum(-1).mean()
+    dense = JumpReLUFn.apply(pre_acts, threshold, bandwidth)
+    l0 = StepFn.apply(pre_acts, threshold, bandwidth).sum(-1).mean()
     return Encoding(None, None, dense, pre_acts, l0)
 
 

@@ -38,43 +38,6 @@ def _name(member_name: str) -> str:
     return member_name.replace(".", "_")
 
 
-class _JumpReLU(torch.autograd.Function):
-    """z · H(z − θ) with θ broadcast over tokens; the straight-through gradients of `sae.jumprelu`."""
-
-    @staticmethod
-    def forward(ctx, pre: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:  # type: ignore[override]
-        ctx.save_for_backward(pre, threshold)
-        ctx.bandwidth = bandwidth
-        return pre * (pre > threshold)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
-        pre, threshold = ctx.saved_tensors
-        eps = ctx.bandwidth
-        u = (pre - threshold) / eps
-        kernel = ((u > -0.5) & (u < 0.5)).to(u.dtype)
-        grad_thr = (-(threshold / eps) * kernel * grad).sum_to_size(threshold.shape)
-        return grad * (pre > threshold), grad_thr, None
-
-
-class _Step(torch.autograd.Function):
-    """H(z − θ) with θ broadcast over tokens; gradient only to θ (as `sae.jumprelu._Step`)."""
-
-    @staticmethod
-    def forward(ctx, pre: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:  # type: ignore[override]
-        ctx.save_for_backward(pre, threshold)
-        ctx.bandwidth = bandwidth
-        return (pre > threshold).to(pre.dtype)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
-        pre, threshold = ctx.saved_tensors
-        eps = ctx.bandwidth
-        u = (pre - threshold) / eps
-        kernel = ((u > -0.5) & (u < 0.5)).to(u.dtype)
-        return None, (-(1.0 / eps) * kernel * grad).sum_to_size(threshold.shape), None
-
-
 class StackedSAE(nn.Module):
     """The parameters and buffers of S same-configuration SAEs stacked on a new leading seed axis.
 
@@ -166,10 +129,15 @@ class StackedSAE(nn.Module):
             dense = pre.relu()
             return dense, (dense * W_dec.norm(dim=-1).unsqueeze(1)).sum(-1).mean(-1)
         if self.architecture == "jumprelu":
+            from saeseeds.sae.jumprelu import (  # lazily: registration order stays the registry's
+                JumpReLUFn,
+                StepFn,
+            )
+
             threshold = self.stacked("log_threshold").exp().unsqueeze(1)
             bandwidth = self.cfg.jumprelu_bandwidth
-            dense = _JumpReLU.apply(pre, threshold, bandwidth)
-            return dense, _Step.apply(pre, threshold, bandwidth).sum(-1).mean(-1)
+            dense = JumpReLUFn.apply(pre, threshold, bandwidth)
+            return dense, StepFn.apply(pre, threshold, bandwidth).sum(-1).mean(-1)
         return self._batchtopk(pre), pre.new_zeros(self.seeds)
 
     def _batchtopk(self, pre: Tensor) -> Tensor:
