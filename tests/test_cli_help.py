@@ -73,3 +73,19 @@ def test_option_defaults_are_shown_and_usage_prefix_dropped(capsys: pytest.Captu
     assert "`saeseeds compare" not in text and "Align SAEs across seeds" in text
     analyze = " ".join(help_text("analyze", capsys).split())
     assert "(default: 200)" in analyze and "(default: 0.05)" in analyze  # --n-random, --alpha
+
+
+def test_study_help_lists_the_study_table_too(capsys: pytest.CaptureFixture[str]) -> None:
+    import dataclasses
+
+    from saeseeds.config.help import field_docs
+    from saeseeds.config.study import StudyConfig
+
+    with pytest.raises(SystemExit):
+        main(["study", "--help"])
+    text = capsys.readouterr().out
+    assert "[study]" in text and "--train.lr" in text
+    docs = field_docs(StudyConfig)
+    for f in dataclasses.fields(StudyConfig):
+        assert f"--study.{f.name} " in text, f.name
+        assert docs.get(f.name), f"[study] {f.name} has no docstring"

@@ -27,6 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_rule_flags(parser)
     add_overwrite_flag(parser)
     parser.set_defaults(func=run, accepts_overrides=True)
+    from saeseeds.config.help import format_config_help, section_help
+    from saeseeds.config.study import StudyConfig
+
+    parser.epilog = format_config_help(extra=[section_help("[study]", "study", StudyConfig)])
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ import dataclasses
 import inspect
 import textwrap
 import types
+from collections.abc import Sequence
 from functools import cache
 from typing import Any, Literal, NamedTuple, Union, get_args, get_origin
 
@@ -109,17 +110,20 @@ def sections(root: type = RunConfig) -> list[SectionHelp]:
         cls = get_args(tp)[0] if many else tp
         if not dataclasses.is_dataclass(cls):
             continue
-        prefix = "sae" if f.name == "saes" else f.name
-        docs, cls_hints = field_docs(cls), _hints(cls)
-        fields = [
-            FieldHelp(f"--{prefix}.{g.name}", type_name(cls_hints[g.name]), default_text(_default(g)),
-                      docs.get(g.name, ""))
-            for g in dataclasses.fields(cls)
-        ]
-        doc = inspect.cleandoc(cls.__doc__ or "").split("\n\n")[0].replace("\n", " ")
         name = "[[sae]] (--sae.FIELD sets every [[sae]] table, --saes.N.FIELD the N-th)" if many else f"[{f.name}]"
-        out.append(SectionHelp(name, doc, fields))
+        out.append(section_help(name, "sae" if f.name == "saes" else f.name, cls))
     return out
+
+
+def section_help(name: str, prefix: str, cls: type) -> SectionHelp:
+    """One section's help: the dataclass `cls`'s fields as `--PREFIX.FIELD` flags with type, default, docstring."""
+    docs, cls_hints = field_docs(cls), _hints(cls)
+    fields = [
+        FieldHelp(f"--{prefix}.{g.name}", type_name(cls_hints[g.name]), default_text(_default(g)), docs.get(g.name, ""))
+        for g in dataclasses.fields(cls)
+    ]
+    doc = inspect.cleandoc(cls.__doc__ or "").split("\n\n")[0].replace("\n", " ")
+    return SectionHelp(name, doc, fields)
 
 
 def undocumented(root: type = RunConfig) -> list[str]:
@@ -127,12 +131,14 @@ def undocumented(root: type = RunConfig) -> list[str]:
     return [f.flag for s in sections(root) for f in s.fields if not f.doc]
 
 
-def format_config_help(width: int = 100, root: type = RunConfig) -> str:
-    """All config fields, grouped by section: flag, type, default, then the docstring indented below."""
+def format_config_help(width: int = 100, root: type = RunConfig, extra: Sequence[SectionHelp] = ()) -> str:
+    """All config fields, grouped by section: flag, type, default, then the docstring indented below.
+
+    `extra` sections come first (a verb's own table, e.g. `study`'s `[study]`)."""
     lines = [
         "config fields (TOML [section] keys; override any with --section.field VALUE or --section.field=VALUE):"
     ]
-    for section in sections(root):
+    for section in [*extra, *sections(root)]:
         lines += ["", f"{section.name}"]
         if section.doc:
             lines += textwrap.wrap(section.doc, width, initial_indent="  ", subsequent_indent="  ")
