@@ -87,3 +87,9 @@ def test_planted_shared_fractions_come_out_exactly(tmp_path, grid) -> None:
     assert line["x"] == [1, 2, 3]
     assert line["mean"] == pytest.approx([np.mean(expected_fractions(*g)) for g in grid])
     assert all(p.is_file() and p.suffix == ".png" for p in paths)
+    # redrawn from the record as study.json stores it (NaN -> null in strict JSON): same figures, no error
+    from saeseeds.atomic import json_text
+
+    stored = json.loads(json_text({"rows": rows, **record}))
+    assert None in next(iter(stored["similarity_by_frequency"].values()))["mean"]  # empty bins read back as null
+    assert len(study_figures(stored, tmp_path / "again", "planted.toml")) == len(paths)

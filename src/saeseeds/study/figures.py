@@ -9,6 +9,8 @@ from collections.abc import Callable, Hashable, Iterable
 from pathlib import Path
 from typing import Any
 
+from matplotlib.ticker import EngFormatter
+
 from saeseeds.report.figures import plt, save_figure
 
 Row = dict[str, Any]
@@ -75,6 +77,7 @@ def figure4(rows: list[Row], out: Path, title: str) -> Path:
     axes[1].set(xlabel="k (TopK) / target L0", title="vs k")
     _lines(axes[2], rows, "tokens", lambda r: r["set"], lambda r: r["sae_name"], numbers["tokens"])
     axes[2].set(xlabel="training tokens", title="vs training tokens (milestones of one run)")
+    axes[2].xaxis.set_major_formatter(EngFormatter(sep=""))  # 200k, 1M: raw counts overlap
     for ax in axes:
         ax.set_ylabel("shared fraction (mean ± sd over ordered seed pairs)")
         ax.grid(alpha=0.3)
@@ -128,12 +131,18 @@ def only_in_base_figure(record: dict[str, Any], out: Path, title: str) -> Path:
     return save_figure(fig, out / "only_in_base_vs_seeds.png", record["only_in_base"])
 
 
+def _floats(values: Iterable[Any]) -> list[float]:
+    """Numbers of a curve as floats, empty bins (NaN in memory, null once read back from study.json) as NaN."""
+    return [float("nan") if v is None else float(v) for v in values]
+
+
 def similarity_figure(record: dict[str, Any], out: Path, title: str) -> Path:
     """Matched decoder cosine vs firing frequency, averaged over every ordered seed pair (Figure 3)."""
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     curves = {k: v for k, v in record["similarity_by_frequency"].items() if v is not None}
     for label, curve in sorted(curves.items()):
-        ax.errorbar(curve["log10_frequency"], curve["mean"], yerr=curve["sd"], marker="o", capsize=3, label=label)
+        x, mean, sd = (_floats(curve[key]) for key in ("log10_frequency", "mean", "sd"))
+        ax.errorbar(x, mean, yerr=sd, marker="o", capsize=3, label=label)
     ax.set(xlabel="log10 firing frequency on the held-out set (left bin: below 1e-4.5, dead included)",
            ylabel="matched decoder cosine (mean ± sd over pairs)",
            title=f"{title}: similarity vs frequency, all seeds (Figure 3)")
