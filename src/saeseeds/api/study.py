@@ -147,12 +147,7 @@ def run_study(
         config_text = Path(config).read_text()
     passes = pass_configs(study, base)
     world = current_world()  # under torchrun: every rank trains and aligns its share, rank 0 writes
-    try:
-        prepare_study_dir(out, resume=resume, overwrite=overwrite, remove=world.is_main)
-    except Exception as err:
-        world.agree(err)
-        raise
-    world.agree(None)
+    world.agreed(lambda: prepare_study_dir(out, resume=resume, overwrite=overwrite, remove=world.is_main))
     if world.is_main:
         out.mkdir(parents=True, exist_ok=True)
         mark_output(out, KIND)

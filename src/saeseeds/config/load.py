@@ -16,6 +16,19 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 
+def read_config_toml(path: Path) -> dict[str, Any]:
+    """A config file's TOML as a dict, `[[sae]]` tables under `saes`; one ConfigError line when it is missing or bad."""
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from err
+    if "sae" in data and "saes" not in data:  # [[sae]] tables read more naturally in TOML
+        data["saes"] = data.pop("sae")
+    return data
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
     """Read a TOML run config (or the defaults when `path` is None), apply CLI overrides, validate."""
     data: dict[str, Any] = {}
@@ -23,15 +36,8 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     if path is not None:
         path = Path(path)
         where = str(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError(f"{path}: not valid TOML: {err}") from err
+        data = read_config_toml(path)
         data.pop("study", None)  # a study config's axes (saeseeds.config.study); `train` runs its base config
-        if "sae" in data and "saes" not in data:  # [[sae]] tables read more naturally in TOML
-            data["saes"] = data.pop("sae")
     cfg = from_dict(RunConfig, data, where)
     if overrides:
         cfg = apply_overrides(cfg, overrides)

@@ -3,7 +3,6 @@ seeds) whose grid `saeseeds study` expands into `[[sae]]` tables of the base run
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,14 +18,9 @@ from saeseeds.config.checks import (
     fail,
 )
 from saeseeds.config.coerce import apply_overrides, from_dict
+from saeseeds.config.load import read_config_toml
 from saeseeds.config.schema import RunConfig
 from saeseeds.errors import ConfigError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
-
 
 DESIGNS = ("grid", "star")
 
@@ -99,17 +93,10 @@ def load_study_config(path: str | Path, overrides: list[str] | None = None) -> t
     """Read a study config: its `[study]` section and the base run config (every other section), with CLI
     overrides (`--study.k 8,16` for the axes, `--train.lr 1e-3` for the base); both validated."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML: {err}") from err
+    data = read_config_toml(path)
     study_data = data.pop("study", None)
     if not isinstance(study_data, dict):
         raise ConfigError(f"{path}: no [study] table; a study config declares its axes there (docs/study.md)")
-    if "sae" in data and "saes" not in data:
-        data["saes"] = data.pop("sae")
     study_flags, base_flags = _split_overrides(list(overrides or []))
     study = from_dict(StudyConfig, study_data, f"{path}: study")
     if study_flags:

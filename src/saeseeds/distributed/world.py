@@ -91,6 +91,18 @@ class World:
         _guard(lambda: dist.all_gather(parts, padded))
         return torch.cat([part[:n] for part, n in zip(parts, sizes)]).to(home)
 
+    def agreed(self, step: Callable[[], T]) -> T:
+        """Run `step` on every rank; if it raises on any rank, it raises on all (no rank left waiting)."""
+        if not self.active:
+            return step()
+        try:
+            value = step()
+        except Exception as err:
+            self.agree(err)  # raises err here, RankFailure on the other ranks
+            raise
+        self.agree(None)
+        return value
+
     def agree(self, error: BaseException | None) -> None:
         """Collective error check: if any rank hit an error, every rank raises (the failing one its own).
 
@@ -171,14 +183,8 @@ def map_gathered(
     if not world.active:
         return [fn(item) for item in items]
     groups = partition_by_cost(costs if costs is not None else [1.0] * len(items), world.size)
-    mine: dict[int, R] = {}
-    error: BaseException | None = None
-    try:
-        for index in groups[world.rank]:
-            mine[index] = fn(items[index])
-    except Exception as err:  # report to the others instead of leaving them waiting in the gather
-        error = err
-    world.agree(error)
+    # a failure is reported to the others instead of leaving them waiting in the gather
+    mine = world.agreed(lambda: {index: fn(items[index]) for index in groups[world.rank]})
     results: dict[int, R] = {}
     for part in world.gather_objects(mine):
         results.update(part)

@@ -13,9 +13,9 @@ import json
 import platform
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -49,7 +49,6 @@ from saeseeds.training.state import (
 from saeseeds.version import __version__
 
 METRICS = "metrics.jsonl"
-T = TypeVar("T")
 MILESTONES = "milestones"
 
 
@@ -427,7 +426,7 @@ class _Run:
         """Check the directory, build the members, restore or commit step 0; the batches still to train on."""
         check_sinks(self.cfg.train)  # a missing tensorboard / wandb is refused before anything is written
         self.prepare()
-        trainer_state = self.agreed(self.load_state) if self.resume else None
+        trainer_state = self.world.agreed(self.load_state) if self.resume else None
         if self.world.is_main:
             remove_run_temps(self.out)
         stream = self.batches()
@@ -461,22 +460,10 @@ class _Run:
 
     def prepare(self) -> None:
         """Check `--out` on every rank (a refusal ends all of them), then rank 0 creates or clears it."""
-        self.agreed(lambda: check_out_dir(self.out, resume=self.resume, overwrite=self.overwrite))
+        self.world.agreed(lambda: check_out_dir(self.out, resume=self.resume, overwrite=self.overwrite))
         if self.world.is_main:
             prepare_out_dir(self.out, resume=self.resume, overwrite=self.overwrite)
         self.world.barrier()
-
-    def agreed(self, step: Callable[[], T]) -> T:
-        """Run `step` on every rank; if it raises on any rank, it raises on all (no rank left waiting)."""
-        if not self.world.active:
-            return step()
-        try:
-            value = step()
-        except Exception as err:
-            self.world.agree(err)
-            raise
-        self.world.agree(None)
-        return value
 
     def run(self) -> TrainResult:
         pending, _ = self.start()
