@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 ENV = "NUMBA_CACHE_DIR"
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -68,6 +69,22 @@ def configure(package_dir: Path = PACKAGE_DIR, writable: Callable[[Path], bool] 
     except ImportError:
         pass
     return chosen
+
+
+def kernels_ready(kernels: Iterable[Any]) -> bool:
+    """True when every numba kernel (dispatcher) in `kernels` is compiled in this process or has an entry in
+    numba's on-disk cache, i.e. calling it costs no compilation (a stale entry, after the source changed,
+    still counts: this is only a cost estimate)."""
+    for kernel in kernels:
+        if kernel.signatures:
+            continue
+        try:
+            index = Path(kernel._cache._cache_file._index_path)  # numba keeps no public name for it
+        except AttributeError:  # pragma: no cover - a numba without that cache layout: assume cold
+            return False
+        if not index.exists():
+            return False
+    return True
 
 
 configure()

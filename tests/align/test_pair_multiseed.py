@@ -29,8 +29,10 @@ def planted(n: int, d: int, n_common: int, seed: int) -> tuple[np.ndarray, ...]:
 def test_planted_overlap_exact(force_sparse: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     if force_sparse:
         monkeypatch.setattr("saeseeds.align.assignment.DENSE_MAX_PAIRS", 0)
+        monkeypatch.setattr("saeseeds.align.assignment.COLD_DENSE_MAX_PAIRS", 0)
     dec_a, enc_a, dec_b, enc_b, perm = planted(400, 96, 123, 0)
     al = align_weights(dec_a, enc_a, dec_b, enc_b)
+    assert al.stats["decoder"]["method"] == ("sparse" if force_sparse else "dense")
     assert al.n_shared == 123
     assert al.shared_fraction == pytest.approx(123 / 400)
     np.testing.assert_array_equal(np.flatnonzero(al.shared), np.arange(123))

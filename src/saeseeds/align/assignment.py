@@ -1,6 +1,7 @@
 """Exact maximum-total-cosine one-to-one matching of two sets of rows, without the dense matrix.
 
-Small problems go to scipy's dense `linear_sum_assignment`. Large ones: (1) a chunked screen keeps
+Small problems go to scipy's dense `linear_sum_assignment` (`saeseeds.align.dense`; also moderate ones while
+the numba kernels below are not compiled yet, see `solve_densely`). Large ones: (1) a chunked screen keeps
 each row's top candidates and a bound on everything it dropped; (2) the sparse problem is solved with
 dual potentials; (3) every dropped pair is checked against the duals (by its bound, or by a second,
 fp32 screen of the rows and columns the bound cannot clear, then exactly); pairs that violate them
@@ -10,14 +11,16 @@ matrix: its total equals the dense optimum.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 
+from saeseeds.align import row_kernels, sap, screen_kernels
 from saeseeds.align.candidates import Pool, screen_pool
+from saeseeds.align.dense import dense_match, dense_matches
 from saeseeds.align.lsap import (
     CandidateGraph,
     SparseSolution,
@@ -33,12 +36,27 @@ from saeseeds.align.screen_kernels import (
     values_above,
 )
 from saeseeds.align.similarity import PairScorer, ScreenMode
+from saeseeds.numba_cache import kernels_ready
 from saeseeds.progress import tqdm
 
 DUAL_TOLERANCE = 1e-10
 """A dropped pair counts as violating the duals when C > u + v + this (float64 rounding headroom)."""
-DENSE_MAX_PAIRS = 1 << 22
-"""Problems up to this many pairs (2048 x 2048) are solved densely."""
+DENSE_MAX_PAIRS = 1 << 20
+"""Problems up to this many pairs (1024 x 1024) are always solved densely: above it the warm sparse path is
+faster (at 2048 x 2048, d_in 768: 0.08 s against 0.38 s; benchmarks/RESULTS.md, "First use")."""
+COLD_DENSE_MAX_PAIRS = 1 << 24
+"""While the sparse path's numba kernels are neither compiled nor cached, problems up to this many pairs
+(4096 x 4096) are solved densely too: compiling them costs ~15 s of CPU once, a dense 4096 x 4096 solve
+0.5-2.6 s."""
+COLD_DENSE_BUDGET_PAIRS = 6 << 24
+"""Pairs solved densely for want of compiled kernels, per process, before the kernels are compiled after
+all (ski rental: keep paying the dense price until it reaches about the cost of compiling once)."""
+_cold_dense_pairs = 0
+_SPARSE_KERNELS = (
+    row_kernels.exact_dots, sap.auction_prices, sap.augment_rows, sap.capped_prices, sap.merge_csr,
+    screen_kernels.select_candidates, screen_kernels.compact_rows,
+)
+"""Kernels every sparse solve compiles (the rest are small or only used on rarer branches)."""
 LEADERS = 16
 """Pool entries scored exactly up front per row: its top screen values (plus any that may be its max).
 More make a first graph closer to the optimum (at 32K, first-round violations: 4 -> 291K, 16 -> 61K,
@@ -76,6 +94,7 @@ class Assignment(NamedTuple):
     total: float
     stats: AssignmentStats
     row_max: np.ndarray | None = None  # exact max cosine of each row of a over all of b, when asked
+    col_max: np.ndarray | None = None  # exact max cosine of each row of b over all of a, when asked
 
 
 def max_cosine_assignment(
@@ -85,36 +104,80 @@ def max_cosine_assignment(
     absolute: bool = False,
     device: str | torch.device | None = None,
     candidates: int = CANDIDATES,
-    dense_max_pairs: int = DENSE_MAX_PAIRS,
+    dense_max_pairs: int | None = None,
     screen: ScreenMode | None = None,
     with_row_max: bool = False,
+    with_col_max: bool = False,
     progress: bool = False,
 ) -> Assignment:
     """One-to-one matching of rows of `a` to rows of `b` maximising the summed cosine (exact).
 
     Cosines are of the float32 rows divided by their float64 norms; with `absolute`, |cosine| is used.
-    `with_row_max` also returns each row's exact maximum cosine (for MMCS).
+    `with_row_max` also returns each row's exact maximum cosine (for MMCS); `with_col_max` each column's.
+    Problems of at most `dense_max_pairs` pairs are solved on the whole matrix (`saeseeds.align.dense`,
+    no compiled kernels; default `DENSE_MAX_PAIRS`); larger ones by the certified sparse path.
     """
-    scorer = PairScorer(a, b, absolute=absolute, device=device, screen=screen)
-    if scorer.n_a * scorer.n_b <= dense_max_pairs or min(scorer.n_a, scorer.n_b) == 0:
-        return _dense_assignment(scorer, with_row_max)
-    return certified_assignment(
-        scorer, candidates=candidates, with_row_max=with_row_max, progress=progress
-    )
+    return max_cosine_assignments(
+        [(a, b)], absolute=absolute, device=device, candidates=candidates, dense_max_pairs=dense_max_pairs,
+        screen=screen, with_row_max=with_row_max, with_col_max=with_col_max, progress=progress,
+    )[0]
 
 
-def _dense_assignment(scorer: PairScorer, with_row_max: bool) -> Assignment:
-    """scipy's dense Hungarian on the exact float64 matrix."""
-    mat = scorer.exact_dense()
-    partner = np.full(scorer.n_a, -1, dtype=np.int64)
-    cosine = np.full(scorer.n_a, np.nan)
-    if mat.size:
-        rows, cols = linear_sum_assignment(mat, maximize=True)
-        partner[rows] = cols
-        cosine[rows] = mat[rows, cols]
-    row_max = (mat.max(axis=1) if mat.shape[1] else np.full(scorer.n_a, np.nan)) if with_row_max else None
-    total = float(np.nansum(cosine))
-    return Assignment(partner, cosine, total, AssignmentStats(method="dense"), row_max)
+def max_cosine_assignments(
+    problems: Sequence[tuple[torch.Tensor | np.ndarray, torch.Tensor | np.ndarray]],
+    *,
+    absolute: bool = False,
+    device: str | torch.device | None = None,
+    candidates: int = CANDIDATES,
+    dense_max_pairs: int | None = None,
+    screen: ScreenMode | None = None,
+    with_row_max: bool | Sequence[bool] = False,
+    with_col_max: bool | Sequence[bool] = False,
+    progress: bool = False,
+) -> list[Assignment]:
+    """`max_cosine_assignment` of several (a, b) problems; those solved densely overlap (`dense_matches`).
+    `with_row_max` / `with_col_max` may be given per problem."""
+    n = len(problems)
+    row_maxes = [with_row_max] * n if isinstance(with_row_max, bool) else list(with_row_max)
+    col_maxes = [with_col_max] * n if isinstance(with_col_max, bool) else list(with_col_max)
+    dense = [solve_densely(_rows(a), _rows(b), dense_max_pairs) for a, b in problems]
+    matches = iter(dense_matches([p for p, d in zip(problems, dense) if d], absolute=absolute, device=device))
+    out = []
+    for (a, b), is_dense, want_row, want_col in zip(problems, dense, row_maxes, col_maxes):
+        if is_dense:
+            m = next(matches)
+            out.append(Assignment(m.partner, m.cosine, m.total, AssignmentStats(method="dense"),
+                                  m.row_max if want_row else None, m.col_max if want_col else None))
+            continue
+        scorer = PairScorer(a, b, absolute=absolute, device=device, screen=screen)
+        result = certified_assignment(scorer, candidates=candidates, with_row_max=want_row,
+                                      progress=progress)
+        if want_col:
+            result = result._replace(col_max=exact_row_max(scorer.swapped(), progress))
+        out.append(result)
+    return out
+
+
+def solve_densely(n_a: int, n_b: int, dense_max_pairs: int | None = None) -> bool:
+    """Whether an n_a x n_b problem goes to the dense solver: always up to `dense_max_pairs` (default
+    `DENSE_MAX_PAIRS`); by default also up to `COLD_DENSE_MAX_PAIRS` while the sparse kernels would have to
+    be compiled first, until this process has solved `COLD_DENSE_BUDGET_PAIRS` pairs that way. Both
+    solvers are exact, so the choice changes the time, not the matching (but for exact ties)."""
+    global _cold_dense_pairs
+    pairs = n_a * n_b
+    if pairs == 0 or pairs <= (DENSE_MAX_PAIRS if dense_max_pairs is None else dense_max_pairs):
+        return True
+    if dense_max_pairs is not None or pairs > COLD_DENSE_MAX_PAIRS:
+        return False
+    if _cold_dense_pairs + pairs > COLD_DENSE_BUDGET_PAIRS or kernels_ready(_SPARSE_KERNELS):
+        return False
+    _cold_dense_pairs += pairs
+    return True
+
+
+def _rows(w: torch.Tensor | np.ndarray) -> int:
+    """Number of rows of a weight matrix (its shape is checked where it is used)."""
+    return int(w.shape[0]) if w.ndim else 0
 
 
 def certified_assignment(
@@ -526,12 +589,11 @@ def row_max_cosine(
     progress: bool = False,
 ) -> np.ndarray:
     """Exact maximum cosine of every row of `a` over all rows of `b` (one chunked pass)."""
-    scorer = PairScorer(a, b, absolute=absolute, device=device, screen=screen)
-    if scorer.n_b == 0:
-        return np.full(scorer.n_a, np.nan)
-    if scorer.n_a * scorer.n_b <= DENSE_MAX_PAIRS:
-        return scorer.exact_dense().max(axis=1)
-    return exact_row_max(scorer, progress)
+    if _rows(b) == 0:
+        return np.full(_rows(a), np.nan)
+    if solve_densely(_rows(a), _rows(b)):
+        return dense_match(a, b, absolute=absolute, device=device).row_max
+    return exact_row_max(PairScorer(a, b, absolute=absolute, device=device, screen=screen), progress)
 
 
 def exact_row_max(scorer: PairScorer, progress: bool = False) -> np.ndarray:

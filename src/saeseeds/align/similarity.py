@@ -101,8 +101,8 @@ class PairScorer:
     def _bind(self) -> None:
         """Derive the per-row error bounds and the screen operands from the prepared sides."""
         sa, sb = self._side_a, self._side_b
-        self.inv_a = _inverse(sa.norms)
-        self.inv_b = _inverse(sb.norms)
+        self.inv_a = inverse_norms(sa.norms)
+        self.inv_b = inverse_norms(sb.norms)
         self._inv_a_dev = torch.as_tensor(self.inv_a, dtype=torch.float32, device=self.device)
         self._inv_b_dev = torch.as_tensor(self.inv_b, dtype=torch.float32, device=self.device)
         self._bt = sb.low.t()
@@ -257,7 +257,7 @@ class _Side(NamedTuple):
     low_norm_max: float  # max || low-precision stand-in of a unit row ||
 
 
-def _inverse(norms: np.ndarray) -> np.ndarray:
+def inverse_norms(norms: np.ndarray) -> np.ndarray:
     """1 / norm, with 0 for zero rows (their cosines are 0)."""
     return np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
 
@@ -268,7 +268,7 @@ def _prepare_side(w: torch.Tensor, screen: str, device: torch.device, chunk: int
     if screen == "int8" and device.type == "cpu":
         return _quantise_side(w)
     norms = row_norms(w)
-    inv = torch.as_tensor(_inverse(norms.numpy()))
+    inv = torch.as_tensor(inverse_norms(norms.numpy()))
     err = torch.empty(n, dtype=torch.float64)
     low_norm = torch.empty(n, dtype=torch.float64)
     if screen == "int8":

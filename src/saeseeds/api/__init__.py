@@ -7,19 +7,38 @@
     analyses = ss.analyze("runs/demo/run", cross=results)  # no re-alignment
 """
 
-from saeseeds.align.cross_seed import CrossSeedResult, SeedSet, StabilityGroups, align_seeds
-from saeseeds.align.pair import Alignment, align_pair, align_weights
-from saeseeds.align.sharing import SharingRule
-from saeseeds.analysis.instability import AnalyzeOptions, ConfigAnalysis
-from saeseeds.api.analysis import analyze
-from saeseeds.api.comparison import compare, compare_all, load_comparison, save_comparison
-from saeseeds.api.discovery import seed_sets
-from saeseeds.api.loading import load
-from saeseeds.api.pooling import PoolResult, pool
-from saeseeds.api.report import write_report
-from saeseeds.api.study import study
-from saeseeds.api.training import train
-from saeseeds.pooling.options import PoolOptions
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+# Resolved on first use: a verb that needs one module of the API (`compare` needs `api.comparison`) must not
+# import the others (pooling pulls in scipy.stats, the report jinja2 and matplotlib): a cold start is seconds.
+_WHERE = {
+    "CrossSeedResult": "saeseeds.align.cross_seed", "SeedSet": "saeseeds.align.cross_seed",
+    "StabilityGroups": "saeseeds.align.cross_seed", "align_seeds": "saeseeds.align.cross_seed",
+    "Alignment": "saeseeds.align.pair", "align_pair": "saeseeds.align.pair",
+    "align_weights": "saeseeds.align.pair", "SharingRule": "saeseeds.align.sharing",
+    "AnalyzeOptions": "saeseeds.analysis.instability", "ConfigAnalysis": "saeseeds.analysis.instability",
+    "analyze": "saeseeds.api.analysis", "compare": "saeseeds.api.comparison",
+    "compare_all": "saeseeds.api.comparison", "load_comparison": "saeseeds.api.comparison",
+    "save_comparison": "saeseeds.api.comparison", "seed_sets": "saeseeds.api.discovery",
+    "load": "saeseeds.api.loading", "PoolResult": "saeseeds.api.pooling", "pool": "saeseeds.api.pooling",
+    "write_report": "saeseeds.api.report", "study": "saeseeds.api.study", "train": "saeseeds.api.training",
+    "PoolOptions": "saeseeds.pooling.options",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Resolve a public name from the module that defines it, on first use."""
+    if name in _WHERE:
+        return getattr(import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'saeseeds.api' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])
+
 
 __all__ = [
     "Alignment",

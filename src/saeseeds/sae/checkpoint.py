@@ -216,7 +216,7 @@ def build_sae(
         raise CheckpointError(f"{source}: k={cfg.k} is not in 1..{n}")
     dtype = W_dec.dtype if W_dec.is_floating_point() else torch.float32
     try:
-        sae = SparseAutoencoder(cfg, d, generator=torch.Generator().manual_seed(0), device="cpu", dtype=dtype)
+        sae = SparseAutoencoder(cfg, d, device="cpu", dtype=dtype, initialise=False)
     except ConfigError as err:
         raise CheckpointError(f"{source}: {err}") from err
     with torch.no_grad():

@@ -30,7 +30,9 @@ class SparseAutoencoder(nn.Module):
         generator: torch.Generator | None = None,
         device: str | torch.device | None = None,
         dtype: torch.dtype = torch.float32,
+        initialise: bool = True,
     ) -> None:
+        """`initialise=False` leaves the weights uninitialised, for a caller that loads them next."""
         super().__init__()
         if d_in <= 0:
             raise ValueError(f"d_in must be positive, got {d_in}")
@@ -42,12 +44,16 @@ class SparseAutoencoder(nn.Module):
         self.num_latents = cfg.resolved_num_latents(d_in)
         # Decoder rows: random unit vectors; encoder initialised as the decoder's transpose (Gao et al.).
         # Drawn on the CPU from the caller's generator so every device gets the same initialisation.
-        w = torch.randn(self.num_latents, d_in, generator=generator, dtype=torch.float32)
-        w /= w.norm(dim=1, keepdim=True)
-        self.encoder = nn.Linear(d_in, self.num_latents, device=device, dtype=dtype)
-        self.encoder.weight.data.copy_(w * self.spec.encoder_init_scale)
+        if initialise:  # nn.Linear's own init draws from the global RNG: kept, so earlier runs reproduce
+            w = torch.randn(self.num_latents, d_in, generator=generator, dtype=torch.float32)
+            w /= w.norm(dim=1, keepdim=True)
+            self.encoder = nn.Linear(d_in, self.num_latents, device=device, dtype=dtype)
+            self.encoder.weight.data.copy_(w * self.spec.encoder_init_scale)
+            self.W_dec = nn.Parameter(w.clone().to(device=device, dtype=dtype))
+        else:
+            self.encoder = _uninitialised_linear(d_in, self.num_latents, device, dtype)
+            self.W_dec = nn.Parameter(torch.empty(self.num_latents, d_in, device=device, dtype=dtype))
         self.encoder.bias.data.zero_()
-        self.W_dec = nn.Parameter(w.clone().to(device=device, dtype=dtype))
         self.b_dec = nn.Parameter(torch.zeros(d_in, device=device, dtype=dtype))
         self.spec.init_extra(self, device, dtype)
 
@@ -159,3 +165,14 @@ def dense_to_code(dense: Tensor) -> LatentCode:
     width = max(int((dense != 0).sum(-1).max()) if dense.numel() else 0, 1)
     top = dense.abs().topk(width, dim=-1, sorted=True)
     return LatentCode(dense.gather(-1, top.indices), top.indices)
+
+
+def _uninitialised_linear(d_in: int, d_out: int, device: str | torch.device | None, dtype: torch.dtype) -> nn.Linear:
+    """An `nn.Linear` with uninitialised weights, for weights loaded next (`nn.utils.skip_init` goes through
+    the meta device, whose first use costs ~0.25 s)."""
+    linear = nn.Linear.__new__(nn.Linear)
+    nn.Module.__init__(linear)
+    linear.in_features, linear.out_features = d_in, d_out
+    linear.weight = nn.Parameter(torch.empty(d_out, d_in, device=device, dtype=dtype))
+    linear.bias = nn.Parameter(torch.empty(d_out, device=device, dtype=dtype))
+    return linear

@@ -1,0 +1,102 @@
+"""The dense solver equals scipy on the exact matrix, and the solver choice follows the cost rule."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.optimize import linear_sum_assignment
+
+import saeseeds.align.assignment as assignment
+from saeseeds.align.assignment import max_cosine_assignment, solve_densely
+from saeseeds.align.dense import dense_cosines, dense_match
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float32).astype(np.float64)
+    n = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, n, out=np.zeros_like(x), where=n > 0)
+
+
+@pytest.mark.parametrize("absolute", [False, True])
+def test_dense_match_is_scipys_optimum_with_both_maxima(absolute: bool) -> None:
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((70, 9))
+    b = rng.standard_normal((50, 9))
+    a[3] = 0.0  # a dead latent: cosine 0 with everything
+    mat = unit(a) @ unit(b).T
+    mat = np.abs(mat) if absolute else mat
+    r, c = linear_sum_assignment(mat, maximize=True)
+    m = dense_match(a, b, absolute=absolute)
+    assert m.total == pytest.approx(mat[r, c].sum(), abs=1e-12)
+    np.testing.assert_allclose(dense_cosines(a, b, absolute=absolute), mat, atol=1e-13)
+    np.testing.assert_allclose(m.row_max, mat.max(axis=1), atol=1e-13)
+    np.testing.assert_allclose(m.col_max, mat.max(axis=0), atol=1e-13)
+    assert (m.partner == -1).sum() == 20 and np.isnan(m.cosine[m.partner == -1]).all()
+    assert len(np.unique(m.partner[m.partner >= 0])) == 50
+
+
+def test_dense_and_sparse_paths_give_the_same_optimum_and_maxima() -> None:
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((300, 16))
+    b = a[rng.permutation(300)] + 0.8 * rng.standard_normal((300, 16))
+    dense = max_cosine_assignment(a, b, dense_max_pairs=1 << 40, with_row_max=True, with_col_max=True)
+    sparse = max_cosine_assignment(a, b, dense_max_pairs=0, with_row_max=True, with_col_max=True)
+    assert (dense.stats.method, sparse.stats.method) == ("dense", "sparse")
+    assert sparse.total == pytest.approx(dense.total, abs=1e-9)
+    np.testing.assert_array_equal(sparse.partner, dense.partner)
+    np.testing.assert_allclose(sparse.row_max, dense.row_max, atol=1e-12)
+    np.testing.assert_allclose(sparse.col_max, dense.col_max, atol=1e-12)
+
+
+def test_choice_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    small, moderate = 1000, 3000  # 1000^2 <= DENSE_MAX_PAIRS < 3000^2 <= COLD_DENSE_MAX_PAIRS
+    monkeypatch.setattr(assignment, "_cold_dense_pairs", 0)
+    monkeypatch.setattr(assignment, "kernels_ready", lambda modules: True)
+    assert solve_densely(small, small) and not solve_densely(moderate, moderate)
+    assert not solve_densely(5000, 5000)
+    monkeypatch.setattr(assignment, "kernels_ready", lambda modules: False)  # first use: nothing compiled
+    budget = assignment.COLD_DENSE_BUDGET_PAIRS // (moderate * moderate)
+    assert all(solve_densely(moderate, moderate) for _ in range(budget))
+    assert not solve_densely(moderate, moderate)  # the budget is spent: compile after all
+    assert not solve_densely(5000, 5000)  # too large to be worth it even once
+    assert solve_densely(small, small) and solve_densely(0, 7)
+    assert not solve_densely(small, small, dense_max_pairs=0)  # an explicit limit is obeyed as given
+    assert solve_densely(moderate, moderate, dense_max_pairs=moderate * moderate)
+
+
+SCRIPT = """
+import sys
+import numpy as np
+from saeseeds.align.assignment import max_cosine_assignment
+rng = np.random.default_rng(2)
+a = rng.standard_normal((1100, 24)).astype(np.float32)
+b = rng.standard_normal((1100, 24)).astype(np.float32)
+res = max_cosine_assignment(a, b, with_row_max=True, with_col_max=True)
+print(res.stats.method, repr(res.total))
+"""
+
+
+def test_first_use_of_a_moderate_problem_compiles_no_kernel(tmp_path: Path) -> None:
+    """With an empty numba cache a 1100 x 1100 problem is solved densely and nothing is compiled or
+    written to the cache; with the kernels cached the same problem takes the sparse path, same total."""
+    cache = tmp_path / "numba"
+    env = os.environ | {"NUMBA_CACHE_DIR": str(cache)}
+    cold = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+    assert cold.returncode == 0, cold.stderr[-2000:]
+    method, total = cold.stdout.split()
+    assert method == "dense"
+    assert not list(cache.rglob("*.nbi"))  # no kernel was compiled
+    # compile them into this cache (a sparse solve), then the rule takes the sparse path
+    warm_up = "from saeseeds.align.assignment import max_cosine_assignment as m; import numpy as np; " \
+              "r = np.random.default_rng(3); m(r.standard_normal((60, 5)), r.standard_normal((60, 5)), " \
+              "dense_max_pairs=0, with_row_max=True, with_col_max=True)"
+    assert subprocess.run([sys.executable, "-c", warm_up], env=env, timeout=600).returncode == 0
+    warm = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+    assert warm.returncode == 0, warm.stderr[-2000:]
+    assert warm.stdout.split()[0] == "sparse"
+    assert float(warm.stdout.split()[1]) == pytest.approx(float(total), abs=1e-9)
