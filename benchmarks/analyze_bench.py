@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from saeseeds.atomic import atomic_write_json
 from saeseeds.cli import main as cli_main
+from saeseeds.records import relative_path, write_record
 
 STAGES = ("stability", "triggers", "ablation", "subspaces", "contexts")
 
@@ -42,7 +42,8 @@ def main() -> int:
             state = {True: "holds", False: "does not hold", None: "undetermined"}[verdict["holds"]]
             numbers = {k: v for k, v in verdict.items() if k not in ("holds", "rule", "sizes")}
             print(f"  {claim:<34} {state:<14} {json.dumps(numbers, default=str)[:300]}")
-    atomic_write_json(out_root / "analyze_bench.json", {"run_dir": str(run_dir), "total_s": total, **summary})
+    write_record(out_root / "analyze_bench.json", "saeseeds.analyze_bench/1",
+                 {**summary, "run_dir": relative_path(run_dir, out_root), "total_s": total})
     return 0
 
 

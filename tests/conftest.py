@@ -1,4 +1,4 @@
-"""Shared test settings: offline Hugging Face, few threads (CI has 2 cores), no progress bars."""
+"""Shared test settings: offline Hugging Face, few threads (CI has 2 cores), no progress bars, CLI logging undone."""
 
 from __future__ import annotations
 
@@ -9,6 +9,16 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+import pytest  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(2)
+
+
+@pytest.fixture(autouse=True)
+def _undo_cli_logging():
+    """A test that runs `saeseeds.cli.main` in-process sets up logging as the CLI does; later tests start without."""
+    yield
+    from saeseeds.log import reset_logging
+
+    reset_logging()

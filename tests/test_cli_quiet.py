@@ -103,20 +103,20 @@ def test_quiet_verbs_print_only_results_on_a_terminal(
     rc, out, err = run_on_terminal(monkeypatch, ["compare", str(tmp_path / "run"), "--out", str(tmp_path / "loud")])
     assert rc == 0 and "aligning pairs" in err and "\r" in err and "shared fraction" in out
 
-    monkeypatch.chdir(tmp_path)  # relative paths on the command line; the JSON outputs record absolute ones
+    monkeypatch.chdir(tmp_path)  # relative paths on the command line; the JSON outputs record them relative to the file
     rc, out, err = run_on_terminal(monkeypatch, ["compare", "run", "--out", "cmp", "--quiet"])
     assert (rc, out, err) == (0, "", "")
     progress.set_quiet(False)
     summary = json.loads((tmp_path / "cmp" / "summary.json").read_text())
-    assert summary["format"] == "saeseeds.compare/1" and summary["saeseeds_version"] == saeseeds.__version__
-    assert all(Path(p).is_absolute() and Path(p).is_dir() for p in summary["sets"][0]["paths"])
+    assert summary["schema"] == "saeseeds.compare/1" and summary["saeseeds_version"] == saeseeds.__version__
+    assert all(p.startswith("../run/") and (tmp_path / "cmp" / p).is_dir() for p in summary["sets"][0]["paths"])
 
     rc, out, err = run_on_terminal(monkeypatch, ["analyze", "run", "--out", "an", "--compare", "cmp", "--quiet",
                                                  "--no-lm-loss", "--n-random", "2", "--n-show", "2"])
     assert (rc, out, err) == (0, "", "")
     progress.set_quiet(False)
     analysis = json.loads((tmp_path / "an" / "analysis.json").read_text())
-    assert analysis["saeseeds_version"] == saeseeds.__version__ and analysis["run_dir"] == str(tmp_path / "run")
+    assert analysis["saeseeds_version"] == saeseeds.__version__ and analysis["run_dir"] == "../run"
 
     rc, out, err = run_on_terminal(monkeypatch, ["compare", str(tmp_path / "nope"), "--out", str(tmp_path / "x"),
                                                  "--quiet"])

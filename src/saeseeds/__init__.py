@@ -6,26 +6,21 @@
 
 from __future__ import annotations
 
+import logging as _logging
 from typing import Any
 
+from saeseeds import api as _api  # cheap: its names resolve on first use
 from saeseeds.version import __version__  # noqa: F401  (re-exported)
 
-_API = (
-    "Alignment", "AnalyzeOptions", "ConfigAnalysis", "CrossSeedResult", "SeedSet", "SharingRule",
-    "StabilityGroups", "align_pair", "align_weights", "analyze", "compare", "compare_all", "align_seeds",
-    "load", "load_comparison", "PoolOptions", "PoolResult", "pool", "save_comparison", "seed_sets",
-    "study", "train", "write_report",
-)
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())  # a library configures no logging (saeseeds.log)
 
 
 def __getattr__(name: str) -> Any:
     """Resolve the public API lazily from `saeseeds.api`."""
-    if name in _API:
-        from saeseeds import api
-
-        return getattr(api, name)
+    if name in _api.__all__:
+        return getattr(_api, name)
     raise AttributeError(f"module 'saeseeds' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_API])
+    return sorted([*globals(), *_api.__all__])

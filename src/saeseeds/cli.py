@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import pkgutil
 import re
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from saeseeds import commands
@@ -19,6 +22,7 @@ _OVERRIDE = re.compile(r"--[A-Za-z_][\w-]*(\.[\w-]+)+(=.*)?")
 _QUIET_ALIASES = ("no_progress",)
 """Older per-verb quiet switches (`demo --no-progress`) that `--quiet` also sets."""
 _USAGE_PREFIX = re.compile(r"^\s*`saeseeds [^`]*`:\s*")
+log = logging.getLogger("saeseeds.cli")
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -113,11 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _complete_verb(verb: argparse.ArgumentParser) -> None:
-    """What every verb has: `--quiet`, and for a verb that takes config overrides, every config field in `--help`."""
+    """What every verb has: `--quiet` / `--verbose`, and for a verb that takes config overrides, every config
+    field in `--help`."""
     from saeseeds.commands._flags import add_quiet_flag, has_flag
 
     if not has_flag(verb, "--quiet"):
-        add_quiet_flag(verb)
+        add_quiet_flag(verb)  # and --verbose
     if verb.get_default("accepts_overrides") and not verb.epilog:
         from saeseeds.config.help import format_config_help
 
@@ -136,15 +141,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra and not getattr(args, "accepts_overrides", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.overrides = extra
-    if getattr(args, "quiet", False):
-        from saeseeds.progress import set_quiet
-
-        set_quiet(True)
+    quiet = bool(getattr(args, "quiet", False))
+    if quiet:
         for alias in _QUIET_ALIASES:  # a verb's older switch for the same thing
             if hasattr(args, alias):
                 setattr(args, alias, True)
+    from saeseeds.log import level_from_flags, log_written, setup_logging
+
+    setup_logging(level_from_flags(quiet, bool(getattr(args, "verbose", False))))
+    started, clock = time.time(), time.perf_counter()
+    log.debug("saeseeds %s, python %s: %s", __version__, sys.version.split()[0], " ".join(
+        sys.argv[1:] if argv is None else list(argv)))
     try:
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        if isinstance(getattr(args, "out", None), Path):
+            log_written(args.out, started)
+        log.debug("%s done in %.1fs (exit status %d)", args.command, time.perf_counter() - clock, status)
+        return status
     except SaeseedsError as err:
         message = str(err)
     except OSError as err:  # last resort: a file system refusal that no check caught (--out under a file, ...)

@@ -1,21 +1,21 @@
 """Output directories that never clobber: each verb writes only into an empty directory or its own earlier
 output of the same kind (replaced whole, with --overwrite), and marks what it wrote.
 
-The marker `.saeseeds-output.json` names the kind (compare, analyze, ...); a directory without it that is not
-empty is someone else's, and no verb writes into it, with or without --overwrite.
+The marker `.saeseeds-output.json` (schema `saeseeds.output/1`) names the kind (compare, analyze, ...); a directory
+without it that is not empty is someone else's, and no verb writes into it, with or without --overwrite.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
-from saeseeds.atomic import atomic_write_json
-from saeseeds.errors import ConfigError, DataError
-from saeseeds.version import __version__
+from saeseeds.errors import ConfigError
+from saeseeds.records import read_record as read_record  # where it lived before saeseeds.records
+from saeseeds.records import write_record
 
 MARKER = ".saeseeds-output.json"
+MARKER_SCHEMA = "saeseeds.output/1"
 
 
 def output_kind(directory: Path) -> str | None:
@@ -64,19 +64,4 @@ def check_output_dir(out: str | Path, kind: str, *, overwrite: bool = False) -> 
 
 def mark_output(directory: str | Path, kind: str) -> None:
     """Record in `directory` that it is a `kind` output (done first, inside the directory being built)."""
-    atomic_write_json(Path(directory) / MARKER, {"kind": kind, "saeseeds_version": __version__})
-
-
-def read_record(path: str | Path, fmt: str, missing: str) -> dict[str, Any]:
-    """A saeseeds JSON record whose `format` must be `fmt`; DataError (`missing` when absent) naming the file."""
-    path = Path(path)
-    try:
-        record = json.loads(path.read_text())
-    except FileNotFoundError as err:
-        raise DataError(missing) from err
-    except (OSError, json.JSONDecodeError) as err:
-        raise DataError(f"{path}: cannot read ({err})") from err
-    if not isinstance(record, dict) or record.get("format") != fmt:
-        found = record.get("format") if isinstance(record, dict) else type(record).__name__
-        raise DataError(f"{path}: format is {found!r}, expected {fmt!r}")
-    return record
+    write_record(Path(directory) / MARKER, MARKER_SCHEMA, {"kind": kind})

@@ -72,8 +72,9 @@ def test_groups_follow_the_rule_and_rejudging_needs_no_alignment(monkeypatch: py
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("re-aligned")
 
-    monkeypatch.setattr("saeseeds.align.pair.max_cosine_assignment", refuse)
-    monkeypatch.setattr("saeseeds.align.cross_seed.row_max_cosine", refuse)
+    monkeypatch.setattr("saeseeds.align.pair.max_cosine_assignments", refuse)
+    monkeypatch.setattr("saeseeds.align.assignment.dense_match", refuse)
+    monkeypatch.setattr("saeseeds.align.assignment.PairScorer", refuse)
     judged = result.with_rule(SharingRule(threshold=0.5, stability="reappears"))
     for i in range(3):
         np.testing.assert_array_equal(judged.stability(i), fresh.stability(i))
@@ -103,7 +104,7 @@ def test_save_load_round_trip(tmp_path) -> None:
         np.testing.assert_array_equal(back.stability(i), result.stability(i))
     np.testing.assert_array_equal(back.frequencies[0], result.frequencies[0])
     assert back.frequencies[1] is None
-    assert json.loads((tmp_path / "r" / "cross_seed.json").read_text())["format"] == "saeseeds.cross_seed/1"
+    assert json.loads((tmp_path / "r" / "cross_seed.json").read_text())["schema"] == "saeseeds.cross_seed/1"
     with np.load(tmp_path / "r" / "latents" / "1.npz") as t:
         np.testing.assert_array_equal(t["stability_shared"], result.stability(1, "shared"))
         np.testing.assert_array_equal(t["stable"], rule.stable(result.stability(1)))

@@ -94,8 +94,9 @@ def _no_alignment(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("an alignment was computed")
 
-    monkeypatch.setattr("saeseeds.align.pair.max_cosine_assignment", refuse)
-    monkeypatch.setattr("saeseeds.align.cross_seed.row_max_cosine", refuse)
+    monkeypatch.setattr("saeseeds.align.pair.max_cosine_assignments", refuse)
+    monkeypatch.setattr("saeseeds.align.assignment.dense_match", refuse)
+    monkeypatch.setattr("saeseeds.align.assignment.PairScorer", refuse)
 
 
 def test_analyze_after_compare_aligns_nothing(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -153,6 +154,7 @@ def test_analysis_tokens_extend_the_held_out_rows_with_training_rows(run_dir: Pa
     assert info["tokens"] == 1500 and info["train_rows"] > 0 and info["held_out_rows"] + info["train_rows"] == 1500
     assert analyses[0].triggers[0].tokens_seen == 1500
     claims = json.loads((tmp_path / "an" / HOOK / "topk-48" / "claims.json").read_text())
+    assert claims.pop("schema") == "saeseeds.claims/1" and claims.pop("saeseeds_version")  # the stamp, beside claims
     for verdict in claims.values():
         assert verdict["holds"] in (True, False, None) and "p_holm" in verdict and "effect_size" in verdict
     assert claims["stable_carry_prediction"]["holds"] is None  # --no-lm-loss

@@ -37,7 +37,7 @@ def test_compare_run_directory(tiny_run, tmp_path, capsys) -> None:
     out = tmp_path / "cmp"
     assert main(["compare", str(tiny_run), "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["rule"]["threshold"] == 0.7 and summary["format"] == "saeseeds.compare/1"
+    assert summary["rule"]["threshold"] == 0.7 and summary["schema"] == "saeseeds.compare/1"
     assert len(summary["pairs"]) == 6  # 3 seeds, ordered pairs
     for pair in summary["pairs"]:
         for key in ("a", "b", "num_latents_a", "num_latents_b", "n_shared", "shared_fraction", "mmcs"):

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 import saeseeds as ss
+from helpers.records import absolute_paths, unstamped
 from saeseeds.cli import main
 
 
@@ -37,23 +38,24 @@ def test_demo_runs_offline_and_its_checkpoints_load_in_sparsify(tmp_path, monkey
     assert table.loc[table["architecture"] == "relu", "target_l0"].eq(16.0).all()
     assert len(list((out / "study" / "figures").glob("*.png"))) == 4
     # the alignment is stored once per milestone, in the compare format, and the analysis read the final one
-    assert summary["outputs"]["compare"] == str(out / "study" / "compare" / "step00000004")
+    assert summary["outputs"]["compare"] == "study/compare/step00000004"  # relative to summary.json
     compare = json.loads((out / "study" / "compare" / "step00000004" / "summary.json").read_text())
     assert compare["rule"] == ss.SharingRule().to_dict() and summary["rule"] == compare["rule"]
     assert len(compare["pairs"]) == 12  # ordered pairs, 2 configurations × 3 seeds
-    assert len(ss.load_comparison(summary["outputs"]["compare"])) == 2
+    assert len(ss.load_comparison(out / summary["outputs"]["compare"])) == 2
     assert not (out / "analysis" / "cross_seed").exists()
     assert {"a", "b", "num_latents_a", "num_latents_b", "n_shared", "shared_fraction", "mmcs"} <= set(compare["pairs"][0])
     assert len(list((out / "study" / "compare" / "step00000004" / "figures").glob("*.png"))) >= 4
     assert set(summary["alignment"]) == {k.rsplit("/", 1)[0] for k in keys}
     analysis = json.loads((out / "analysis" / "analysis.json").read_text())
     assert len(analysis["configs"]) == 2
+    assert unstamped(out) == [] and absolute_paths(out) == []  # every JSON stamped; paths relative to their file
 
     sparsify = pytest.importorskip("sparsify")
     topk_paths = [p for k, p in summary["checkpoints"].items() if "topk" in k]
     assert len(topk_paths) == 3
     for path in topk_paths:
-        coder = sparsify.SparseCoder.load_from_disk(path, device="cpu")
+        coder = sparsify.SparseCoder.load_from_disk(out / path, device="cpu")
         assert coder.num_latents == 384 and coder.d_in == 384
     # a second demo into the same directory is refused instead of overwriting, and changes nothing
     before = (out / "demo.toml").read_bytes(), (out / "summary.json").read_bytes()

@@ -12,6 +12,7 @@ import torch
 
 import saeseeds as ss
 from saeseeds.cli import main
+from saeseeds.records import resolve_path
 
 TINY = """
 [data]
@@ -75,7 +76,7 @@ def test_pool_cli_on_a_synthetic_run(synthetic_run: Path, tmp_path: Path, capsys
     printed = capsys.readouterr().out
     assert "pooling raises stability" in printed
     record = json.loads((out / "pool.json").read_text())
-    assert record["format"] == "saeseeds.pooling/1"
+    assert record["schema"] == "saeseeds.pooling/1" and resolve_path(record["run_dir"], out) == synthetic_run
     summary = record["summary"]
     assert summary["pooled_latents"] == 48 and summary["seeds"] == ["seed0", "seed1", "seed2", "seed3"]
     for verdict in summary["verdicts"].values():
@@ -99,6 +100,8 @@ def test_pool_cli_on_a_synthetic_run(synthetic_run: Path, tmp_path: Path, capsys
     assert pooled.num_latents == 48 and pooled.cfg.k == 4
     cfg = json.loads((out / "pooled" / "cfg.json").read_text())
     assert cfg["pooling"]["seeds"] == summary["seeds"] and cfg["pooling"]["options"]["edges"] == "sharing"
+    assert resolve_path(cfg["pooling"]["run_dir"], out / "pooled") == synthetic_run  # relative to cfg.json
+    assert cfg["schema"] == "saeseeds.checkpoint/2"
     x = torch.randn(32, 16)
     assert torch.isfinite(pooled(x).sae_out).all()
     for k in range(2):
@@ -156,7 +159,7 @@ def test_pool_cli_on_a_compare_output_of_an_lm_run(tmp_path: Path) -> None:
     assert main(["pool", str(tmp_path / "compare"), "--out", str(out), "--fit-tokens", "1920", "--splits", "0",
                  "--baseline-seeds", "0", "--select-tokens", "256", "--quiet"]) == 0
     record = json.loads((out / "pool.json").read_text())
-    assert record["run_dir"] == str((tmp_path / "run").resolve()) and record["hookpoint"] == hook
+    assert record["run_dir"] == "../run" and record["hookpoint"] == hook  # relative to pool.json
     assert record["fit"]["steps"] == 30  # 1920 tokens: more than the run's 1280, the LM pass replayed
     assert record["summary"]["verdicts"]["vs_single_seeds"]["holds"] is None  # two seeds: no disjoint halves
     assert set(record["heldout"]["single_seeds"]) == {"seed0", "seed1"}

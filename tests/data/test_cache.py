@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from helpers.records import unstamped
 from helpers.tiny_lm import build_tiny_causal_lm
 from saeseeds.atomic import TEMP_SUFFIX
 from saeseeds.config import RunConfig, SaeConfig
@@ -51,7 +52,8 @@ def test_round_trip_matches_the_live_source(lm_dir, tmp_path):
     live = build_lm_source(cfg)
     train, held_out, on_disk = open_cache(tmp_path / "c")
     assert _equal_streams(live.train, train) and _equal_streams(live.eval, held_out)
-    assert on_disk == manifest and manifest["complete"]
+    assert on_disk == manifest and manifest["complete"] and manifest["schema"] == "saeseeds.cache/1"
+    assert unstamped(tmp_path / "c") == []
     assert manifest["hookpoints"] == HOOKS and manifest["token_fingerprint"] == live.info["token_fingerprint"]
     assert manifest["stored_dtype"] == "float32" and manifest["model"] == cfg.lm.model
     shards = manifest["splits"]["train"]["shards"]

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from saeseeds.version import __version__
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -23,12 +25,15 @@ def read_strict_json(path: Path) -> Any:
 
 @pytest.fixture
 def check_figure():
-    """Assert that `path` is a PNG with a strict-JSON sidecar and no temporaries beside it; return the numbers."""
+    """Assert that `path` is a PNG with a strict-JSON sidecar (stamped with its schema and the saeseeds version) and
+    no temporaries beside it; return the numbers (the sidecar without the stamp)."""
 
     def check(path: Path) -> Any:
         assert path.is_file() and path.read_bytes()[:8] == PNG_MAGIC, path
         others = [p.name for p in path.parent.iterdir() if p.name.startswith(".")]
         assert others == [], others
-        return read_strict_json(path.with_suffix(".json"))
+        numbers = read_strict_json(path.with_suffix(".json"))
+        assert numbers.pop("schema") == "saeseeds.figure/1" and numbers.pop("saeseeds_version") == __version__
+        return numbers
 
     return check

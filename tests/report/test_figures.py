@@ -13,6 +13,7 @@ import torch
 
 from conftest import PNG_MAGIC, read_strict_json
 from saeseeds.report.figures import FIGURE_DPI, save_figure, sidecar_path
+from saeseeds.version import __version__
 
 
 def _figure() -> plt.Figure:
@@ -29,7 +30,10 @@ def test_png_and_strict_sidecar(tmp_path: Path) -> None:
     assert save_figure(fig, path, numbers) == path
     assert path.read_bytes()[:8] == PNG_MAGIC
     assert sidecar_path(path) == tmp_path / "sub" / "fig.json"
-    assert read_strict_json(sidecar_path(path)) == {"x": [1.0, None], "t": [None], "n": 3}
+    assert read_strict_json(sidecar_path(path)) == {"schema": "saeseeds.figure/1", "saeseeds_version": __version__,
+                                                  "x": [1.0, None], "t": [None], "n": 3}
+    save_figure(_figure(), path, [1, 2])  # numbers that are not a mapping: under `numbers`
+    assert read_strict_json(sidecar_path(path))["numbers"] == [1, 2]
     assert not plt.fignum_exists(fig.number)
     assert sorted(p.name for p in path.parent.iterdir()) == ["fig.json", "fig.png"]
 

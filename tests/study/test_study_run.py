@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
+from helpers.records import absolute_paths, unstamped
 from saeseeds.api.study import run_study
 from saeseeds.config import SaeConfig, TrainConfig
 from saeseeds.config.study import StudyConfig, load_study_config
@@ -109,8 +110,10 @@ def test_study_milestones_table_and_resume(study_config: Path, tmp_path: Path) -
     assert relu["target_l0"].tolist() == relu["k"].astype(float).tolist()
     assert relu["penalty_coefficient_mean"].notna().all()
     record = json.loads((out / "study.json").read_text())
-    assert record["format"] == "saeseeds.study/1" and len(record["rows"]) == 4
+    assert record["schema"] == "saeseeds.study/1" and len(record["rows"]) == 4
     assert [m["compare"] for m in record["milestones"]] == ["compare/step00000015", "compare/step00000030"]
+    assert record["milestones"][0]["paths"] == ["runs/pass0/milestones/step00000015"]
+    assert unstamped(out) == [] and absolute_paths(out) == []  # every JSON stamped; paths relative to their file
     assert all((out / f).is_file() for f in record["figures"])
     assert json.loads((out / ".saeseeds-output.json").read_text())["kind"] == "study"
     # each milestone's comparison equals the table's numbers

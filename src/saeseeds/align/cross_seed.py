@@ -8,9 +8,10 @@ assignment is optimal). `CrossSeedResult` holds the alignments and derives every
 found-only-in-base curve and the shared-fraction matrix. Re-judging a result under another threshold,
 stability estimator or cut needs no new alignment (`with_rule`); only a change of signed/absolute cosines does.
 
-On disk (`save` / `load`, format `saeseeds.cross_seed/1`, documented in docs/formats.md):
+On disk (`save` / `load`, schema `saeseeds.cross_seed/1`, documented in docs/formats.md):
 
-    cross_seed.json        label, names, paths, weight digests, latent counts, the rule, summaries, pair index
+    cross_seed.json        label, names, paths (relative to this file), weight digests, latent counts, the rule,
+                           summaries, pair index
     pairs/<i>-<j>.npz      for seeds i < j: dec_partner, dec_cos, enc_partner, enc_cos (of i's latents),
                            dec_max_cos_a [n_i], dec_max_cos_b [n_j]
     latents/<i>.npz        per latent of seed i: stability_shared, stability_reappears, stable, unstable
@@ -28,14 +29,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from saeseeds.align.assignment import row_max_cosine
-from saeseeds.align.pair import Alignment, align_weights, reverse_alignment
+from saeseeds.align.pair import Alignment, align_weights_both_ways, reverse_alignment
 from saeseeds.align.sharing import STABILITY_KINDS, SharingRule
 from saeseeds.align.similarity import ScreenMode
-from saeseeds.atomic import atomic_write_json, atomic_write_npz
+from saeseeds.atomic import atomic_write_npz
 from saeseeds.errors import DataError
 from saeseeds.hashing import sha256_hex, tensor_bytes
-from saeseeds.outputs import read_record
+from saeseeds.records import read_record, relative_path, resolve_path, write_record
 
 FORMAT = "saeseeds.cross_seed/1"
 RESULT_FILE = "cross_seed.json"
@@ -214,7 +214,7 @@ class CrossSeedResult:
     # ------------------------------------------------------------------ storage
 
     def save(self, directory: str | Path) -> Path:
-        """Write the result in format `saeseeds.cross_seed/1` (see the module docstring); returns the JSON path."""
+        """Write the result in schema `saeseeds.cross_seed/1` (see the module docstring); returns the JSON path."""
         directory = Path(directory)
         pair_index = []
         for i, j in self.pair_keys():
@@ -236,17 +236,14 @@ class CrossSeedResult:
                 tables["firing_frequency"] = np.asarray(freq, dtype=np.float64)
             atomic_write_npz(directory / "latents" / f"{i}.npz", **tables)
         record = {
-            "format": FORMAT,
             **self.summary(),
-            "paths": [str(Path(p).absolute()) for p in self.paths],  # readable from anywhere
+            "paths": [relative_path(p, directory) for p in self.paths],  # the folder can move with its checkpoints
             "digests": list(self.digests),
             "pairs": [p | {k: v for k, v in self.alignments[(p["i"], p["j"])].summary().items()
                            if k in ("a", "b", "n_shared", "shared_fraction", "mmcs")}
                       for p in pair_index],
         }
-        path = directory / RESULT_FILE
-        atomic_write_json(path, record)
-        return path
+        return write_record(directory / RESULT_FILE, FORMAT, record)
 
     def pair_keys(self) -> list[tuple[int, int]]:
         """Unordered pairs (i < j), the ones actually aligned."""
@@ -291,7 +288,8 @@ class CrossSeedResult:
             raise DataError(f"{path}: pairs {missing[:3]} are missing")
         return cls(str(record.get("label", "")), names, rule, alignments, num_latents,
                    str(record.get("hookpoint", "")), str(record.get("sae_name", "")),
-                   [str(p) for p in record.get("paths", [])], [str(d) for d in record.get("digests", [])],
+                   [str(resolve_path(p, directory)) for p in record.get("paths", [])],
+                   [str(d) for d in record.get("digests", [])],
                    frequencies)
 
 
@@ -343,9 +341,8 @@ def align_seeds(
     def align_pair(pair: tuple[int, int]) -> tuple[Alignment, np.ndarray]:
         i, j = pair
         (dec_i, enc_i), (dec_j, enc_j) = weights[i], weights[j]
-        al = align_weights(dec_i, enc_i, dec_j, enc_j, rule=rule, device=device, screen=screen,
-                           name_a=names[i], name_b=names[j])
-        back_max = row_max_cosine(dec_j, dec_i, absolute=rule.absolute, device=device, screen=screen)
+        al, back_max = align_weights_both_ways(dec_i, enc_i, dec_j, enc_j, rule=rule, device=device,
+                                               screen=screen, name_a=names[i], name_b=names[j])
         if on_pair is not None:
             on_pair(names[i], names[j])
         return al, back_max

@@ -15,12 +15,15 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from saeseeds.align.assignment import max_cosine_assignment
+from saeseeds.align.assignment import max_cosine_assignments
 from saeseeds.align.sharing import SharingRule
 from saeseeds.align.similarity import ScreenMode
-from saeseeds.atomic import atomic_write_json, atomic_write_npz
+from saeseeds.atomic import atomic_write_npz
 from saeseeds.errors import DataError
+from saeseeds.records import write_record
 
+SCHEMA = "saeseeds.alignment/1"
+"""`schema` of the `<name>.json` that `Alignment.save` writes."""
 PER_LATENT_FIELDS = ("dec_partner", "dec_cos", "enc_partner", "enc_cos", "shared", "dec_max_cos")
 
 
@@ -94,11 +97,11 @@ class Alignment:
         }
 
     def save(self, directory: str | Path, name: str) -> tuple[Path, Path]:
-        """Write `<name>.json` (summary) and `<name>.npz` (per-latent arrays) atomically."""
+        """Write `<name>.json` (summary, schema `saeseeds.alignment/1`) and `<name>.npz` (per-latent arrays)."""
         directory = Path(directory)
         json_path = directory / f"{name}.json"
         npz_path = directory / f"{name}.npz"
-        atomic_write_json(json_path, self.summary())
+        write_record(json_path, SCHEMA, self.summary())
         atomic_write_npz(npz_path, **{key: getattr(self, key) for key in PER_LATENT_FIELDS})
         return json_path, npz_path
 
@@ -150,6 +153,25 @@ def align_weights(
     name_b: str = "b",
 ) -> Alignment:
     """Align two SAEs given their decoder and encoder rows ([num_latents, d_in] each) under `rule`."""
+    return align_weights_both_ways(dec_a, enc_a, dec_b, enc_b, rule=rule, device=device, screen=screen,
+                                   progress=progress, name_a=name_a, name_b=name_b)[0]
+
+
+def align_weights_both_ways(
+    dec_a: torch.Tensor | np.ndarray,
+    enc_a: torch.Tensor | np.ndarray,
+    dec_b: torch.Tensor | np.ndarray,
+    enc_b: torch.Tensor | np.ndarray,
+    *,
+    rule: SharingRule | None = None,
+    device: str | torch.device | None = None,
+    screen: ScreenMode | None = None,
+    progress: bool = False,
+    name_a: str = "a",
+    name_b: str = "b",
+) -> tuple[Alignment, np.ndarray]:
+    """`align_weights` plus the exact maximum decoder cosine of every latent of b over a (b's MMCS
+    ingredient, for `reverse_alignment`): from the same matrix when it is solved densely."""
     rule = rule or SharingRule()
     for label, w in (("dec_a", dec_a), ("enc_a", enc_a), ("dec_b", dec_b), ("enc_b", enc_b)):
         if torch.as_tensor(w).ndim != 2:
@@ -158,11 +180,11 @@ def align_weights(
         raise DataError(f"dec_a {tuple(dec_a.shape)} and enc_a {tuple(enc_a.shape)} differ in shape")
     if tuple(torch.as_tensor(dec_b).shape) != tuple(torch.as_tensor(enc_b).shape):
         raise DataError(f"dec_b {tuple(dec_b.shape)} and enc_b {tuple(enc_b.shape)} differ in shape")
-    dec = max_cosine_assignment(dec_a, dec_b, absolute=rule.absolute, device=device, screen=screen,
-                                with_row_max=True, progress=progress)
-    enc = max_cosine_assignment(enc_a, enc_b, absolute=rule.absolute, device=device, screen=screen,
-                                progress=progress)
-    assert dec.row_max is not None
+    dec, enc = max_cosine_assignments([(dec_a, dec_b), (enc_a, enc_b)], absolute=rule.absolute,
+                                      device=device, screen=screen, with_row_max=(True, False),
+                                      with_col_max=(True, False),
+                                      progress=progress)
+    assert dec.row_max is not None and dec.col_max is not None
     return Alignment(
         dec_partner=dec.partner,
         dec_cos=dec.cosine,
@@ -178,7 +200,7 @@ def align_weights(
         name_a=name_a,
         name_b=name_b,
         stats={"decoder": dataclasses.asdict(dec.stats), "encoder": dataclasses.asdict(enc.stats)},
-    )
+    ), dec.col_max
 
 
 def sae_weights(sae: HasWeights) -> tuple[torch.Tensor, torch.Tensor]:

@@ -2,13 +2,15 @@
 when one is given) and the run's stored held-out set, runs the analyses, writes JSON tables, figures and the
 contexts page.
 
-Output layout (format `saeseeds.analyze/1`): `analysis.json` (per configuration: verdicts, timings, files),
-`<hookpoint>/<sae-name>/` (stability.json, triggers.json, ablation.json, subspaces.json, claims.json,
-latents.json, figures, contexts.html) and `cross_seed/<slug>/` when the cross-seed result was computed here.
+Output layout (schema `saeseeds.analyze/1`): `analysis.json` (run_dir relative to it; per configuration: verdicts,
+timings, files), `<hookpoint>/<sae-name>/` (stability.json, triggers.json, ablation.json, subspaces.json,
+claims.json, latents.json: schemas `saeseeds.<name>/1`; figures, contexts.html) and `cross_seed/<slug>/` when the
+cross-seed result was computed here.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -24,15 +26,18 @@ from saeseeds.analysis.instability import AnalyzeOptions, ConfigAnalysis, analyz
 from saeseeds.analysis.token_budget import analysis_tokens
 from saeseeds.api.comparison import compare_all, load_comparison
 from saeseeds.api.discovery import seed_sets, slug
-from saeseeds.atomic import atomic_dir, atomic_write_json
+from saeseeds.atomic import atomic_dir
 from saeseeds.errors import CheckpointError, DataError
 from saeseeds.outputs import check_output_dir, mark_output
+from saeseeds.records import relative_path, write_record
 from saeseeds.sae import load_sae
 from saeseeds.training.run_dir import load_run_config, read_manifest
-from saeseeds.version import __version__
 
 FORMAT = "saeseeds.analyze/1"
+TABLES = ("stability", "triggers", "ablation", "subspaces", "claims")
+"""Per-configuration JSON tables; each file `<name>.json` has schema `saeseeds.<name>/1` (and latents.json)."""
 KIND = "analyze"
+log = logging.getLogger(__name__)
 
 
 def analyze(
@@ -45,7 +50,7 @@ def analyze(
     max_eval_chunks: int = 0,
     out: str | Path | None = None,
     overwrite: bool = False,
-    say: Callable[[str], None] = lambda msg: None,
+    say: Callable[[str], None] | None = None,
     train_stream: Iterable[Mapping[str, Tensor]] | None = None,
 ) -> list[ConfigAnalysis]:
     """Analyse every configuration of a run (or those named in `configs`).
@@ -57,7 +62,10 @@ def analyze(
     Firing, trigger and ablation statistics use `options.max_tokens` analysis tokens: the held-out rows, then
     training rows (`saeseeds.analysis.token_budget`); `train_stream` (the run's training stream, e.g. an
     in-memory replay) saves re-running the LM for them. `eval_data`, when given, is used as the held-out set.
+    Status lines go to `say` when given, else to the `saeseeds` logger; the results (verdicts, file written) to
+    `say` too, else at DEBUG (the CLI prints them itself: `claim_line`).
     """
+    status, result_line = (say, say) if say is not None else (log.info, log.debug)
     run_dir = Path(run_dir)
     read_manifest(run_dir)  # a run directory, or one line saying it is not
     opts = options or AnalyzeOptions()
@@ -82,9 +90,9 @@ def analyze(
     hook_input = bool(getattr(cfg.lm, "hook_input", False)) and cfg.data.source == "lm"
     tokens, token_info = analysis_tokens(run_dir, eval_data, max_tokens=opts.max_tokens,
                                          train_stream=train_stream, progress=opts.progress)
-    say(f"evaluation data: {len(eval_data.batches)} held-out batches; analysis tokens: {token_info['tokens']:,} "
-        f"({token_info['held_out_rows']:,} held-out + {token_info['train_rows']:,} training rows), hookpoints "
-        f"{', '.join(eval_data.hookpoints)} ({time.perf_counter() - t0:.1f}s)")
+    status(f"evaluation data: {len(eval_data.batches)} held-out batches; analysis tokens: {token_info['tokens']:,} "
+           f"({token_info['held_out_rows']:,} held-out + {token_info['train_rows']:,} training rows), hookpoints "
+           f"{', '.join(eval_data.hookpoints)} ({time.perf_counter() - t0:.1f}s)")
     analyses = []
     for seed_set in sets:
         t1 = time.perf_counter()
@@ -95,17 +103,23 @@ def analyze(
         res.tables["seconds"] = time.perf_counter() - t1
         res.tables["analysis_tokens"] = token_info
         analyses.append((res, result))
-        say(f"{seed_set.hookpoint}/{seed_set.sae_name}: {len(saes)} seeds analysed in {res.tables['seconds']:.1f}s")
+        status(f"{seed_set.hookpoint}/{seed_set.sae_name}: {len(saes)} seeds analysed in "
+               f"{res.tables['seconds']:.1f}s")
         for claim, verdict in res.tables["claims"].items():
-            state = {True: "holds", False: "does not hold", None: "undetermined"}[verdict["holds"]]
-            detail = (f"p = {verdict['p_value']:.3g}, Holm {verdict['p_holm']:.3g}" if verdict["holds"] is not None
-                      else verdict.get("reason", ""))
-            say(f"  {claim}: {state} ({detail})")
+            result_line(f"  {claim_line(claim, verdict)}")
     if out is not None:
         write_analysis(run_dir, [a for a, _ in analyses], Path(out),
                        cross=[r for _, r in analyses] if computed else None)
-        say(f"wrote {Path(out) / 'analysis.json'}")
+        result_line(f"wrote {Path(out) / 'analysis.json'}")
     return [a for a, _ in analyses]
+
+
+def claim_line(claim: str, verdict: Mapping[str, Any]) -> str:
+    """One verdict of claims.json as a line: `unstable_rarer: holds (p = 0.01, Holm 0.03)`."""
+    state = {True: "holds", False: "does not hold", None: "undetermined"}[verdict["holds"]]
+    detail = (f"p = {verdict['p_value']:.3g}, Holm {verdict['p_holm']:.3g}" if verdict["holds"] is not None
+              else verdict.get("reason", ""))
+    return f"{claim}: {state} ({detail})"
 
 
 def _matching_result(seed_set: SeedSet, saes: list[Any], results: Sequence[CrossSeedResult]) -> CrossSeedResult:
@@ -129,8 +143,7 @@ def write_analysis(run_dir: Path, analyses: Sequence[ConfigAnalysis], out: Path,
     """Write every configuration's tables, figures and page, and analysis.json, into `out` (swapped in whole)."""
     with atomic_dir(out) as tmp:
         mark_output(tmp, KIND)
-        summary: dict[str, Any] = {"format": FORMAT, "saeseeds_version": __version__,
-                                   "run_dir": str(Path(run_dir).absolute()), "configs": {}}
+        summary: dict[str, Any] = {"run_dir": relative_path(run_dir, tmp), "configs": {}}  # tmp lies beside out
         if analyses:
             summary["analysis_tokens"] = analyses[0].tables.get("analysis_tokens")
         for res in analyses:
@@ -144,7 +157,7 @@ def write_analysis(run_dir: Path, analyses: Sequence[ConfigAnalysis], out: Path,
             }
         for result in cross or []:
             result.save(tmp / "cross_seed" / slug(result.label))
-        atomic_write_json(tmp / "analysis.json", summary)
+        write_record(tmp / "analysis.json", FORMAT, summary)
 
 
 def _brief(claim: dict[str, Any]) -> dict[str, Any]:
@@ -167,12 +180,12 @@ def write_config_outputs(res: ConfigAnalysis, target: Path) -> list[str]:
     from saeseeds.report.contexts_html import LatentSection, write_contexts_page
 
     files = []
-    for key in ("stability", "triggers", "ablation", "subspaces", "claims"):
-        atomic_write_json(target / f"{key}.json", res.tables[key])
+    for key in TABLES:
+        write_record(target / f"{key}.json", f"saeseeds.{key}/1", res.tables[key])
         files.append(f"{key}.json")
     base = res.stability[0]
     latents = {"seed": res.seeds[0], "stability": base.stability.tolist(), **res.triggers[0].table()}
-    atomic_write_json(target / "latents.json", latents)
+    write_record(target / "latents.json", "saeseeds.latents/1", latents)
     files.append("latents.json")
     stab = torch.cat([g.stability for g in res.stability])
     fired = torch.cat([t.fire_count for t in res.triggers]) > 0

@@ -2,7 +2,8 @@
 
 Output layout (`save_comparison`, format `saeseeds.compare/1`, docs/formats.md):
 
-    summary.json           the rule, one entry per seed set (its summary and directory), every ordered pair
+    summary.json           the rule, one entry per seed set (its summary, directory and checkpoint paths, relative to
+                           summary.json), every ordered pair
     sets/<slug>/           one CrossSeedResult (cross_seed.json, pairs/, latents/)
     figures/               PNG figures with the numbers behind them as JSON
 """
@@ -10,6 +11,8 @@ Output layout (`save_comparison`, format `saeseeds.compare/1`, docs/formats.md):
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,18 +24,19 @@ from saeseeds.align.pair import sae_weights
 from saeseeds.align.sharing import SharingRule
 from saeseeds.analysis.frequency import binned_by_frequency, firing_frequency
 from saeseeds.api.discovery import comparable, seed_sets, slug
-from saeseeds.atomic import atomic_dir, atomic_write_json
+from saeseeds.atomic import atomic_dir
 from saeseeds.data.arrays import load_activation_batches
 from saeseeds.distributed import current_world, map_gathered
 from saeseeds.errors import DataError
-from saeseeds.outputs import check_output_dir, mark_output, read_record
+from saeseeds.outputs import check_output_dir, mark_output
 from saeseeds.progress import tqdm
+from saeseeds.records import read_record, relative_path, resolve_path, write_record
 from saeseeds.sae import load_any
 from saeseeds.training.run_dir import load_latent_frequencies
-from saeseeds.version import __version__
 
 FORMAT = "saeseeds.compare/1"
 KIND = "compare"
+log = logging.getLogger(__name__)
 
 
 def compare(
@@ -75,20 +79,44 @@ def compare_all(
         sets = comparable(list(inputs))  # type: ignore[arg-type]
     batches = load_activation_batches(activations, max_rows=max_tokens) if activations is not None else None
     n_pairs = sum(len(s) * (len(s) - 1) // 2 for s in sets)
+    log.debug("%d seed set(s), %d pair(s), device %s, %s", len(sets), n_pairs, device or "auto", rule.describe())
     results = []
     with tqdm(total=n_pairs, desc="aligning pairs", unit="pair", disable=not progress) as bar:
         for seed_set in sets:
+            t0 = time.perf_counter()
             saes = [load_any(p) for p in seed_set.paths]
             weights = [sae_weights(s) for s in saes]
+            t1 = time.perf_counter()
             result = align_seeds(
                 weights, list(seed_set.names), rule=rule, label=seed_set.label, hookpoint=seed_set.hookpoint,
                 sae_name=seed_set.sae_name, paths=seed_set.paths, device=device,
                 on_pair=lambda a, b, lbl=seed_set.label: (bar.set_postfix_str(f"{lbl}: {a} vs {b}"), bar.update(1)),
                 map_pairs=_pair_map(weights),
             )
+            t2 = time.perf_counter()
             result.frequencies = _frequencies(seed_set, saes, batches)
+            _log_set(result, [t1 - t0, t2 - t1, time.perf_counter() - t2])
             results.append(result)
     return results
+
+
+def _log_set(result: CrossSeedResult, seconds: list[float]) -> None:
+    """DEBUG: how each unordered pair was aligned (method, proof rounds, candidate pairs), and the timings."""
+    if not log.isEnabledFor(logging.DEBUG):
+        return
+    for (i, j), al in sorted(result.alignments.items()):
+        if i > j:
+            continue
+        how = []
+        for side in ("decoder", "encoder"):
+            st = (al.stats or {}).get(side) or {}
+            how.append(f"{side} {st.get('method', '?')}" + (
+                f" ({st.get('rounds', 0)} rounds, {st.get('final_pairs', 0):,} candidate pairs)"
+                if st.get("method") == "sparse" else ""))
+        log.debug("%s: %s vs %s: %s; shared %d/%d, MMCS %.3f", result.label, al.name_a, al.name_b,
+                  ", ".join(how), al.n_shared, al.num_latents_a, al.mmcs)
+    log.debug("%s: %d seeds loaded in %.2fs, aligned in %.2fs, frequencies in %.2fs", result.label,
+              result.num_seeds, *seconds)
 
 
 def _pair_map(weights: Sequence[tuple[Any, Any]]) -> PairMap | None:
@@ -131,8 +159,7 @@ def save_comparison(results: Sequence[CrossSeedResult], out: str | Path, *, over
     with atomic_dir(out) as tmp:
         mark_output(tmp, KIND)
         fig_dir = tmp / "figures"
-        summary: dict[str, Any] = {"format": FORMAT, "saeseeds_version": __version__,
-                                   "rule": results[0].rule.to_dict() if results else None,
+        summary: dict[str, Any] = {"rule": results[0].rule.to_dict() if results else None,
                                    "sets": [], "pairs": [], "figures": []}
         drawn: list[Path] = []
         curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -142,7 +169,8 @@ def save_comparison(results: Sequence[CrossSeedResult], out: str | Path, *, over
         for result in results:
             name = slug(result.label)
             result.save(tmp / "sets" / name)
-            entry = {"dir": f"sets/{name}", **result.summary(), "paths": [str(Path(p).absolute()) for p in result.paths]}
+            entry = {"dir": f"sets/{name}", **result.summary(),
+                     "paths": [relative_path(p, tmp) for p in result.paths]}  # tmp lies beside out
             for _, al in sorted(result.alignments.items(), key=lambda kv: kv[0]):
                 summary["pairs"].append({"set": result.label, **{k: v for k, v in al.summary().items()
                                                                  if k != "stats"}})
@@ -173,7 +201,7 @@ def save_comparison(results: Sequence[CrossSeedResult], out: str | Path, *, over
             drawn.append(plots.plot_only_in_base(curves, fig_dir))
             drawn.append(plots.plot_stability_histogram(stabilities, fig_dir, dead=dead, seeds=seeds))
         summary["figures"] = [str(Path(f).relative_to(tmp)) for f in drawn]
-        atomic_write_json(tmp / "summary.json", summary)
+        write_record(tmp / "summary.json", FORMAT, summary)
     return out / "summary.json"
 
 
@@ -181,7 +209,11 @@ def load_comparison(out: str | Path) -> list[CrossSeedResult]:
     """Every cross-seed result of a `compare` output directory."""
     out = Path(out)
     summary = read_record(out / "summary.json", FORMAT, f"{out} is not a compare output (summary.json is missing)")
-    return [CrossSeedResult.load(out / entry["dir"]) for entry in summary.get("sets", [])]
+    try:
+        dirs = [resolve_path(entry["dir"], out) for entry in summary.get("sets", [])]
+    except (KeyError, TypeError, AttributeError) as err:
+        raise DataError(f"{out / 'summary.json'}: malformed sets ({type(err).__name__}: {err})") from err
+    return [CrossSeedResult.load(d) for d in dirs]
 
 
 def print_comparison(results: Sequence[CrossSeedResult]) -> None:

@@ -12,10 +12,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from saeseeds.atomic import atomic_dir, atomic_write_json
+from saeseeds.atomic import atomic_dir
 from saeseeds.config import DataConfig, LmConfig, RunConfig, TrainConfig, to_dict
 from saeseeds.errors import CheckpointError, ConfigError
 from saeseeds.outputs import check_output_dir, mark_output
+from saeseeds.records import relative_path, write_record
 from saeseeds.sae.checkpoint import save_sae
 from saeseeds.sae.export import (
     EXPORT_FORMATS,
@@ -27,10 +28,15 @@ from saeseeds.sae.export import (
     source_info,
     write_saelens,
 )
-from saeseeds.version import __version__
 
 IMPORTED = "imported"
 """run.json `status` of a wrapped run (a trained one says `complete`)."""
+
+
+def source_text(source: str | Path, base: Path) -> str:
+    """Where an SAE came from, as a record in `base` stores it: a local path relative to `base` (`tmp` lies beside
+    the output), a hub name as given."""
+    return relative_path(source, base) if Path(source).exists() else str(source)
 
 
 def export_run(sources: Sequence[str | Path], out: str | Path, *, lm: LmConfig, name: str = "",
@@ -41,7 +47,13 @@ def export_run(sources: Sequence[str | Path], out: str | Path, *, lm: LmConfig, 
     The SAEs must share architecture, width and d_in. Every SAE is taken as it loads: raw activations in.
     """
     from saeseeds.sae.formats import load_any
-    from saeseeds.training.run_dir import MANIFEST, checkpoint_dir, is_run_dir, read_manifest
+    from saeseeds.training.run_dir import (
+        MANIFEST,
+        RUN_SCHEMA,
+        checkpoint_dir,
+        is_run_dir,
+        read_manifest,
+    )
 
     out = Path(out)
     if len(lm.hookpoints) != 1:
@@ -75,9 +87,9 @@ def export_run(sources: Sequence[str | Path], out: str | Path, *, lm: LmConfig, 
             entries.append({"hookpoint": hookpoint, "name": sae_cfg.name, "seed": seed,
                             "architecture": sae.architecture, "num_latents": sae.num_latents,
                             "path": checkpoint_dir(Path("."), hookpoint, sae_cfg.name, seed).as_posix(),
-                            "source": str(Path(source).resolve()) if Path(source).exists() else str(source)})
-        atomic_write_json(tmp / MANIFEST, {
-            "saeseeds_version": __version__, "created": now, "updated": now, "status": IMPORTED,
+                            "source": source_text(source, tmp)})
+        write_record(tmp / MANIFEST, RUN_SCHEMA, {
+            "created": now, "updated": now, "status": IMPORTED,
             "about": "SAEs trained elsewhere, wrapped by `saeseeds export --format run` for analyze; not trained "
                      "here (no data fingerprint, no stored held-out set)",
             "seeds": list(cfg.train.seeds), "config": to_dict(cfg),
@@ -112,7 +124,7 @@ def export(source: str | Path, out: str | Path, *, fmt: str = "saelens", overwri
     """Export every SAE of `source` (see `export_targets`) into `out` in format `fmt`; returns `out/export.json`.
 
     `out` is built aside and swapped in whole, marked as an export output, with `export.json` listing each SAE
-    (schema `saeseeds.export/1`, absolute source paths).
+    (schema `saeseeds.export/1`; source paths relative to it, hub names as given).
     """
     from saeseeds.sae.formats import load_any
 
@@ -131,12 +143,8 @@ def export(source: str | Path, out: str | Path, *, fmt: str = "saelens", overwri
         mark_output(tmp, KIND)
         for sae, path, rel in loaded:
             write_saelens(sae, tmp / rel, source_info(path))
-            entries.append({"path": rel.as_posix(), "source": str(path.resolve()), "architecture": sae.architecture,
+            entries.append({"path": rel.as_posix(), "source": source_text(path, tmp), "architecture": sae.architecture,
                             "saelens_architecture": SAELENS_ARCHITECTURES[sae.architecture],
                             "d_in": sae.d_in, "d_sae": sae.num_latents})
-        atomic_write_json(tmp / MANIFEST, {
-            "schema": SCHEMA, "saeseeds_version": __version__, "format": fmt,
-            "source": str(source) if not Path(source).exists() else str(Path(source).resolve()),
-            "saes": entries,
-        })
+        write_record(tmp / MANIFEST, SCHEMA, {"format": fmt, "source": source_text(source, tmp), "saes": entries})
     return out / MANIFEST

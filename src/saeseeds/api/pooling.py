@@ -5,7 +5,7 @@ build the pooled SAE from the clusters with the most support, fit it on the run'
 single seeds on the run's held-out rows, by the stability of pooled SAEs built from disjoint halves of the seeds,
 and against fresh single seeds trained for the same total compute. docs/pooling.md describes the procedure.
 
-Output layout (format `saeseeds.pooling/1`, docs/formats.md):
+Output layout (schema `saeseeds.pooling/1`, docs/formats.md; paths in it relative to the file holding them):
 
     pool.json        summary (verdicts, headline numbers), options, clusters, compute, per-split numbers, ...
     clusters.npz     members [C, S], support, edges, weight, contribution, chosen (the pooled latents' clusters)
@@ -18,6 +18,7 @@ Output layout (format `saeseeds.pooling/1`, docs/formats.md):
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from saeseeds.align.cross_seed import CrossSeedResult, SeedSet, weights_digest
 from saeseeds.align.pair import align_weights, sae_weights
 from saeseeds.api.comparison import compare, load_comparison
 from saeseeds.api.discovery import seed_sets
-from saeseeds.atomic import atomic_dir, atomic_write_json, atomic_write_npz
+from saeseeds.atomic import atomic_dir, atomic_write_npz
 from saeseeds.data.types import as_mapping
 from saeseeds.device import resolve_device
 from saeseeds.errors import CheckpointError, ConfigError, DataError
@@ -59,6 +60,7 @@ from saeseeds.pooling.fit import fit_sae, train_single
 from saeseeds.pooling.options import PoolOptions
 from saeseeds.pooling.stream import RunStream
 from saeseeds.pooling.verdict import judge
+from saeseeds.records import relative_path, write_record
 from saeseeds.sae import load_sae, save_sae
 from saeseeds.sae.checkpoint import fold_input_scale
 from saeseeds.sae.model import SparseAutoencoder
@@ -72,6 +74,7 @@ from saeseeds.training.run_dir import (
 
 FORMAT = "saeseeds.pooling/1"
 KIND = "pool"
+log = logging.getLogger(__name__)
 BASELINE_SEED0 = 10_000
 """Seeds of the longer-trained baseline: 10000, 10001, ... (never a run seed in practice; checked)."""
 
@@ -153,14 +156,16 @@ def pool(
     config: str | None = None,
     run_dir: str | Path | None = None,
     overwrite: bool = False,
-    say: Callable[[str], None] = lambda msg: None,
+    say: Callable[[str], None] | None = None,
     train_stream: Iterable[Any] | None = None,
 ) -> PoolResult:
     """Pool the seeds of one configuration of a run (`source`: the run, or a compare output of it).
 
     `config` names the configuration when there are several; `train_stream` (the run's training stream, e.g. an
     in-memory replay) saves rebuilding it. With `out`, everything is written there (format `saeseeds.pooling/1`).
+    Status lines go to `say` when given (the verdicts too: `headline`), else to the `saeseeds` logger.
     """
+    caller_say, say = say, say or log.info
     opts = options or PoolOptions()
     if out is not None:
         check_output_dir(out, KIND, overwrite=overwrite)
@@ -308,7 +313,9 @@ def pool(
     timings["total"] = time.perf_counter() - started
     record = _record(result, run, opts, size, n, fit_tokens, run_tokens, half, baseline_tokens, clusters, chosen,
                      fit_info, single_ev, pooled_ev, split_rows, baseline_info, verdicts, recovery, timings)
-    say(_headline(record))
+    log.debug("pool timings (s): %s", {k: round(v, 2) for k, v in timings.items()})
+    if caller_say is not None:  # the CLI prints the verdicts itself, on stdout
+        caller_say(headline(record))
     pooled_result = PoolResult(pooled, clusters, chosen, record, None, [(raw(a), raw(b)) for a, b in split_saes],
                                [raw(s) for s in baseline_saes])
     if out is not None:
@@ -384,7 +391,6 @@ def _record(result: CrossSeedResult, run: Path, opts: PoolOptions, size: int, n:
         }
     support = clusters.support
     return {
-        "format": FORMAT,
         "summary": summary,
         "run_dir": str(run),
         "hookpoint": result.hookpoint,
@@ -428,7 +434,7 @@ def _nanmean(values: np.ndarray) -> float | None:
     return float(np.mean(values)) if len(values) else None
 
 
-def _headline(record: dict[str, Any]) -> str:
+def headline(record: dict[str, Any]) -> str:
     s = record["summary"]
     ev = s["explained_variance"]
     lines = [f"pooled SAE ({s['pooled_latents']} latents): explained variance {ev['pooled_all']:.4f} vs single seeds "
@@ -473,7 +479,7 @@ def _write(out: Path, res: PoolResult, trained: _Trained, scores: np.ndarray, re
 
     model = str(manifest.get("data", {}).get("model", ""))
     data = manifest.get("data", {}) if isinstance(manifest.get("data"), dict) else {}
-    provenance = {"format": FORMAT, "run_dir": res.record["run_dir"], "config": result.label,
+    provenance = {"schema": FORMAT, "run_dir": res.record["run_dir"], "config": result.label,
                   "seeds": list(result.names), "digests": list(result.digests),
                   "options": res.record["options"], "fit": res.record["fit"]}
 
@@ -481,8 +487,8 @@ def _write(out: Path, res: PoolResult, trained: _Trained, scores: np.ndarray, re
         save_sae(sae, path, hookpoint=hookpoint, model=model, seed=seed, input_scale=trained.scale, data=data)
         if extra is not None:  # a normal checkpoint whose cfg.json also records where its latents came from
             cfg = json.loads((path / "cfg.json").read_text())
-            cfg["pooling"] = extra
-            atomic_write_json(path / "cfg.json", cfg)
+            cfg["pooling"] = extra | {"run_dir": relative_path(extra["run_dir"], path)}
+            write_record(path / "cfg.json", cfg["schema"], cfg)
 
     with atomic_dir(out) as tmp:
         mark_output(tmp, KIND)
@@ -499,4 +505,10 @@ def _write(out: Path, res: PoolResult, trained: _Trained, scores: np.ndarray, re
             save(sae, tmp / "baseline" / f"seed{seed}", seed, None)
         res.record["figures"] = [str(p.relative_to(tmp)) for p in plot_pool(res.record, c, res.chosen,
                                                                              tmp / "figures")]
-        atomic_write_json(tmp / "pool.json", res.record)
+        write_record(tmp / "pool.json", FORMAT, _on_disk(res.record, tmp))  # tmp lies beside out
+
+
+def _on_disk(record: dict[str, Any], base: Path) -> dict[str, Any]:
+    """pool.json as stored in `base`: `run_dir` and the cross-seed checkpoint paths relative to it."""
+    cross = record["cross_seed"] | {"paths": [relative_path(p, base) for p in record["cross_seed"]["paths"]]}
+    return record | {"run_dir": relative_path(record["run_dir"], base), "cross_seed": cross}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -23,13 +24,14 @@ from saeseeds.align.cross_seed import CrossSeedResult, SeedSet
 from saeseeds.align.sharing import SharingRule
 from saeseeds.api.comparison import compare_all, load_comparison, save_comparison
 from saeseeds.api.discovery import seed_sets
-from saeseeds.atomic import atomic_write_json, atomic_write_text
+from saeseeds.atomic import atomic_write_text
 from saeseeds.config import RunConfig, to_dict
 from saeseeds.config.study import StudyConfig, load_study_config
 from saeseeds.data.types import SourcePair
 from saeseeds.distributed import current_world
 from saeseeds.errors import CheckpointError, ConfigError
 from saeseeds.outputs import check_output_dir, mark_output, output_kind
+from saeseeds.records import relative_path, stamp, write_record
 from saeseeds.study.aggregate import only_in_base_fractions, similarity_by_frequency, study_row
 from saeseeds.study.grid import GridPoint, pass_configs
 from saeseeds.study.table import write_table
@@ -38,6 +40,7 @@ from saeseeds.training.run_dir import MANIFEST, STATE_DIR, checkpoint_dir, read_
 FORMAT = "saeseeds.study/1"
 KIND = "study"
 CONFIG_COPY = "study.toml"
+log = logging.getLogger(__name__)
 
 
 class StudyResult(NamedTuple):
@@ -51,7 +54,8 @@ class StudyResult(NamedTuple):
 
 
 def _say(msg: str) -> None:
-    print(msg, flush=True)
+    """Status lines go to the `saeseeds` logger (INFO; the CLI shows them on stderr, saeseeds.log)."""
+    log.info(msg)
 
 
 def _silent(msg: str) -> None:
@@ -167,7 +171,9 @@ def run_study(
         f"hookpoint) in {len(passes)} pass(es); milestones {study.milestone_fractions()}")
     for i, ((cfg, _), run_dir) in enumerate(zip(passes, run_dirs)):
         say(f"  training pass {i + 1}/{len(passes)}: {', '.join(s.name for s in cfg.saes)}")
+        t0 = time.perf_counter()
         _train_pass(cfg, run_dir, build_source, resume, say)
+        log.debug("pass %d (%s) in %.1fs", i + 1, run_dir, time.perf_counter() - t0)
 
     manifest = read_manifest(run_dirs[0])
     total = int(manifest["total_steps"])
@@ -186,12 +192,16 @@ def run_study(
             say(f"  milestone step {step}: stored comparison kept ({where})")
         else:
             say(f"  milestone step {step} ({m['fraction']:.0%} of training): aligning the seeds of every set")
+            t0 = time.perf_counter()
             found = compare_all(sets, rule=rule, device=device, progress=base.train.progress and world.is_main)
+            log.debug("milestone step %d: %d sets aligned in %.1fs", step, len(found), time.perf_counter() - t0)
             if world.is_main:
                 save_comparison(found, where, overwrite=where.exists(), figures=step == total)
             world.barrier()
         results[step] = found
-        milestone_records.append({**m, "compare": str(where.relative_to(out))})
+        milestone_records.append({**{k: v for k, v in m.items() if k != "path"},  # run.json's path is the run's
+                                  "paths": [relative_path(d / str(m.get("path", "")), out) for d in run_dirs],
+                                  "compare": relative_path(where, out)})
         for result in found:
             point = points[result.sae_name].as_dict() if result.sae_name in points else {}
             keys = [f"{result.hookpoint}/{result.sae_name}/{name}" for name in result.names]
@@ -199,8 +209,7 @@ def run_study(
             rows.append(study_row(result, point, m, records))
 
     final = results[max(results)] if results else []
-    record: dict[str, Any] = {
-        "format": FORMAT,
+    record: dict[str, Any] = stamp(FORMAT, {
         "config": CONFIG_COPY if config_text is not None else None,
         "study": to_dict(study),
         "rule": rule.to_dict(),
@@ -214,7 +223,7 @@ def run_study(
         "only_in_base": {r.label: dict(zip(("mean", "sd"), only_in_base_fractions(r))) for r in final},
         "similarity_by_frequency": {r.label: similarity_by_frequency(r) for r in final},
         "rows": rows,
-    }
+    })
     if not world.is_main:
         return StudyResult(out, rows, results, record)
     write_table(rows, out)
@@ -229,7 +238,7 @@ def run_study(
             record["seconds_before"] = float(before.get("seconds", 0)) + float(before.get("seconds_before", 0))
         except (OSError, ValueError, TypeError):
             pass
-    atomic_write_json(out / "study.json", record)
+    write_record(out / "study.json", FORMAT, record)
     return StudyResult(out, rows, results, record)
 
 

@@ -1,4 +1,4 @@
-"""Flags shared by several verbs, defined once: the sharing rule, --overwrite, --quiet."""
+"""Flags shared by several verbs, defined once: the sharing rule, --overwrite, --quiet / --verbose."""
 
 from __future__ import annotations
 
@@ -40,13 +40,20 @@ def add_overwrite_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def add_quiet_flag(parser: argparse.ArgumentParser, *aliases: str) -> None:
-    """--quiet (and old spellings in `aliases`, e.g. '--no-progress'): no progress bars or status lines, no
-    library loading bars or info messages; results and errors still print. The CLI applies it for every verb
-    (`saeseeds.progress.set_quiet`); a verb's own progress text should check `args.quiet` too."""
+    """--quiet and --verbose, mutually exclusive (both: one usage line, exit 2); the CLI sets up logging from
+    them for every verb (`saeseeds.log.setup_logging`, docs/cli.md).
+
+    --quiet (and old spellings in `aliases`, e.g. '--no-progress'): no progress bars, status lines or library
+    loading messages; warnings, errors and results still print. --verbose: also the DEBUG details."""
+    group = parser.add_mutually_exclusive_group()
     short = [] if has_flag(parser, "-q") else ["-q"]  # a verb's own -q keeps its meaning
-    parser.add_argument("--quiet", *short, *aliases, dest="quiet", action="store_true",
-                        help="print only results and errors: no progress bars or status lines, no library "
-                             "loading messages" + (f" (old spelling: {', '.join(aliases)})" if aliases else ""))
+    group.add_argument("--quiet", *short, *aliases, dest="quiet", action="store_true",
+                       help="print only results, warnings and errors: no progress bars or status lines, no "
+                            "library loading messages" + (f" (old spelling: {', '.join(aliases)})" if aliases else ""))
+    short = [] if has_flag(parser, "-v") else ["-v"]
+    group.add_argument("--verbose", *short, dest="verbose", action="store_true",
+                       help="also print details on stderr: resolved config, paths and device, per-pair alignment "
+                            "stats, timings, files written, library info messages")
 
 
 def has_flag(parser: argparse.ArgumentParser, flag: str) -> bool:

@@ -82,7 +82,7 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Parse, call the API, print."""
+    """Parse, call the API, print the verdicts (status lines go to the saeseeds logger)."""
     _check(args)  # flags first: a bad one fails before the heavy imports
     rule = rule_from_args(args)
 
@@ -96,7 +96,19 @@ def run(args: argparse.Namespace) -> int:
         lm_max_chunks=args.lm_max_chunks,
         seed=args.seed, progress=not args.quiet,
     )
-    say = (lambda msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
-    analyze(args.run_dir, cross=args.compare, options=opts, configs=args.config,
-            max_eval_chunks=args.max_eval_chunks, out=args.out, overwrite=args.overwrite, say=say)
+    analyses = analyze(args.run_dir, cross=args.compare, options=opts, configs=args.config,  # status: the logger
+                       max_eval_chunks=args.max_eval_chunks, out=args.out, overwrite=args.overwrite)
+    if not args.quiet:
+        print_claims(analyses)
+        print(f"wrote {args.out / 'analysis.json'}")
     return 0
+
+
+def print_claims(analyses: list) -> None:
+    """The result on stdout: each configuration's verdicts (claims.json), one line each."""
+    from saeseeds.api.analysis import claim_line
+
+    for res in analyses:
+        print(f"{res.hookpoint}/{res.sae_name}:")
+        for claim, verdict in res.tables["claims"].items():
+            print(f"  {claim_line(claim, verdict)}")

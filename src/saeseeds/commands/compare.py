@@ -8,6 +8,7 @@ directly form one more set. Writes DIR/summary.json, DIR/sets/<set>/ (format in 
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from saeseeds.commands._flags import (
@@ -17,6 +18,8 @@ from saeseeds.commands._flags import (
     rule_from_args,
 )
 from saeseeds.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -58,6 +61,9 @@ def run(args: argparse.Namespace) -> int:
     device = str(resolve_device(args.device, field="--device"))
     names = None if args.names is None else [n.strip() for n in args.names.split(",")]
     sets = seed_sets(list(args.inputs), names=names)
+    for s in sets:
+        log.debug("set %s: %s", s.label, ", ".join(f"{n} = {p}" for n, p in zip(s.names, s.paths)))
+    log.debug("device %s; output %s", device, args.out.absolute())
     with launched(device) as world:  # under torchrun: pairs spread over ranks, rank 0 writes the output
         if world.active and device.startswith("cuda"):
             device = f"cuda:{world.local_rank}"

@@ -11,6 +11,7 @@ largest size feed the instability analysis (`ss.analyze`): Python calls, not the
 from __future__ import annotations
 
 import argparse
+import logging
 import shutil
 import tempfile
 import time
@@ -22,6 +23,8 @@ from saeseeds.commands._flags import add_overwrite_flag, add_rule_flags, rule_fr
 from saeseeds.errors import ConfigError
 
 DEMO_CONFIG = "demo.toml"
+DEMO_SCHEMA = "saeseeds.demo/1"
+log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 class _Clock:
-    """Numbered stage messages with elapsed time."""
+    """Numbered stage messages with elapsed time (status lines: the saeseeds logger, stderr)."""
 
     def __init__(self, stages: int) -> None:
         self.start = time.perf_counter()
@@ -53,7 +56,7 @@ class _Clock:
 
     def stage(self, text: str) -> None:
         self.n += 1
-        print(f"[{self.n}/{self.stages}] {text}  (t = {self.elapsed():.0f}s)", flush=True)
+        log.info("[%d/%d] %s  (t = %.0fs)", self.n, self.stages, text, self.elapsed())
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
@@ -107,12 +110,13 @@ def run(args: argparse.Namespace) -> int:
     from saeseeds.analysis.instability import AnalyzeOptions
     from saeseeds.api.analysis import analyze
     from saeseeds.api.study import run_study
-    from saeseeds.atomic import atomic_write_json, atomic_write_text
+    from saeseeds.atomic import atomic_write_text
     from saeseeds.commands.study import print_table, write_report
     from saeseeds.config.study import load_study_config
     from saeseeds.data.lm_source import lm_source_pair, prepare_lm
     from saeseeds.defaults import default_config_text
     from saeseeds.outputs import check_output_dir, mark_output
+    from saeseeds.records import relative_path, write_record
     from saeseeds.study.grid import pass_configs
     from saeseeds.training import list_checkpoints
     from saeseeds.training.run_dir import read_manifest
@@ -142,15 +146,18 @@ def run(args: argparse.Namespace) -> int:
     clock.stage(f"default model and corpus, activations at {', '.join(cfg.lm.hookpoints) or 'the default hookpoint'}")
     loaded, chunks, hookpoints = prepare_lm(run_cfg)
     pair = lm_source_pair(loaded, chunks, hookpoints, run_cfg)
-    print(f"      {loaded.name} ({'causal LM' if loaded.is_causal else 'encoder'}), corpus {chunks.corpus}: "
-          f"{chunks.train.shape[0]} train + {chunks.eval.shape[0]} held-out chunks of {cfg.lm.ctx_len} tokens; "
-          f"{cfg.lm.epochs} epoch(s), later ones replayed from memory")
+    log.info(f"      {loaded.name} ({'causal LM' if loaded.is_causal else 'encoder'}), corpus {chunks.corpus}: "
+             f"{chunks.train.shape[0]} train + {chunks.eval.shape[0]} held-out chunks of {cfg.lm.ctx_len} tokens; "
+             f"{cfg.lm.epochs} epoch(s), later ones replayed from memory")
 
     n_saes = len(run_cfg.saes) * len(run_cfg.train.seeds) * len(hookpoints)
     clock.stage(f"study: {n_saes} SAEs in lockstep ({len(run_cfg.train.seeds)} seeds × "
                 f"{', '.join(s.name for s in run_cfg.saes)}) on {run_cfg.train.num_tokens:,} tokens, milestones "
                 f"{study.milestone_fractions()}; then each milestone's seeds aligned once")
-    say = (lambda msg: None) if args.no_progress else (lambda msg: print(f"      {msg.strip()}", flush=True))
+
+    def say(msg: str) -> None:  # the study's and the analysis' status lines, under the stage line
+        log.info("      %s", msg.strip())
+
     result = run_study((study, cfg), study_dir, rule=rule, build_source=lambda _cfg: pair, say=say)
     run_dir = study_dir / result.record["passes"][0]["run"]
     metrics = read_manifest(run_dir)["eval"]["metrics"]
@@ -183,30 +190,34 @@ def run(args: argparse.Namespace) -> int:
     print()
     alignment = _print_alignment_table(final)
     elapsed = clock.elapsed()
+    compare_dir = study_dir / result.record["milestones"][-1]["compare"]
+
+    def rel(path: Path) -> str:  # summary.json's paths are relative to it (docs/formats.md)
+        return relative_path(path, out)
+
     summary = {
-        "config": str(config_path),
-        "study": str(study_dir),
-        "run_dir": str(run_dir),
+        "config": rel(config_path),
+        "study": rel(study_dir),
+        "run_dir": rel(run_dir),
         "data": pair.info,
         "steps": int(read_manifest(run_dir)["step"]),
         "tokens": int(read_manifest(run_dir)["tokens"]),
         "metrics": metrics,
-        "checkpoints": {f"{r.hookpoint}/{r.sae_name}/seed{r.seed}": str(r.path) for r in list_checkpoints(run_dir)},
+        "checkpoints": {f"{r.hookpoint}/{r.sae_name}/seed{r.seed}": rel(r.path) for r in list_checkpoints(run_dir)},
         "lm_loss": lm_loss,
         "alignment": alignment,
         "rule": rule.to_dict(),
         "claims": {f"{a.hookpoint}/{a.sae_name}": a.tables["claims"] for a in analyses} if analyses else None,
-        "outputs": {"study": str(study_dir), "table": str(study_dir / "table.csv"),
-                    "compare": str(study_dir / result.record["milestones"][-1]["compare"]),
-                    "analysis": str(out / "analysis") if analyses else None},
+        "outputs": {"study": rel(study_dir), "table": rel(study_dir / "table.csv"), "compare": rel(compare_dir),
+                    "analysis": rel(out / "analysis") if analyses else None},
         "seconds": elapsed,
     }
-    atomic_write_json(out / "summary.json", summary)
+    write_record(out / "summary.json", DEMO_SCHEMA, summary)
     report = write_report(out)  # one page: the study, its comparisons and the analysis
     print()
     print(f"done in {elapsed:.0f}s.")
     print(f"  checkpoints (sparsify layout): {run_dir}/<hookpoint>/<sae>/seed<N>/ (milestones/ inside)")
-    print(f"  study: {study_dir}/study.json, table.csv, figures/;  alignment: {summary['outputs']['compare']};  "
+    print(f"  study: {study_dir}/study.json, table.csv, figures/;  alignment: {compare_dir};  "
           f"analysis: {out / 'analysis'}")
     if report is not None:
         print(f"  report: {report}")

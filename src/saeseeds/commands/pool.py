@@ -84,14 +84,14 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from saeseeds.api.pooling import pool
+    from saeseeds.api.pooling import headline, pool
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    say = (lambda msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
     result = pool(args.source, out=args.out, options=options, config=args.config, run_dir=args.run,
-                  overwrite=args.overwrite, say=say)
+                  overwrite=args.overwrite)  # status lines: the saeseeds logger
     if not args.quiet:
+        print(headline(result.record))
         print(f"wrote {args.out / 'pool.json'}, the pooled SAE in {args.out / 'pooled'}, figures in "
               f"{args.out / 'figures'}")
     return 0 if result.out is not None else 1

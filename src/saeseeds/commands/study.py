@@ -4,9 +4,12 @@ architectures, layers and training milestones, compared across seeds and aggrega
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from saeseeds.commands._flags import add_overwrite_flag, add_rule_flags, rule_from_args
+
+log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,16 +43,19 @@ def run(args: argparse.Namespace) -> int:
 
     rule = rule_from_args(args)
     study, base = load_study_config(args.config, list(args.overrides))  # a bad config fails before any work
-    pass_configs(study, base)
+    passes = pass_configs(study, base)
     check_creatable(args.out)
-    quiet = bool(getattr(args, "quiet", False))  # the CLI has silenced the progress bars already
+    log.debug("config %s, overrides %s: %d pass(es) of %s; data.source %s, train.device %s; out %s",
+              args.config.absolute(), args.overrides or "none", len(passes),
+              [[p.name for p in chunk] for _, chunk in passes], base.data.source, base.train.device,
+              args.out.absolute())
 
     from saeseeds.api.study import run_study
     from saeseeds.distributed import launched
 
     with launched(base.train.device) as world:  # under torchrun: members and pairs spread over ranks
         result = run_study(args.config, args.out, overrides=list(args.overrides), rule=rule, resume=args.resume,
-                           overwrite=args.overwrite, say=(lambda msg: None) if quiet else print)
+                           overwrite=args.overwrite)  # status lines: the saeseeds logger (--quiet: none)
     if not world.is_main:
         return 0
     print_table(result.rows)

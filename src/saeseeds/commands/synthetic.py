@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import time
 from importlib import resources
 from pathlib import Path
@@ -11,20 +12,20 @@ from typing import TYPE_CHECKING, Any
 
 from saeseeds.commands._flags import add_rule_flags, rule_from_args
 from saeseeds.errors import CheckpointError, ConfigError
-from saeseeds.version import __version__
 
 if TYPE_CHECKING:
     from saeseeds.config import RunConfig
 
 REPORT_DIR = "synthetic_report"
 RECOVERY_FORMAT = "saeseeds.synthetic/1"
-"""`format` of synthetic_report/recovery.json (docs/formats.md)."""
+"""`schema` of synthetic_report/recovery.json (docs/formats.md)."""
 GROUP_INPUT_ROWS = 200_000
 """Rows drawn to collect each group's pure inputs (about rows · firing probability per group)."""
 LIVENESS_ROWS = 16_384
 """Composed model: evaluation rows on which a latent must fire at least once to count as alive."""
 COMPOSED_THRESHOLD = 0.9
 """Composed model: decoder cosine at which a latent counts as aligned with a true or composed direction."""
+log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -80,13 +81,13 @@ def run(args: argparse.Namespace) -> int:
     from saeseeds.align.pair import sae_weights
     from saeseeds.analysis.composed import classify_latents, summarize_composed
     from saeseeds.analysis.recovery import evaluate_recovery, summarize_recovery
-    from saeseeds.atomic import atomic_write_json
     from saeseeds.data.synthetic import (
         SyntheticModel,
         build_synthetic_source,
         derive_seed,
         save_ground_truth,
     )
+    from saeseeds.records import relative_path, write_record
     from saeseeds.sae import load_sae
     from saeseeds.training import list_checkpoints, read_manifest, train_run
     from saeseeds.training.run_dir import group_by_config
@@ -118,9 +119,7 @@ def run(args: argparse.Namespace) -> int:
     report_dir.mkdir(parents=True, exist_ok=True)
     baseline = None if composed else _random_baseline_deg(cfg)
     results: dict[str, Any] = {
-        "format": RECOVERY_FORMAT,
-        "saeseeds_version": __version__,
-        "run_dir": str(out.absolute()),
+        "run_dir": relative_path(out, out / REPORT_DIR),
         "config": dataclasses.asdict(cfg),
         "ground_truth_sha256": truth.fingerprint(),
         "train_seconds": train_seconds,
@@ -138,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     for (hookpoint, sae_name), refs in group_by_config(list_checkpoints(out)).items():
         saes = [load_sae(ref.path) for ref in refs]
         if len(saes) < 2:
-            print(f"{hookpoint}/{sae_name}: only {len(saes)} seed; cross-seed sharing needs at least 2")
+            log.warning("%s/%s: only %d seed; cross-seed sharing needs at least 2", hookpoint, sae_name, len(saes))
             continue
         weights = [sae_weights(s) for s in saes]
         cross = align_seeds(weights, [f"seed{ref.seed}" for ref in refs], rule=rule, label=f"{hookpoint}/{sae_name}",
@@ -174,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
         _print_summary(key, summary, baseline)
         if composed:
             _print_composed(summary["composed"])
-    atomic_write_json(report_dir / "recovery.json", results)
+    write_record(report_dir / "recovery.json", RECOVERY_FORMAT, results)
     print(f"report: {report_dir}")
     return 0
 

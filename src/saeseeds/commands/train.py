@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import time
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,6 +37,10 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.overrides)  # before the heavy imports: a bad config fails fast
     check_creatable(args.out)
+    log.debug("config %s, overrides %s: data.source %s, SAEs %s, seeds %s, %s tokens, train.device %s; out %s",
+              args.config.absolute(), args.overrides or "none", cfg.data.source,
+              [s.name or s.architecture for s in cfg.saes], cfg.train.seeds, f"{cfg.train.num_tokens:,}",
+              cfg.train.device, args.out.absolute())
 
     from saeseeds.data.sources import build_source
     from saeseeds.distributed import launched
@@ -43,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
     check_out_dir(args.out, resume=args.resume, overwrite=args.overwrite)  # before the LM runs
     check_sinks(cfg.train)  # train.tensorboard / train.wandb_project without their package
     with launched(cfg.train.device) as world:  # under torchrun: members spread over ranks (docs/distributed.md)
+        started = time.perf_counter()
         pair = build_source(cfg)
+        log.debug("activation source %s ready in %.1fs", cfg.data.source, time.perf_counter() - started)
         result = train_run(cfg, pair, args.out, resume=args.resume, overwrite=args.overwrite)
     if not world.is_main:
         return 0

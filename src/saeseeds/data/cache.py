@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from saeseeds.atomic import atomic_write_bytes, atomic_write_json, remove_stale_temps
+from saeseeds.atomic import atomic_write_bytes, remove_stale_temps
 from saeseeds.config import LmConfig
 from saeseeds.data.lm_source import (
     LmActivationStream,
@@ -31,13 +31,15 @@ from saeseeds.distributed import World, current_world
 from saeseeds.errors import DataError
 from saeseeds.hashing import sha256_hex
 from saeseeds.progress import tqdm
+from saeseeds.records import STAMP_KEYS, record_schema, stamp, write_record
 
 if TYPE_CHECKING:
     from saeseeds.config import RunConfig
 
 MANIFEST = "manifest.json"
+CACHE_SCHEMA = "saeseeds.cache/1"
 CACHE_FORMAT = "saeseeds-activation-cache"
-CACHE_VERSION = 1
+"""The shards' safetensors metadata `format`; manifests before `schema` said `"format": CACHE_FORMAT, "version": 1`."""
 BATCH_ROWS = "__batch_rows__"
 SPLITS = ("train", "eval")
 # fields that must agree for a resumed job to continue an existing cache
@@ -47,7 +49,7 @@ RESUME_KEYS = ("model", "revision", "hookpoints", "hook_input", "token_fingerpri
 
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
     """Atomically (re)write the manifest."""
-    atomic_write_json(directory / MANIFEST, manifest)
+    write_record(directory / MANIFEST, CACHE_SCHEMA, manifest)
 
 
 def read_manifest(directory: str | Path) -> dict[str, Any]:
@@ -59,8 +61,9 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise DataError(f"{path}: not valid JSON ({err.msg})") from err
-    if manifest.get("format") != CACHE_FORMAT:
-        raise DataError(f"{path}: not a saeseeds activation cache manifest")
+    legacy = isinstance(manifest, dict) and manifest.get("format") == CACHE_FORMAT and manifest.get("version") == 1
+    if record_schema(manifest) != CACHE_SCHEMA and not legacy:
+        raise DataError(f"{path}: not a saeseeds activation cache manifest (schema {CACHE_SCHEMA})")
     return manifest
 
 
@@ -151,9 +154,7 @@ def write_cache(
     stored_dtype = loaded.dtype
     probe = train.forward_batch(0, 1)
     info = lm_info(loaded, chunks, hookpoints, cfg.lm, {h: int(a.shape[-1]) for h, a in probe.items()})
-    manifest: dict[str, Any] = {
-        "format": CACHE_FORMAT,
-        "version": CACHE_VERSION,
+    manifest: dict[str, Any] = stamp(CACHE_SCHEMA, {
         **info,
         "source": "cache",
         "stored_dtype": str(stored_dtype).removeprefix("torch."),
@@ -166,7 +167,7 @@ def write_cache(
             "train": {"shards": _shard_plan(train, "train", batches_per_shard)},
             "eval": {"shards": _shard_plan(held_out, "eval", batches_per_shard)},
         },
-    }
+    })
     directory.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(directory)  # half-written shards of a killed job
     if (directory / MANIFEST).is_file():
@@ -284,7 +285,7 @@ def build_cache_source(cfg: RunConfig) -> SourcePair:
     train, held_out, manifest = open_cache(
         cfg.data.path, cfg.lm.hookpoints, progress=cfg.train.progress
     )
-    skip = {"format", "version", "splits", "complete"}
+    skip = {"format", "version", "splits", "complete", *STAMP_KEYS}
     info = {k: v for k, v in manifest.items() if k not in skip}
     info.update(
         source="cache",

@@ -23,11 +23,12 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from saeseeds.atomic import atomic_write, atomic_write_json
+from saeseeds.atomic import atomic_write
 from saeseeds.config import SyntheticConfig, validate_synthetic
 from saeseeds.data.types import SourcePair
 from saeseeds.errors import DataError
 from saeseeds.hashing import sha256_hex, tensor_bytes
+from saeseeds.records import write_record
 
 if TYPE_CHECKING:
     from saeseeds.config import RunConfig
@@ -40,6 +41,7 @@ GROUP_KINDS: tuple[int, ...] = (IDENTIFIABLE, CONTROL, AMBIGUOUS)
 
 GROUND_TRUTH_TENSORS = "ground_truth.safetensors"
 GROUND_TRUTH_JSON = "ground_truth.json"
+GROUND_TRUTH_SCHEMA = "saeseeds.ground_truth/1"
 
 _PURPOSE_CODES = {"truth": 0, "train": 1, "eval": 2}
 _MAX_CHUNK_ELEMENTS = 1 << 24  # rows x features per dense coefficient block
@@ -389,7 +391,7 @@ def save_ground_truth(truth: GroundTruth, directory: str | Path) -> Path:
         ],
         "sha256": truth.fingerprint(),
     }
-    atomic_write_json(directory / GROUND_TRUTH_JSON, meta)
+    write_record(directory / GROUND_TRUTH_JSON, GROUND_TRUTH_SCHEMA, meta)
     return directory / GROUND_TRUTH_TENSORS
 
 

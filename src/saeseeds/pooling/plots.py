@@ -50,7 +50,7 @@ def plot_split_stability(record: dict[str, Any], out: Path) -> Path | None:
     ax.set_title("stability: pooled SAEs of disjoint halves vs single seeds")
     numbers = [{k: r.get(k) for k in ("a", "b", "sf_pooled", "sf_single", "sf_single_pairs", "sf_baseline")}
                for r in rows]
-    return save_figure(fig, out / "split_stability.png", numbers)
+    return save_figure(fig, out / "split_stability.png", {"splits": numbers})
 
 
 def plot_explained_variance(record: dict[str, Any], out: Path) -> Path:

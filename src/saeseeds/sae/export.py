@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from saeseeds.atomic import atomic_write_json
 from saeseeds.errors import CheckpointError
+from saeseeds.records import write_record
 from saeseeds.sae.checkpoint import CFG_FILE, WEIGHTS_FILE
 from saeseeds.sae.model import SparseAutoencoder
 from saeseeds.version import __version__
@@ -30,6 +30,9 @@ SAELENS_ARCHITECTURES = {"topk": "topk", "relu": "standard", "jumprelu": "jumpre
 EXPORT_FORMATS = ("saelens",)
 MANIFEST = "export.json"
 SCHEMA = "saeseeds.export/1"
+SAELENS_CFG_SCHEMA = "saeseeds.saelens_cfg/1"
+"""The `schema` saeseeds adds to the SAELens cfg.json it writes (SAELens's SAEConfig.from_dict keeps only its own
+fields, so the extra top-level keys `schema` and `saeseeds_version` load fine)."""
 KIND = "export"
 
 
@@ -105,7 +108,7 @@ def write_saelens(sae: SparseAutoencoder, directory: Path, info: Mapping[str, An
     """Write `sae` into the (new, empty) `directory` in SAELens's format."""
     directory.mkdir(parents=True, exist_ok=True)
     save_file(saelens_tensors(sae), str(directory / SAELENS_WEIGHTS))
-    atomic_write_json(directory / SAELENS_CFG, saelens_cfg(sae, info))
+    write_record(directory / SAELENS_CFG, SAELENS_CFG_SCHEMA, saelens_cfg(sae, info))
 
 
 def source_info(path: Path) -> dict[str, Any]:

@@ -11,8 +11,11 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from saeseeds.errors import CheckpointError
+from saeseeds.records import relative_path
 
 MANIFEST = "run.json"
+RUN_SCHEMA = "saeseeds.run/1"
+"""run.json's `schema` (runs written before it have none; they read the same)."""
 STATE_DIR = ".state"
 _SEED_DIR = re.compile(r"^seed(-?\d+)$")
 
@@ -29,6 +32,16 @@ class CheckpointRef(NamedTuple):
 def checkpoint_dir(run_dir: Path, hookpoint: str, sae_name: str, seed: int) -> Path:
     """`<run>/<hookpoint>/<sae-name>/seed<N>`."""
     return Path(run_dir) / hookpoint / sae_name / f"seed{seed}"
+
+
+DATA_PATH_KEYS = ("path", "cache_path")
+"""Keys of run.json's `data` that are file locations (an array file, a cache directory): stored relative to the run."""
+
+
+def manifest_data(info: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """The source's info as run.json stores it: its file locations relative to the run directory."""
+    return {k: relative_path(v, run_dir) if k in DATA_PATH_KEYS and isinstance(v, str) and v else v
+            for k, v in info.items()}
 
 
 def read_manifest(run_dir: str | Path) -> dict[str, Any]:

@@ -19,11 +19,13 @@ from typing import Any
 
 import torch
 
-from saeseeds.atomic import atomic_write_json, fsync_path, fsync_tree
+from saeseeds.atomic import fsync_path, fsync_tree
 from saeseeds.errors import CheckpointError, ConfigError
+from saeseeds.records import write_record
 from saeseeds.training.run_dir import STATE_DIR
 
 POINTER = "trainer.json"
+POINTER_SCHEMA = "saeseeds.trainer_state/1"
 
 RESUME_ALLOWED = frozenset({"train.progress", "train.eval_every", "train.checkpoint_every", "train.store_eval_tokens",
                             "train.log_every", "train.tensorboard", "train.wandb_project"})
@@ -65,7 +67,7 @@ def write_member_states(run_dir: Path, set_name: str, members: Mapping[str, dict
 def commit_pointer(run_dir: Path, set_name: str, sizes: Mapping[str, int], trainer: dict[str, Any]) -> None:
     """Steps 2-3 of the commit: point trainer.json at the complete set, then drop every other entry."""
     state_dir = run_dir / STATE_DIR
-    atomic_write_json(state_dir / POINTER, trainer | {"set": set_name, "sizes": dict(sizes)})
+    write_record(state_dir / POINTER, POINTER_SCHEMA, trainer | {"set": set_name, "sizes": dict(sizes)})
     fsync_path(state_dir)
     remove_uncommitted(state_dir, keep=set_name)
 

@@ -10,6 +10,7 @@ frequencies are kept in `<run>/eval/` (`saeseeds.training.eval_store`).
 from __future__ import annotations
 
 import json
+import logging
 import platform
 import shutil
 import time
@@ -20,7 +21,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from saeseeds.atomic import atomic_write_json, atomic_write_text, json_text, remove_stale_temps
+from saeseeds.atomic import atomic_write_text, json_text, remove_stale_temps
 from saeseeds.config import RunConfig, from_dict, to_dict
 from saeseeds.data.arrays import check_batch
 from saeseeds.data.batching import rebatch
@@ -29,6 +30,7 @@ from saeseeds.device import resolve_device
 from saeseeds.distributed import current_world, partition_by_cost
 from saeseeds.errors import CheckpointError, ConfigError, DataError
 from saeseeds.progress import tqdm
+from saeseeds.records import write_record
 from saeseeds.sae.checkpoint import save_sae
 from saeseeds.training.batched import StepGroup, group_states, make_groups, read_pending, upload
 from saeseeds.training.eval_store import EVAL_DIR, store_eval_set, write_latent_frequencies
@@ -36,7 +38,14 @@ from saeseeds.training.evaluate import evaluate_sae
 from saeseeds.training.fingerprint import DataFingerprint, fingerprint_batches
 from saeseeds.training.logging import TrainLogger, check_sinks
 from saeseeds.training.member import Member
-from saeseeds.training.run_dir import MANIFEST, STATE_DIR, checkpoint_dir, read_manifest
+from saeseeds.training.run_dir import (
+    MANIFEST,
+    RUN_SCHEMA,
+    STATE_DIR,
+    checkpoint_dir,
+    manifest_data,
+    read_manifest,
+)
 from saeseeds.training.state import (
     check_resume_config,
     commit_pointer,
@@ -50,6 +59,7 @@ from saeseeds.version import __version__
 
 METRICS = "metrics.jsonl"
 MILESTONES = "milestones"
+log = logging.getLogger(__name__)
 
 
 def milestone_dir(run_dir: Path, step: int) -> Path:
@@ -347,7 +357,6 @@ class _Run:
         created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         previous = read_manifest(self.out) if (self.out / MANIFEST).is_file() else {}
         manifest = {
-            "saeseeds_version": __version__,
             "created": previous.get("created", created),
             "updated": created,
             "status": status,
@@ -357,7 +366,7 @@ class _Run:
             "seeds": list(self.cfg.train.seeds),
             "config": to_dict(self.cfg),
             "resumes": self.resumes,
-            "data": self.pair.info,
+            "data": manifest_data(self.pair.info, self.out),
             "fingerprint": {
                 "algorithm": "sha256 chain over training batches (saeseeds.training.fingerprint)",
                 "train": self.fingerprint.value,
@@ -379,7 +388,7 @@ class _Run:
             "versions": library_versions(),
             "world_size": self.world.size,
         }
-        atomic_write_json(self.out / MANIFEST, manifest)
+        write_record(self.out / MANIFEST, RUN_SCHEMA, manifest)
 
     # -------------------------------------------------------------- evaluation
 
@@ -434,6 +443,10 @@ class _Run:
         if first is None:
             raise DataError(f"the activation source yielded fewer than {self.cfg.train.batch_size} rows")
         self.build_members(first)
+        log.debug("device %s; %d of %d SAEs on this process (%s); d_in %s, input scale %s; %d steps of %d rows, "
+                  "%s", self.device, len(self.members), len(self.all_members),
+                  ", ".join(m.key for m in self.members), self.d_in, {k: round(v, 4) for k, v in self.scales.items()},
+                  self.total_steps(), self.cfg.train.batch_size, "resuming" if self.resume else "from step 0")
         pending: Iterator[dict[str, Tensor]] = _chain_first(first, stream)
         if trainer_state is None:
             self.save_state()  # step 0: from here on every kill is resumable
@@ -476,6 +489,7 @@ class _Run:
         progress = tqdm(total=total, initial=self.step, desc="train", unit="step", disable=not show, mininterval=1.0)
         last: dict[str, float] = {}
         milestones = set(cfg.milestone_steps())
+        started, started_step = time.perf_counter(), self.step
         for batch in pending:
             if self.step >= total:
                 break
@@ -502,8 +516,10 @@ class _Run:
             if self.step % checkpoint_every == 0 and self.step < total:
                 self.save_checkpoints("running")
         progress.close()
+        log.debug("trained %d steps in %.1fs", self.step - started_step, time.perf_counter() - started)
+        started = time.perf_counter()
         if self.step < total and self.world.is_main:
-            tqdm.write(f"note: the source ran out after {self.step} of {total} steps")
+            log.warning("the source ran out after %d of %d steps", self.step, total)
         for member, stats, steps in read_pending(self.groups):  # a stack's statistics of that interval
             logger.record(member.key, stats.loss * steps, stats.fvu * steps, stats.l0 * steps,
                           member.optimizer.param_groups[0]["lr"])
@@ -513,6 +529,8 @@ class _Run:
             self.save_milestone()
         self.save_checkpoints("complete")
         logger.close()
+        log.debug("final evaluation and checkpoints in %.1fs; run directory %s", time.perf_counter() - started,
+                  self.out.absolute())
         self.world.barrier()  # run.json is complete before any rank reads it
         return TrainResult(
             self.out, self.step, self.step * cfg.batch_size, self.fingerprint.value, dict(self.history)
