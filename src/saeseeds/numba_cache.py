@@ -71,20 +71,23 @@ def configure(package_dir: Path = PACKAGE_DIR, writable: Callable[[Path], bool] 
     return chosen
 
 
-def kernels_ready(kernels: Iterable[Any]) -> bool:
-    """True when every numba kernel (dispatcher) in `kernels` is compiled in this process or has an entry in
-    numba's on-disk cache, i.e. calling it costs no compilation (a stale entry, after the source changed,
-    still counts: this is only a cost estimate)."""
+def kernel_state(kernels: Iterable[Any]) -> str:
+    """How much calling every numba kernel (dispatcher) in `kernels` would cost first: "loaded" (compiled or
+    loaded in this process: nothing), "cached" (numba's on-disk cache has them: a load, well under a second)
+    or "cold" (a compile: seconds each). A stale cache entry, after the source changed, counts as cached: this
+    is only a cost estimate."""
+    state = "loaded"
     for kernel in kernels:
         if kernel.signatures:
             continue
         try:
             index = Path(kernel._cache._cache_file._index_path)  # numba keeps no public name for it
         except AttributeError:  # pragma: no cover - a numba without that cache layout: assume cold
-            return False
+            return "cold"
         if not index.exists():
-            return False
-    return True
+            return "cold"
+        state = "cached"
+    return state
 
 
 configure()

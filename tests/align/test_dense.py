@@ -56,13 +56,16 @@ def test_dense_and_sparse_paths_give_the_same_optimum_and_maxima() -> None:
 def test_choice_rule(monkeypatch: pytest.MonkeyPatch) -> None:
     small, moderate = 1000, 3000  # 1000^2 <= DENSE_MAX_PAIRS < 3000^2 <= COLD_DENSE_MAX_PAIRS
     monkeypatch.setattr(assignment, "_cold_dense_pairs", 0)
-    monkeypatch.setattr(assignment, "kernels_ready", lambda modules: True)
+    monkeypatch.setattr(assignment, "kernel_state", lambda kernels: "loaded")
     assert solve_densely(small, small) and not solve_densely(moderate, moderate)
     assert not solve_densely(5000, 5000)
-    monkeypatch.setattr(assignment, "kernels_ready", lambda modules: False)  # first use: nothing compiled
-    budget = assignment.COLD_DENSE_BUDGET_PAIRS // (moderate * moderate)
-    assert all(solve_densely(moderate, moderate) for _ in range(budget))
-    assert not solve_densely(moderate, moderate)  # the budget is spent: compile after all
+    for state in ("cached", "cold"):  # kernels to load, or to compile first
+        monkeypatch.setattr(assignment, "_cold_dense_pairs", 0)
+        monkeypatch.setattr(assignment, "kernel_state", lambda kernels, state=state: state)
+        budget = assignment.COLD_DENSE_BUDGET_PAIRS[state] // (moderate * moderate)
+        assert budget >= 2
+        assert all(solve_densely(moderate, moderate) for _ in range(budget))
+        assert not solve_densely(moderate, moderate)  # the budget is spent: load or compile after all
     assert not solve_densely(5000, 5000)  # too large to be worth it even once
     assert solve_densely(small, small) and solve_densely(0, 7)
     assert not solve_densely(small, small, dense_max_pairs=0)  # an explicit limit is obeyed as given
@@ -78,12 +81,17 @@ a = rng.standard_normal((1100, 24)).astype(np.float32)
 b = rng.standard_normal((1100, 24)).astype(np.float32)
 res = max_cosine_assignment(a, b, with_row_max=True, with_col_max=True)
 print(res.stats.method, repr(res.total))
+if len(sys.argv) > 1:  # load the kernels (a small sparse solve), then the same problem again
+    max_cosine_assignment(a[:40], b[:40], dense_max_pairs=0, with_row_max=True, with_col_max=True)
+    res = max_cosine_assignment(a, b, with_row_max=True, with_col_max=True)
+    print(res.stats.method, repr(res.total))
 """
 
 
 def test_first_use_of_a_moderate_problem_compiles_no_kernel(tmp_path: Path) -> None:
     """With an empty numba cache a 1100 x 1100 problem is solved densely and nothing is compiled or
-    written to the cache; with the kernels cached the same problem takes the sparse path, same total."""
+    written to the cache; once the kernels are loaded in the process the same problem takes the sparse path,
+    with the same total."""
     cache = tmp_path / "numba"
     env = os.environ | {"NUMBA_CACHE_DIR": str(cache)}
     cold = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300)
@@ -91,12 +99,15 @@ def test_first_use_of_a_moderate_problem_compiles_no_kernel(tmp_path: Path) -> N
     method, total = cold.stdout.split()
     assert method == "dense"
     assert not list(cache.rglob("*.nbi"))  # no kernel was compiled
-    # compile them into this cache (a sparse solve), then the rule takes the sparse path
-    warm_up = "from saeseeds.align.assignment import max_cosine_assignment as m; import numpy as np; " \
-              "r = np.random.default_rng(3); m(r.standard_normal((60, 5)), r.standard_normal((60, 5)), " \
-              "dense_max_pairs=0, with_row_max=True, with_col_max=True)"
-    assert subprocess.run([sys.executable, "-c", warm_up], env=env, timeout=600).returncode == 0
-    warm = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+    # compile them into this cache (a sparse solve): the cache then has every kernel the rule looks for
+    warm = subprocess.run([sys.executable, "-c", SCRIPT, "load"], env=env, capture_output=True, text=True,
+                          timeout=600)
     assert warm.returncode == 0, warm.stderr[-2000:]
-    assert warm.stdout.split()[0] == "sparse"
-    assert float(warm.stdout.split()[1]) == pytest.approx(float(total), abs=1e-9)
+    first, again = (line.split() for line in warm.stdout.splitlines())
+    assert first[0] == "dense" and again[0] == "sparse"
+    assert float(again[1]) == pytest.approx(float(total), abs=1e-9)
+    assert list(cache.rglob("*.nbi"))
+    check = "from saeseeds.align.assignment import _SPARSE_KERNELS as k; from saeseeds.numba_cache import " \
+            "kernel_state; print(kernel_state(k))"
+    state = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True, timeout=300)
+    assert state.stdout.strip() == "cached", state.stderr[-2000:]

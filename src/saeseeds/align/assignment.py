@@ -36,7 +36,7 @@ from saeseeds.align.screen_kernels import (
     values_above,
 )
 from saeseeds.align.similarity import PairScorer, ScreenMode
-from saeseeds.numba_cache import kernels_ready
+from saeseeds.numba_cache import kernel_state
 from saeseeds.progress import tqdm
 
 DUAL_TOLERANCE = 1e-10
@@ -45,12 +45,13 @@ DENSE_MAX_PAIRS = 1 << 20
 """Problems up to this many pairs (1024 x 1024) are always solved densely: above it the warm sparse path is
 faster (at 2048 x 2048, d_in 768: 0.08 s against 0.38 s; benchmarks/RESULTS.md, "First use")."""
 COLD_DENSE_MAX_PAIRS = 1 << 24
-"""While the sparse path's numba kernels are neither compiled nor cached, problems up to this many pairs
-(4096 x 4096) are solved densely too: compiling them costs ~15 s of CPU once, a dense 4096 x 4096 solve
-0.5-2.6 s."""
-COLD_DENSE_BUDGET_PAIRS = 6 << 24
-"""Pairs solved densely for want of compiled kernels, per process, before the kernels are compiled after
-all (ski rental: keep paying the dense price until it reaches about the cost of compiling once)."""
+"""Problems up to this many pairs (4096 x 4096) are solved densely too while the sparse path's numba kernels are
+not loaded in this process: compiling them costs ~15 s of CPU, loading them from numba's cache a few tenths
+of a second plus slower first calls, a dense 4096 x 4096 solve 0.5-2.6 s (benchmarks/RESULTS.md, "First
+use": a fresh `compare` process at 4,096 latents is as fast or faster dense even with the kernels cached)."""
+COLD_DENSE_BUDGET_PAIRS = {"cold": 6 << 24, "cached": 2 << 24}
+"""Pairs a process solves densely for want of loaded kernels before it compiles (cold) or loads (cached)
+them after all: ski rental, paying the dense price until it reaches about the cost of buying the kernels."""
 _cold_dense_pairs = 0
 _SPARSE_KERNELS = (
     row_kernels.exact_dots, sap.auction_prices, sap.augment_rows, sap.capped_prices, sap.merge_csr,
@@ -160,16 +161,17 @@ def max_cosine_assignments(
 
 def solve_densely(n_a: int, n_b: int, dense_max_pairs: int | None = None) -> bool:
     """Whether an n_a x n_b problem goes to the dense solver: always up to `dense_max_pairs` (default
-    `DENSE_MAX_PAIRS`); by default also up to `COLD_DENSE_MAX_PAIRS` while the sparse kernels would have to
-    be compiled first, until this process has solved `COLD_DENSE_BUDGET_PAIRS` pairs that way. Both
-    solvers are exact, so the choice changes the time, not the matching (but for exact ties)."""
+    `DENSE_MAX_PAIRS`); by default also up to `COLD_DENSE_MAX_PAIRS` while the sparse kernels are not loaded
+    in this process, until it has solved `COLD_DENSE_BUDGET_PAIRS` pairs that way. Both solvers are exact, so
+    the choice changes the time, not the matching (but for exact ties)."""
     global _cold_dense_pairs
     pairs = n_a * n_b
     if pairs == 0 or pairs <= (DENSE_MAX_PAIRS if dense_max_pairs is None else dense_max_pairs):
         return True
     if dense_max_pairs is not None or pairs > COLD_DENSE_MAX_PAIRS:
         return False
-    if _cold_dense_pairs + pairs > COLD_DENSE_BUDGET_PAIRS or kernels_ready(_SPARSE_KERNELS):
+    state = kernel_state(_SPARSE_KERNELS)
+    if state == "loaded" or _cold_dense_pairs + pairs > COLD_DENSE_BUDGET_PAIRS[state]:
         return False
     _cold_dense_pairs += pairs
     return True
