@@ -102,6 +102,20 @@ def test_saelens_release_and_sae_id_resolve_through_its_registry(cache: Path, mo
         hub.resolve_checkpoint("saelens://my-release/blocks.3.hook_resid_post")
 
 
+def test_a_real_saelens_release_name_resolves_through_sae_lens_own_registry(cache: Path) -> None:
+    """sae-lens's real registry (no fake): gpt2-small-res-jb is stored in SAELens's own format under
+    jbloom/GPT2-Small-SAEs-Reformatted; the planted folder is what a download would have put in the cache."""
+    pytest.importorskip("sae_lens", reason="sae-lens is not installed (it is in the test extra)")
+    lookup = hub.saelens_directory()["gpt2-small-res-jb"]
+    folder = lookup.saes_map["blocks.0.hook_resid_pre"]
+    model = sae(3)
+    where = plant(cache, lookup.repo_id, folder, model)
+    assert hub.resolve_checkpoint("gpt2-small-res-jb/blocks.0.hook_resid_pre") == where
+    loaded = load_any("saelens://gpt2-small-res-jb/blocks.0.hook_resid_pre")
+    x = torch.randn(64, 16, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(loaded.encode_dense(x), model.encode_dense(x), rtol=0, atol=1e-5)
+
+
 def test_sparsify_init_seeds_layout_is_discovered(tmp_path: Path) -> None:
     sparsify = pytest.importorskip("sparsify")
     run = tmp_path / "sparsify-run"

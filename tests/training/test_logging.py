@@ -156,3 +156,19 @@ def test_wandb_missing_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.Mo
     with pytest.raises(ConfigError, match="needs the wandb package"):
         train_run(run_config(4, wandb_project="proj"), source(4), tmp_path / "run")
     assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_real_wandb_in_offline_mode_needs_no_network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real wandb package (the test extra brings it with sae-lens), WANDB_MODE=offline: the run's
+    metrics land in an offline run folder under <run>/wandb/ that `wandb sync` would upload later."""
+    pytest.importorskip("wandb", reason="wandb is not installed")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+    monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb-cache"))
+    train_run(run_config(8, log_every=4, wandb_project="proj"), source(8), tmp_path / "run")
+    runs = list((tmp_path / "run" / "wandb").rglob("offline-run-*"))
+    assert runs, sorted(p.name for p in (tmp_path / "run" / "wandb").rglob("*"))
+    run_id = (tmp_path / "run" / "wandb" / "run_id").read_text().strip()
+    assert runs[0].name.endswith(run_id)
+    assert list(runs[0].glob("run-*.wandb"))  # the records wandb sync uploads

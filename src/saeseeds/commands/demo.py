@@ -109,15 +109,16 @@ def _print_alignment_table(results: list[Any]) -> dict[str, dict[str, float]]:
 def run(args: argparse.Namespace) -> int:
     from saeseeds.analysis.instability import AnalyzeOptions
     from saeseeds.api.analysis import analyze
+    from saeseeds.api.report import write_report
     from saeseeds.api.study import run_study
     from saeseeds.atomic import atomic_write_text
-    from saeseeds.commands.study import print_table, write_report
     from saeseeds.config.study import load_study_config
     from saeseeds.data.lm_source import lm_source_pair, prepare_lm
     from saeseeds.defaults import default_config_text
     from saeseeds.outputs import check_output_dir, mark_output
     from saeseeds.records import relative_path, write_record
     from saeseeds.study.grid import pass_configs
+    from saeseeds.study.table import format_table
     from saeseeds.training import list_checkpoints
     from saeseeds.training.run_dir import read_manifest
 
@@ -186,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
     print()
     _print_training_table(metrics, lm_loss)
     print()
-    print_table(result.rows)
+    print(format_table(result.rows))
     print()
     alignment = _print_alignment_table(final)
     elapsed = clock.elapsed()

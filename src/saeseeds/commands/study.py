@@ -58,29 +58,13 @@ def run(args: argparse.Namespace) -> int:
                            overwrite=args.overwrite)  # status lines: the saeseeds logger (--quiet: none)
     if not world.is_main:
         return 0
-    print_table(result.rows)
+    from saeseeds.api.report import write_report
+    from saeseeds.study.table import format_table
+
+    if result.rows:
+        print(format_table(result.rows))
     print(f"study: {result.out / 'study.json'}  table: {result.out / 'table.csv'}  figures: {result.out / 'figures'}")
-    report = write_report(result.out)
+    report = write_report(result.out)  # the HTML report of the study
     if report is not None:
         print(f"report: {report}")
     return 0
-
-
-def print_table(rows: list[dict]) -> None:
-    """The shared fraction of every set at every milestone, with the achieved L0."""
-    if not rows:
-        return
-    width = max(len(r["set"]) for r in rows)
-    print(f"{'set':<{width}}  {'tokens':>10}  {'shared (mean ± sd)':>18}  {'dec-only':>8}  {'MMCS':>6}  "
-          f"{'L0':>6}  {'FVU':>6}")
-    for r in sorted(rows, key=lambda r: (r["set"], r["step"])):
-        print(f"{r['set']:<{width}}  {r['tokens']:>10,}  {r['shared_fraction_mean']:>10.1%} ±{r['shared_fraction_sd']:>5.1%}"
-              f"  {r['decoder_shared_fraction_mean']:>8.1%}  {r['mmcs_mean']:>6.3f}  {r['l0_mean']:>6.1f}  "
-              f"{r['fvu_mean']:>6.3f}")
-
-
-def write_report(out: Path) -> Path:
-    """The HTML report of the study (`ss.write_report`)."""
-    from saeseeds.api.report import write_report as html_report
-
-    return Path(html_report(out))

@@ -1,4 +1,5 @@
-"""The study's flat table: one row per seed set x milestone, written as CSV and Parquet (pandas + pyarrow)."""
+"""The study's flat table: one row per seed set x milestone, written as CSV and Parquet (pandas + pyarrow), and
+the text summary of it that `study` and `demo` print."""
 
 from __future__ import annotations
 
@@ -18,3 +19,18 @@ def write_table(rows: list[dict[str, Any]], out: Path) -> None:
             frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
     atomic_write_text(out / "table.csv", frame.to_csv(index=False))
     atomic_write(out / "table.parquet", lambda tmp: frame.to_parquet(tmp, index=False, engine="pyarrow"))
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """The shared fraction of every set at every milestone, with the achieved L0, as fixed-width text ('' when
+    there are no rows)."""
+    if not rows:
+        return ""
+    width = max(len(r["set"]) for r in rows)
+    lines = [f"{'set':<{width}}  {'tokens':>10}  {'shared (mean ± sd)':>18}  {'dec-only':>8}  {'MMCS':>6}  "
+             f"{'L0':>6}  {'FVU':>6}"]
+    for r in sorted(rows, key=lambda r: (r["set"], r["step"])):
+        lines.append(f"{r['set']:<{width}}  {r['tokens']:>10,}  {r['shared_fraction_mean']:>10.1%} "
+                     f"±{r['shared_fraction_sd']:>5.1%}  {r['decoder_shared_fraction_mean']:>8.1%}  "
+                     f"{r['mmcs_mean']:>6.3f}  {r['l0_mean']:>6.1f}  {r['fvu_mean']:>6.3f}")
+    return "\n".join(lines)
