@@ -3,9 +3,11 @@
 The kernels use `@njit(cache=True)`. numba writes the cache next to the source (`__pycache__`) when that is
 writable; an installed package in a read-only site-packages (a container image, a shared environment) would
 otherwise fall back to numba's own user directory, or, where that is unwritable too, compile on every run (about
-40 s for the alignment kernels). `configure()` runs before the kernels are defined: when the package directory
+15 s of CPU for the alignment kernels). `configure()` runs before the kernels are defined: when the package directory
 is not writable and the user set no `NUMBA_CACHE_DIR`, it points numba at `<user cache dir>/saeseeds/numba`
 (`$XDG_CACHE_HOME` or `~/.cache`), or at a per-user temporary directory when even that cannot be written.
+`kernel_state` says what calling given kernels would cost first (nothing, a load, a compile): the alignment's
+choice between its dense and sparse solvers uses it.
 """
 
 from __future__ import annotations
