@@ -117,12 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _complete_verb(verb: argparse.ArgumentParser) -> None:
-    """What every verb has: `--quiet` / `--verbose`, and for a verb that takes config overrides, every config
+    """What every verb has: `--quiet` / `--verbose`, `--threads`, and for a verb that takes config overrides, every config
     field in `--help`."""
-    from saeseeds.commands._flags import add_quiet_flag, has_flag
+    from saeseeds.commands._flags import add_quiet_flag, add_threads_flag, has_flag
 
     if not has_flag(verb, "--quiet"):
         add_quiet_flag(verb)  # and --verbose
+    if not has_flag(verb, "--threads"):
+        add_threads_flag(verb)
     if verb.get_default("accepts_overrides") and not verb.epilog:
         from saeseeds.config.help import format_config_help
 
@@ -147,13 +149,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             if hasattr(args, alias):
                 setattr(args, alias, True)
     from saeseeds.log import level_from_flags, log_written, setup_logging
+    from saeseeds.threads import check_threads, cpu_threads
 
     setup_logging(level_from_flags(quiet, bool(getattr(args, "verbose", False))))
     started, clock = time.time(), time.perf_counter()
     log.debug("saeseeds %s, python %s: %s", __version__, sys.version.split()[0], " ".join(
         sys.argv[1:] if argv is None else list(argv)))
     try:
-        status = int(args.func(args) or 0)
+        threads = check_threads(args.threads)
+        with cpu_threads(threads):
+            log.debug("cpu threads: %s", threads or "the default, one per core")
+            status = int(args.func(args) or 0)
         if isinstance(getattr(args, "out", None), Path):
             log_written(args.out, started)
         log.debug("%s done in %.1fs (exit status %d)", args.command, time.perf_counter() - clock, status)

@@ -56,6 +56,15 @@ def add_quiet_flag(parser: argparse.ArgumentParser, *aliases: str) -> None:
                             "stats, timings, files written, library info messages")
 
 
+def add_threads_flag(parser: argparse.ArgumentParser, default: int = 0, why: str = "") -> None:
+    """--threads N: CPU threads for torch and numba during this verb (the CLI applies it, `cli.cpu_threads`);
+    0 keeps the libraries' default, one per core. `why` explains a verb's own default."""
+    parser.add_argument(
+        "--threads", type=int, default=default, metavar="N",
+        help=f"CPU threads for torch and numba (default {default}{': ' + why if why else ''}; 0: one per core). "
+             "On a machine shared with other jobs fewer threads avoid threads waiting on each other")
+
+
 def has_flag(parser: argparse.ArgumentParser, flag: str) -> bool:
     """True when `parser` already defines option `flag`."""
     return flag in parser._option_string_actions

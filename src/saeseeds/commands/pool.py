@@ -52,10 +52,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="'equal explained variance': pooled ≥ the comparison's − this (default 0.01)")
     p.add_argument("--alpha", type=float, default=0.05, help="level of the per-split tests (default 0.05)")
     p.add_argument("--device", default="cpu", help="where the fits run: cpu (default), auto, cuda, cuda:N")
-    p.add_argument("--threads", type=int, default=0,
-                   help="torch CPU threads (default 0: torch's default, one per core); on a machine shared with "
-                        "other jobs, 1 avoids threads waiting on each other (a 768-latent fit step ran 10 times "
-                        "faster with 1 than with 2 on 2 busy cores)")
     add_quiet_flag(p)
     add_rule_flags(p)
     add_overwrite_flag(p)
@@ -68,8 +64,6 @@ def run(args: argparse.Namespace) -> int:
     from saeseeds.pooling.options import PoolOptions
 
     rule = rule_from_args(args)  # flags and --out first: a bad one fails before the heavy work
-    if args.threads < 0:
-        raise ConfigError(f"--threads: {args.threads} must be ≥ 0 (0 keeps torch's default)")
     try:
         options = PoolOptions(edges=args.edges, rule=rule, size=args.size, unique_cos=args.unique_cos, rank_by=args.rank_by, fit=args.fit,
                               fit_tokens=args.fit_tokens, select_tokens=args.select_tokens, splits=args.splits,
@@ -82,12 +76,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.source.exists():
         raise ConfigError(f"{args.source} does not exist")
 
-    import torch
 
     from saeseeds.api.pooling import headline, pool
 
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
     result = pool(args.source, out=args.out, options=options, config=args.config, run_dir=args.run,
                   overwrite=args.overwrite)  # status lines: the saeseeds logger
     if not args.quiet:

@@ -10,7 +10,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from saeseeds.commands._flags import add_rule_flags, rule_from_args
+from saeseeds.commands._flags import add_rule_flags, add_threads_flag, rule_from_args
 from saeseeds.errors import CheckpointError, ConfigError
 
 if TYPE_CHECKING:
@@ -46,13 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--report-only", action="store_true", help="do not train: analyse the finished run already in --out"
     )
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch CPU threads (default 1: the synthetic SAEs are small, and extra threads only add "
-        "synchronisation, which is slow on a busy machine); 0 keeps torch's default",
-    )
+    add_threads_flag(parser, 1, "the synthetic SAEs are small, and extra threads only add synchronisation")
     add_rule_flags(parser)
     parser.set_defaults(func=run, accepts_overrides=True)
 
@@ -68,8 +62,6 @@ def run(args: argparse.Namespace) -> int:
 
     # flags, config and --out first: a bad one fails before the heavy imports (which also keeps --help fast)
     rule = rule_from_args(args)
-    if args.threads < 0:
-        raise ConfigError(f"--threads: {args.threads} must be ≥ 0 (0 keeps torch's default)")
     cfg = load_config(args.config or default_config_path(), args.overrides)
     if cfg.data.source != "synthetic":
         raise ConfigError(f"data.source is {cfg.data.source!r}; the synthetic experiment needs 'synthetic'")
@@ -92,8 +84,6 @@ def run(args: argparse.Namespace) -> int:
     from saeseeds.training import list_checkpoints, read_manifest, train_run
     from saeseeds.training.run_dir import group_by_config
 
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
     out: Path = args.out
     model = SyntheticModel(cfg.synthetic)
     truth = model.truth

@@ -1,0 +1,69 @@
+"""Every verb takes --threads: torch and numba run with that many CPU threads during the command, and the
+caller's settings come back afterwards; a negative count is one line and exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import pytest
+import torch
+
+from saeseeds import threads
+from saeseeds.cli import build_parser, main
+
+
+def verbs() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(sub.choices)
+
+
+@pytest.mark.parametrize("verb", sorted(verbs()))
+def test_every_verb_has_threads(verb: str) -> None:
+    parser = verbs()[verb]
+    assert "--threads" in parser._option_string_actions
+    expected = 1 if verb == "synthetic" else 0  # synthetic's SAEs are tiny: one thread by default
+    assert parser.get_default("threads") == expected
+
+
+def test_negative_threads_is_one_line(capsys: pytest.CaptureFixture, tmp_path) -> None:
+    assert main(["compare", str(tmp_path), str(tmp_path), "--out", str(tmp_path / "o"), "--threads", "-1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--threads: -1 must be ≥ 0" in err[0]
+
+
+def test_threads_hold_during_the_command_and_are_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, object] = {}
+
+    def fake_run(args: argparse.Namespace) -> int:
+        seen["torch"] = torch.get_num_threads()
+        if "numba" in sys.modules:
+            import numba
+
+            seen["numba"] = numba.get_num_threads()
+        else:
+            seen["numba"] = os.environ.get(threads.NUMBA_ENV)
+        return 0
+
+    monkeypatch.setattr("saeseeds.commands.report.run", fake_run)
+    monkeypatch.delenv(threads.NUMBA_ENV, raising=False)
+    before = torch.get_num_threads()
+    assert main(["report", ".", "--threads", "1", "--quiet"]) == 0
+    assert seen["torch"] == 1 and seen["numba"] in (1, "1")
+    assert torch.get_num_threads() == before
+    assert threads.NUMBA_ENV not in os.environ or "numba" in sys.modules
+    seen.clear()
+    assert main(["report", ".", "--quiet"]) == 0  # 0: the defaults are left alone
+    assert seen["torch"] == before
+
+
+def test_numba_already_imported_is_capped_and_restored() -> None:
+    import numba
+
+    before = numba.get_num_threads()
+    with threads.cpu_threads(10_000):
+        assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS  # never more than its pool
+        assert torch.get_num_threads() == 10_000
+    assert numba.get_num_threads() == before
