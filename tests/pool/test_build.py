@@ -15,10 +15,9 @@ from saeseeds.pooling.build import (
     cluster_scores,
     latent_contributions,
     pooled_sae,
-    unfold,
 )
 from saeseeds.pooling.clusters import Clusters, cluster_latents
-from saeseeds.sae.checkpoint import fold_input_scale
+from saeseeds.sae.checkpoint import fold_input_scale, unfold_input_scale
 from saeseeds.sae.model import SparseAutoencoder
 
 
@@ -78,7 +77,7 @@ def test_unfold_inverts_either_checkpoint_folding(folded_into: str | None) -> No
                           base_cfg=trained.cfg)
     else:
         saved = fold_input_scale(trained, scale)
-    back = unfold(saved, scale, folded_into)
+    back = unfold_input_scale(saved, scale, folded_into)
     with torch.no_grad():
         assert torch.allclose(back(x * scale).sae_out, trained(x * scale).sae_out, atol=1e-5)
         assert torch.allclose(back.W_dec.norm(dim=1), torch.ones(trained.num_latents), atol=1e-5)

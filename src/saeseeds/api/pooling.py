@@ -43,7 +43,6 @@ from saeseeds.pooling.build import (
     cluster_scores,
     latent_contributions,
     pooled_sae,
-    unfold,
 )
 from saeseeds.pooling.clusters import Clusters, cluster_latents
 from saeseeds.pooling.evaluate import (
@@ -62,7 +61,7 @@ from saeseeds.pooling.stream import RunStream
 from saeseeds.pooling.verdict import judge
 from saeseeds.records import relative_path, write_record
 from saeseeds.sae import load_sae, save_sae
-from saeseeds.sae.checkpoint import fold_input_scale
+from saeseeds.sae.checkpoint import fold_input_scale, unfold_input_scale
 from saeseeds.sae.model import SparseAutoencoder
 from saeseeds.training.run_dir import (
     MANIFEST,
@@ -193,7 +192,7 @@ def pool(
         raise CheckpointError(f"{run / MANIFEST}: no [[sae]] named {result.sae_name!r} in the run's config")
     sae_cfg = seeds_cfg[0]
     device = resolve_device(opts.device, field="device")
-    saes = [unfold(s, scale, _folded_into(p, scale)).to(device) for s, p in zip(saes_raw, paths)]
+    saes = [unfold_input_scale(s, scale, _folded_into(p, scale)).to(device) for s, p in zip(saes_raw, paths)]
     num_seeds, n = len(saes), saes[0].num_latents
     size = opts.size or n
     run_tokens = int(manifest.get("tokens", cfg.train.num_tokens))

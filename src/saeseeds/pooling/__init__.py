@@ -7,7 +7,6 @@ from saeseeds.pooling.build import (
     cluster_scores,
     latent_contributions,
     pooled_sae,
-    unfold,
 )
 from saeseeds.pooling.clusters import EDGE_KINDS, Clusters, cluster_latents
 from saeseeds.pooling.options import PoolOptions
@@ -22,5 +21,4 @@ __all__ = [
     "cluster_scores",
     "latent_contributions",
     "pooled_sae",
-    "unfold",
 ]

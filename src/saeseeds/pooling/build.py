@@ -5,7 +5,7 @@ when cosines are absolute); its encoder row, encoder bias and per-latent archite
 threshold) are the members' means; `b_dec` is the mean over the seeds. Latents are chosen by descending support,
 then descending contribution (ΔFVU when the latent alone is ablated, or firing mass), and kept in the clusters'
 canonical order, skipping a cluster whose direction has cosine ≥ `unique_cos` (default τ) with one already kept,
-so the pool holds unique features. Weights are taken in the trainer's space (`unfold`), decoder rows unit-norm.
+so the pool holds unique features. Weights are taken in the trainer's space (`sae.checkpoint.unfold_input_scale`), decoder rows unit-norm.
 """
 
 from __future__ import annotations
@@ -25,28 +25,6 @@ from saeseeds.sae.model import SparseAutoencoder
 
 RankKind = Literal["delta_fvu", "mass"]
 RANK_KINDS: tuple[str, ...] = get_args(RankKind)
-
-
-def unfold(sae: SparseAutoencoder, scale: float, folded_into: str | None = None) -> SparseAutoencoder:
-    """The SAE in the trainer's space (inputs `scale · x`) of a checkpoint saved with its input scale folded in.
-
-    `folded_into` is the checkpoint's cfg.json `input_scale_folded_into`: "encoder.bias, b_dec[, threshold]"
-    (checkpoint format 2, homogeneous architectures) is undone by multiplying those by s; None (format 1) or
-    "encoder.weight, W_dec, b_dec" by dividing the encoder and multiplying the decoder and b_dec by s.
-    """
-    if scale <= 0 or not math.isfinite(scale):
-        raise DataError(f"input scale must be positive and finite, got {scale}")
-    W, c, D, b = (t.detach() for t in (sae.encoder.weight, sae.encoder.bias, sae.W_dec, sae.b_dec))
-    extra = sae.spec.checkpoint_tensors(sae)
-    if folded_into is None or "W_dec" in folded_into:
-        weights = (W / scale, c, D * scale, b * scale)
-    else:
-        names = {name.strip() for name in folded_into.split(",")}
-        weights = (W, c * scale, D, b * scale)
-        extra = {k: torch.where(t < 0, t, t * scale) if k in names else t for k, t in extra.items()}
-    return build_sae(sae.architecture, encoder_weight=weights[0], encoder_bias=weights[1], W_dec=weights[2],
-                     b_dec=weights[3], k=sae.cfg.k, extra=extra, normalize_decoder=sae.cfg.normalize_decoder,
-                     base_cfg=sae.cfg, source="unfold", device=sae.device)
 
 
 @torch.no_grad()

@@ -322,22 +322,44 @@ def fold_input_scale(sae: SparseAutoencoder, scale: float) -> SparseAutoencoder:
     return _fold(sae, scale)[0]
 
 
-def _fold(sae: SparseAutoencoder, scale: float) -> tuple[SparseAutoencoder, str]:
-    """`fold_input_scale` and which tensors took the scale (recorded in cfg.json)."""
+def unfold_input_scale(sae: SparseAutoencoder, scale: float, folded_into: str | None) -> SparseAutoencoder:
+    """The inverse of `fold_input_scale`: the SAE in the trainer's space (inputs `scale · x`) of a checkpoint
+    saved with its input scale folded in. `folded_into` is the checkpoint's cfg.json `input_scale_folded_into`:
+    "encoder.bias, b_dec[, threshold]" (format 2, homogeneous architectures) or None (format 1) /
+    "encoder.weight, W_dec, b_dec" (the weights)."""
+    if scale <= 0 or not math.isfinite(scale):
+        raise CheckpointError(f"input scale must be positive and finite, got {scale}")
+    homogeneous = folded_into is not None and "W_dec" not in folded_into
+    return _fold(sae, scale, homogeneous=homogeneous, invert=True)[0]
+
+
+def _fold(sae: SparseAutoencoder, scale: float, *, homogeneous: bool | None = None,
+          invert: bool = False) -> tuple[SparseAutoencoder, str]:
+    """`fold_input_scale` (or, `invert`ed, its inverse) and which tensors took the scale (recorded in cfg.json).
+    `homogeneous` picks the biases-and-thresholds form; None: whenever the architecture allows it."""
     if scale <= 0 or not math.isfinite(scale):
         raise ValueError(f"input scale must be positive and finite, got {scale}")
+
+    def down(t: torch.Tensor) -> torch.Tensor:  # what folding divides by the scale
+        return t * scale if invert else t / scale
+
+    def up(t: torch.Tensor) -> torch.Tensor:  # what folding multiplies by it
+        return t / scale if invert else t * scale
+
     extra = sae.spec.checkpoint_tensors(sae)
     units = getattr(sae.spec, "latent_unit_tensors", None)
     units = tuple(units) if units is not None else LATENT_UNIT_TENSORS.get(sae.architecture)
     W, c, W_dec, b = (t.detach() for t in (sae.encoder.weight, sae.encoder.bias, sae.W_dec, sae.b_dec))
-    if units is not None and set(extra) <= set(units):
+    if homogeneous is None:
+        homogeneous = units is not None and set(extra) <= set(units)
+    if homogeneous:
         # a negative threshold means "not estimated yet" (batchtopk) and stays as it is
-        extra = {name: torch.where(t < 0, t, t / scale) for name, t in extra.items()}
-        weights, where = (W, c / scale, W_dec, b / scale), "encoder.bias, b_dec" + "".join(
+        extra = {name: torch.where(t < 0, t, down(t)) for name, t in extra.items()}
+        weights, where = (W, down(c), W_dec, down(b)), "encoder.bias, b_dec" + "".join(
             f", {name}" for name in extra
         )
     else:
-        weights, where = (W * scale, c, W_dec / scale, b / scale), "encoder.weight, W_dec, b_dec"
+        weights, where = (up(W), c, down(W_dec), down(b)), "encoder.weight, W_dec, b_dec"
     folded = build_sae(
         sae.architecture,
         encoder_weight=weights[0],
