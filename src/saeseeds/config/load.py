@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
 from saeseeds.config.coerce import apply_overrides, from_dict
 from saeseeds.config.schema import RunConfig
 from saeseeds.errors import ConfigError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
 
 
 def read_config_toml(path: Path) -> dict[str, Any]:
