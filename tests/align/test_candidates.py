@@ -8,6 +8,7 @@ import torch
 
 from saeseeds.align.assignment import max_cosine_assignment
 from saeseeds.align.candidates import group_size, screen_pool, select_block
+from saeseeds.align.dense import dense_cosines
 from saeseeds.align.similarity import PairScorer
 
 
@@ -54,7 +55,7 @@ def test_pool_bound_is_rigorous_for_exact_values(screen: str, fused: bool, monke
     b = rng.standard_normal((500, 48)) * rng.random(48) ** 2
     sc = PairScorer(a, b, screen=screen, chunk_rows=64)
     pool = screen_pool(sc, 6, 2)
-    exact = sc.exact_dense()
+    exact = dense_cosines(sc.a, sc.b, absolute=sc.absolute)
     in_pool = np.zeros(exact.shape, dtype=bool)
     in_pool[pool.rows, pool.cols] = True
     reach = pool.bound[:, None] + sc.err_a[:, None] + sc.err_b[None, :] + sc.err_const

@@ -4,7 +4,7 @@ Two kinds of value come out of here. *Approximate* blocks (``approx_rows``) are 
 bf16 or fp32 GEMM on the fastest device) and come with a per-pair error bound
 ``|approx[i, j] - exact[i, j]| <= err_a[i] + err_b[j] + err_const``, so that a pair that was never
 looked at exactly can still be bounded. *Exact* values (``exact_pairs``) are float64 dot products of
-the stored unit rows. No method here ever builds an ``n_a x n_b`` matrix unless asked for a dense one.
+the stored unit rows. Nothing here builds an ``n_a x n_b`` matrix (the dense solver's is `saeseeds.align.dense`).
 """
 
 from __future__ import annotations
@@ -240,11 +240,6 @@ class PairScorer:
         if len(rows):
             exact_dots(self.a.numpy(), self.b.numpy(), rows, cols, self.inv_a, self.inv_b, self.absolute, out)
         return out
-
-    def exact_dense(self) -> np.ndarray:
-        """The whole exact cosine matrix (float64); only for small problems."""
-        mat = (self.a.double() @ self.b.double().t()).numpy() * self.inv_a[:, None] * self.inv_b[None, :]
-        return np.abs(mat) if self.absolute else mat
 
 
 class _Side(NamedTuple):
