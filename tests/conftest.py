@@ -22,3 +22,20 @@ def _undo_cli_logging():
     from saeseeds.log import reset_logging
 
     reset_logging()
+
+
+@pytest.fixture
+def restore_quiet(monkeypatch: pytest.MonkeyPatch):
+    """Undo what --quiet / --verbose change process-wide: our quiet flag, the HF environment variables and the
+    libraries' log levels."""
+    import logging
+
+    from saeseeds import progress
+
+    for name in ("HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_VERBOSITY", "DATASETS_VERBOSITY"):
+        monkeypatch.delenv(name, raising=False)
+    levels = {n: logging.getLogger(n).level for n in ("transformers", "datasets", "huggingface_hub")}
+    yield
+    progress.set_quiet(False)
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)

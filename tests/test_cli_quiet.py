@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import re
 import sys
 from pathlib import Path
@@ -26,18 +25,6 @@ class FakeTerminal(io.StringIO):
 
     def isatty(self) -> bool:
         return True
-
-
-@pytest.fixture
-def restore_quiet(monkeypatch: pytest.MonkeyPatch):
-    """Undo what --quiet changes process-wide (our flag, HF environment variables, library log levels)."""
-    for name in ("HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_VERBOSITY", "DATASETS_VERBOSITY"):
-        monkeypatch.delenv(name, raising=False)
-    levels = {n: logging.getLogger(n).level for n in ("transformers", "datasets", "huggingface_hub")}
-    yield
-    progress.set_quiet(False)
-    for name, level in levels.items():
-        logging.getLogger(name).setLevel(level)
 
 
 def run_on_terminal(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> tuple[int, str, str]:

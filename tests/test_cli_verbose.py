@@ -15,6 +15,8 @@ from saeseeds import progress
 from saeseeds.cli import build_parser, main
 from saeseeds.log import reset_logging, setup_logging
 
+pytestmark = pytest.mark.usefixtures("restore_quiet")  # tests/conftest.py
+
 TINY = """
 [data]
 source = "synthetic"
@@ -36,18 +38,6 @@ k = 4
 
 def debug_lines(err: str) -> list[str]:
     return [line for line in err.splitlines() if line.startswith("debug +")]
-
-
-@pytest.fixture(autouse=True)
-def restore_process_state(monkeypatch: pytest.MonkeyPatch):
-    """Undo what --quiet / --verbose change process-wide: our quiet flag, the HF env variables and log levels."""
-    for name in ("HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_VERBOSITY", "DATASETS_VERBOSITY"):
-        monkeypatch.delenv(name, raising=False)
-    levels = {n: logging.getLogger(n).level for n in ("transformers", "datasets", "huggingface_hub")}
-    yield
-    progress.set_quiet(False)
-    for name, level in levels.items():
-        logging.getLogger(name).setLevel(level)
 
 
 @pytest.fixture(scope="module")

@@ -11,47 +11,19 @@ import pytest
 import torch
 
 import saeseeds as ss
+from helpers.synthetic_config import tiny_synthetic_toml
 from saeseeds.cli import main
 from saeseeds.records import resolve_path
+from saeseeds.threads import cpu_threads
 
-TINY = """
-[data]
-source = "synthetic"
-hookpoint = "synthetic"
-
-[synthetic]
-d_in = 16
-num_features = 40
-num_ambiguous_groups = 1
-num_control_groups = 1
-num_identifiable_groups = 1
-group_rank = 3
-group_firing_prob = 0.2
-max_firing_prob = 0.3
-
-[train]
-seeds = [0, 1, 2, 3]
-batch_size = 256
-num_tokens = 5120
-eval_tokens = 1024
-lr = 3e-3
-lr_warmup_steps = 2
-progress = false
-
-[[sae]]
-architecture = "topk"
-num_latents = 48
-k = 4
-"""
+TINY = tiny_synthetic_toml(seeds=[0, 1, 2, 3], num_tokens=5120, eval_tokens=1024, num_latents=48)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    """Tiny SAEs: one torch thread (extra threads only synchronise, which is slow on a busy 2-core machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    """Tiny SAEs: one CPU thread for torch and numba (extra threads only synchronise, slow on a busy 2-core box)."""
+    with cpu_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -9,38 +9,11 @@ import pytest
 import torch
 
 import saeseeds as ss
+from helpers.synthetic_config import tiny_synthetic_toml
 from saeseeds.cli import main
 from saeseeds.data.synthetic import load_ground_truth
 
-TINY = """
-[data]
-source = "synthetic"
-hookpoint = "synthetic"
-
-[synthetic]
-d_in = 16
-num_features = 40
-num_ambiguous_groups = 1
-num_control_groups = 1
-num_identifiable_groups = 1
-group_rank = 3
-group_firing_prob = 0.2
-max_firing_prob = 0.3
-
-[train]
-seeds = [0, 1]
-batch_size = 256
-num_tokens = 7680
-eval_tokens = 512
-lr = 3e-3
-lr_warmup_steps = 2
-progress = false
-
-[[sae]]
-architecture = "topk"
-num_latents = 64
-k = 4
-"""
+TINY = tiny_synthetic_toml(seeds=[0, 1], num_tokens=7680, eval_tokens=512, num_latents=64)
 
 
 def test_synthetic_command_end_to_end(tmp_path, capsys) -> None:
