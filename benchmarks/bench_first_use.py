@@ -8,7 +8,7 @@ case for the Hungarian solver) and `planted` (bench_align.py's pair shaped like 
 shared with seed noise, feature families, an anisotropic spectrum). The method (dense / sparse) is read back
 from the cross-seed result. Prints a table and writes JSON.
 
-    .venv/bin/python benchmarks/bench_first_use.py --shapes 4096:768 4096:4096 32768:768
+    .venv/bin/python benchmarks/bench_first_use.py --shapes 4096:128 4096:768 4096:4096 32768:768
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def compile_kernels(cache: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shapes", nargs="+", default=["4096:768", "4096:4096", "32768:768"],
+    parser.add_argument("--shapes", nargs="+", default=["4096:128", "4096:768", "4096:4096", "32768:768"],
                         help="LATENTS:D_IN pairs")
     parser.add_argument("--kinds", nargs="+", default=["random", "planted"], choices=["random", "planted"])
     parser.add_argument("--json", type=Path, default=OUT / "first_use.json")

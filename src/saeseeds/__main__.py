@@ -1,5 +1,5 @@
 """`python -m saeseeds ...`: the same command line as the `saeseeds` console script."""
 
-from saeseeds.cli import main
+from saeseeds.cli import entry
 
-raise SystemExit(main())
+entry()

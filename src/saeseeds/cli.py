@@ -15,6 +15,7 @@ from typing import NoReturn
 
 from saeseeds import commands
 from saeseeds.errors import SaeseedsError
+from saeseeds.startup import freeze_before_exit, import_frozen
 from saeseeds.version import __version__
 
 _OVERRIDE = re.compile(r"--[A-Za-z_][\w-]*(\.[\w-]+)+(=.*)?")
@@ -131,8 +132,17 @@ def _complete_verb(verb: argparse.ArgumentParser) -> None:
         verb.epilog = format_config_help()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script; returns the process exit status."""
+def entry() -> NoReturn:
+    """The console script (and `python -m saeseeds`): `main` in a fresh process, with the objects of its
+    imports kept out of the garbage collector's walks (`saeseeds.startup`)."""
+    status = main(fresh_process=True)
+    freeze_before_exit()
+    sys.exit(status)
+
+
+def main(argv: Sequence[str] | None = None, *, fresh_process: bool = False) -> int:
+    """The command line `argv` (default `sys.argv[1:]`); returns the process exit status. `fresh_process`:
+    this call owns the process (the console script), so torch is imported with its objects frozen."""
     parser = build_parser()
     rest, overrides = split_overrides(sys.argv[1:] if argv is None else list(argv))
     args, extra = parser.parse_known_args(rest)
@@ -148,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for alias in _QUIET_ALIASES:  # a verb's older switch for the same thing
             if hasattr(args, alias):
                 setattr(args, alias, True)
+    if fresh_process:
+        import_frozen("torch")  # every verb needs it; --help and --version, done above, do not
     from saeseeds.log import level_from_flags, log_written, setup_logging
     from saeseeds.threads import check_threads, cpu_threads
 
@@ -174,4 +186,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    entry()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,9 @@ import pytest
 from scipy.optimize import linear_sum_assignment
 
 import saeseeds.align.assignment as assignment
+import saeseeds.align.dense as dense
 from saeseeds.align.assignment import max_cosine_assignment, solve_densely
-from saeseeds.align.dense import dense_cosines, dense_match
+from saeseeds.align.dense import dense_cosines, dense_match, dense_matches
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -38,6 +40,40 @@ def test_dense_match_is_scipys_optimum_with_both_maxima(absolute: bool) -> None:
     np.testing.assert_allclose(m.col_max, mat.max(axis=0), atol=1e-13)
     assert (m.partner == -1).sum() == 20 and np.isnan(m.cosine[m.partner == -1]).all()
     assert len(np.unique(m.partner[m.partner >= 0])) == 50
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_dense_matches_equal_one_at_a_time_holding_at_most_one_matrix_per_solver(
+    threads: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Five problems of different shapes (one empty), solved `threads` at a time: each result is that
+    problem's own dense_match, in order, and no more than `threads` matrices are alive at once."""
+    rng = np.random.default_rng(3)
+    shapes = [(40, 30), (25, 25), (0, 12), (33, 50), (18, 7)]
+    problems = [(rng.standard_normal((n, 6)), rng.standard_normal((m, 6))) for n, m in shapes]
+    alive, peak = 0, 0
+    real = dense.dense_cosines
+
+    def released() -> None:
+        nonlocal alive
+        alive -= 1
+
+    def tracked(a, b, **kw):  # type: ignore[no-untyped-def]
+        nonlocal alive, peak
+        alive += 1
+        peak = max(peak, alive)
+        mat = real(a, b, **kw)
+        weakref.finalize(mat, released)
+        return mat
+
+    monkeypatch.setattr(dense, "dense_cosines", tracked)
+    monkeypatch.setattr(dense, "solve_threads", lambda n: min(n, threads))
+    got = dense_matches(problems, absolute=True)
+    assert peak <= threads
+    for (a, b), m in zip(problems, got, strict=True):
+        ref = dense_match(a, b, absolute=True)
+        np.testing.assert_array_equal(m.partner, ref.partner)
+        assert m.total == ref.total and m.row_max.shape == (len(a),) and m.col_max.shape == (len(b),)
 
 
 def test_dense_and_sparse_paths_give_the_same_optimum_and_maxima() -> None:

@@ -3,7 +3,9 @@
 Up to `assignment.DENSE_MAX_PAIRS` pairs the matrix fits easily in memory and one float64 GEMM plus
 `scipy.optimize.linear_sum_assignment` beats the certified sparse path (benchmarks/RESULTS.md, "First
 use"). Nothing here calls a numba kernel, so a first `compare` of small SAEs compiles nothing. The row and
-column maxima come from the same matrix, so MMCS in both directions costs no second product.
+column maxima come from the same matrix, so MMCS in both directions costs no second product. Several
+problems are scheduled as products first (all cores), then one single-threaded Hungarian solve per core:
+a solve running beside a product slows the product's threads far more than it gains.
 """
 
 from __future__ import annotations
@@ -56,8 +58,11 @@ def dense_cosines(
     out = np.empty((wa.shape[0], wb.shape[0]), dtype=np.float64)
     bt = wb.to(dev, torch.float64).t()
     for start in range(0, wa.shape[0], ROW_CHUNK):
-        block = wa[start : start + ROW_CHUNK].to(dev, torch.float64) @ bt
-        out[start : start + ROW_CHUNK] = block.cpu().numpy()
+        rows = wa[start : start + ROW_CHUNK].to(dev, torch.float64)
+        if dev.type == "cpu":  # straight into the result: no second 64 MB block to fault in and copy
+            torch.matmul(rows, bt, out=torch.from_numpy(out[start : start + ROW_CHUNK]))
+        else:
+            out[start : start + ROW_CHUNK] = (rows @ bt).cpu().numpy()
     out *= inv_a[:, None]
     out *= inv_b[None, :]
     if absolute:
@@ -82,13 +87,23 @@ def dense_matches(
     absolute: bool = False,
     device: str | torch.device | None = None,
 ) -> list[DenseMatch]:
-    """`dense_match` of several (a, b) problems. Each Hungarian solve (single-threaded; scipy releases the GIL)
-    starts as soon as its matrix is ready, beside the next matrix's product and the other solve: a pair's
-    decoder and encoder solves run on two cores at once."""
-    with ThreadPoolExecutor(max_workers=2) as solver:
-        pending = [solver.submit(match_matrix, dense_cosines(a, b, absolute=absolute, device=device))
-                   for a, b in problems]
-        return [p.result() for p in pending]
+    """`dense_match` of several (a, b) problems, `solve_threads()` at a time: their products first (each on
+    all cores), then their Hungarian solves side by side (each single-threaded; scipy releases the GIL), so a
+    pair's decoder and encoder solves run on two cores at once and at most that many matrices are held."""
+    width = solve_threads(len(problems))
+    out: list[DenseMatch] = []
+    with ThreadPoolExecutor(max_workers=width) as solver:
+        for start in range(0, len(problems), width):
+            mats = [dense_cosines(a, b, absolute=absolute, device=device)
+                    for a, b in problems[start : start + width]]
+            out.extend(solver.map(match_matrix, mats))
+            del mats
+    return out
+
+
+def solve_threads(problems: int) -> int:
+    """Hungarian solves to run at once: one per CPU thread torch may use (`--threads`), at most one per problem."""
+    return max(1, min(problems, torch.get_num_threads()))
 
 
 def match_matrix(mat: np.ndarray) -> DenseMatch:
