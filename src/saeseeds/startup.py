@@ -2,7 +2,7 @@
 
 Importing torch (and after it scipy and matplotlib) creates millions of objects that live as long as the
 process. With the collector on, CPython walks them again and again while later imports create more (~0.35 s)
-and once more at interpreter exit (~0.4 s): a fifth of a small `saeseeds compare`. `gc.freeze()` exists for
+and once more at interpreter exit (~0.4 s): a sixth of a small `saeseeds compare`. `gc.freeze()` exists for
 exactly such objects; it moves them out of every later collection. Only the console script does this: an
 in-process caller (a test, a notebook) already holds objects of its own, and freezing those would keep their
 garbage alive.
