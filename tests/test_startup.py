@@ -49,3 +49,19 @@ def test_console_entry_freezes_but_main_in_process_does_not(tmp_path: Path) -> N
     assert out.returncode == 2, out.stderr[-2000:]
     assert out.stderr.count("\n") == 1 and "no-such-sae" in out.stderr
     assert out.stdout.split() == ["True", "True", "True"]
+
+
+VERSION = """
+import atexit, sys
+sys.argv = ["saeseeds", sys.argv[1]]
+atexit.register(lambda: print("torch" in sys.modules))
+from saeseeds.cli import entry
+entry()
+"""
+
+
+def test_console_help_and_version_import_no_torch() -> None:
+    for flag in ("--version", "--help"):
+        out = subprocess.run([sys.executable, "-c", VERSION, flag], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert out.stdout.splitlines()[-1] == "False", (flag, out.stdout[-500:])
