@@ -73,7 +73,8 @@ def test_groups_follow_the_rule_and_rejudging_needs_no_alignment(monkeypatch: py
         raise AssertionError("re-aligned")
 
     monkeypatch.setattr("saeseeds.align.pair.max_cosine_assignments", refuse)
-    monkeypatch.setattr("saeseeds.align.assignment.dense_match", refuse)
+    monkeypatch.setattr("saeseeds.align.assignment.dense_cosines", refuse)
+    monkeypatch.setattr("saeseeds.align.assignment.dense_matches", refuse)
     monkeypatch.setattr("saeseeds.align.assignment.PairScorer", refuse)
     judged = result.with_rule(SharingRule(threshold=0.5, stability="reappears"))
     for i in range(3):

@@ -20,7 +20,7 @@ import torch
 
 from saeseeds.align import row_kernels, sap, screen_kernels
 from saeseeds.align.candidates import Pool, screen_pool
-from saeseeds.align.dense import dense_match, dense_matches
+from saeseeds.align.dense import dense_cosines, dense_matches
 from saeseeds.align.lsap import (
     CandidateGraph,
     SparseSolution,
@@ -594,7 +594,7 @@ def row_max_cosine(
     if _rows(b) == 0:
         return np.full(_rows(a), np.nan)
     if solve_densely(_rows(a), _rows(b)):
-        return dense_match(a, b, absolute=absolute, device=device).row_max
+        return dense_cosines(a, b, absolute=absolute, device=device).max(axis=1)  # the maxima need no matching
     return exact_row_max(PairScorer(a, b, absolute=absolute, device=device, screen=screen), progress)
 
 
