@@ -24,6 +24,16 @@ def _undo_cli_logging():
     reset_logging()
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One CPU thread for torch and numba for a module of tiny SAEs (extra threads only synchronise, slow on a busy
+    2-core box); a module opts in with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    from saeseeds.threads import cpu_threads
+
+    with cpu_threads(1):
+        yield
+
+
 @pytest.fixture
 def restore_quiet(monkeypatch: pytest.MonkeyPatch):
     """Undo what --quiet / --verbose change process-wide: our quiet flag, the HF environment variables and the

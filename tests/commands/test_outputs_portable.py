@@ -16,7 +16,6 @@ from helpers.synthetic_config import tiny_synthetic_toml
 from saeseeds.align.cross_seed import CrossSeedResult
 from saeseeds.cli import main
 from saeseeds.records import resolve_path
-from saeseeds.threads import cpu_threads
 from saeseeds.training import list_checkpoints
 
 TINY = tiny_synthetic_toml(seeds=[0, 1, 2, 3], num_tokens=2560, eval_tokens=512, num_latents=32, milestones=[0.5])
@@ -30,11 +29,7 @@ EXPECTED = {  # at least these schemas appear (the walk really covers every kind
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny SAEs: one CPU thread for torch and numba (extra threads only synchronise, slow on a busy 2-core box)."""
-    with cpu_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny SAEs: conftest.one_thread
 
 
 @pytest.fixture(scope="module")

@@ -14,16 +14,11 @@ import saeseeds as ss
 from helpers.synthetic_config import tiny_synthetic_toml
 from saeseeds.cli import main
 from saeseeds.records import resolve_path
-from saeseeds.threads import cpu_threads
 
 TINY = tiny_synthetic_toml(seeds=[0, 1, 2, 3], num_tokens=5120, eval_tokens=1024, num_latents=48)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny SAEs: one CPU thread for torch and numba (extra threads only synchronise, slow on a busy 2-core box)."""
-    with cpu_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny SAEs: conftest.one_thread
 
 
 @pytest.fixture(scope="module")
