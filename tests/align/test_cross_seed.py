@@ -10,6 +10,7 @@ import pytest
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from helpers.no_alignment import forbid_alignment
 from saeseeds.align import CrossSeedResult, SharingRule, align_seeds
 from saeseeds.align.cross_seed import only_in_base_curve
 from saeseeds.errors import DataError
@@ -69,13 +70,7 @@ def test_groups_follow_the_rule_and_rejudging_needs_no_alignment(monkeypatch: py
     result = align_seeds(weights, ["a", "b", "c"])
     fresh = align_seeds(weights, ["a", "b", "c"], rule=SharingRule(threshold=0.5, stability="reappears"))
 
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError("re-aligned")
-
-    monkeypatch.setattr("saeseeds.align.pair.max_cosine_assignments", refuse)
-    monkeypatch.setattr("saeseeds.align.assignment.dense_cosines", refuse)
-    monkeypatch.setattr("saeseeds.align.assignment.dense_matches", refuse)
-    monkeypatch.setattr("saeseeds.align.assignment.PairScorer", refuse)
+    forbid_alignment(monkeypatch)
     judged = result.with_rule(SharingRule(threshold=0.5, stability="reappears"))
     for i in range(3):
         np.testing.assert_array_equal(judged.stability(i), fresh.stability(i))

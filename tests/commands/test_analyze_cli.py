@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import saeseeds as ss
+from helpers.no_alignment import forbid_alignment
 from saeseeds.cli import main
 
 HOOK = "transformer.h.1.mlp"
@@ -89,19 +90,9 @@ def test_contexts_page_escapes_corpus_text(tmp_path: Path) -> None:
     assert "(none)" in html
 
 
-def _no_alignment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make every alignment entry point fail: the code under test must not align."""
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError("an alignment was computed")
-
-    monkeypatch.setattr("saeseeds.align.pair.max_cosine_assignments", refuse)
-    monkeypatch.setattr("saeseeds.align.assignment.dense_match", refuse)
-    monkeypatch.setattr("saeseeds.align.assignment.PairScorer", refuse)
-
-
 def test_analyze_after_compare_aligns_nothing(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert main(["compare", str(run_dir), "--out", str(tmp_path / "cmp"), "--quiet"]) == 0
-    _no_alignment(monkeypatch)
+    forbid_alignment(monkeypatch)
     rc = main(["analyze", str(run_dir), "--compare", str(tmp_path / "cmp"), "--out", str(tmp_path / "an"),
                "--quiet", "--n-random", "2", "--no-lm-loss", "--config", "topk-48"])
     assert rc == 0
