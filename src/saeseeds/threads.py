@@ -18,11 +18,38 @@ from saeseeds.errors import ConfigError
 NUMBA_ENV = "NUMBA_NUM_THREADS"
 
 
+AUTO = "auto"
+"""`--threads auto`: as many threads as this process's cores minus what other jobs keep busy (`fair_share`)."""
+
+
 def check_threads(n: int, flag: str = "--threads") -> int:
     """`n` when it is a thread count (≥ 0, 0 = the libraries' default); ConfigError naming `flag` otherwise."""
     if n < 0:
-        raise ConfigError(f"{flag}: {n} must be ≥ 0 (0: the default, one thread per core)")
+        raise ConfigError(f"{flag}: {n} must be ≥ 0 (0: the default, one thread per core; or auto)")
     return n
+
+
+def fair_share(cores: int | None = None, load: float | None = None) -> tuple[int, str]:
+    """Threads that do not oversubscribe: this process's cores less the 1-minute load of other jobs (≥ 1),
+    and the reason in words. Oversubscribed torch threads spin on each other (a 2-core demo at load 2 ran
+    ~3x slower with two threads than with one)."""
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if load is None:
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    n = max(1, min(cores, cores - round(load)))
+    return n, f"{cores} cores, 1-minute load {load:.1f} from other jobs"
+
+
+def resolve_threads(value: int | str) -> tuple[int, str]:
+    """The thread count a --threads value (a count ≥ 0 or `auto`) means now, and why (empty for a count)."""
+    text = str(value).strip().lower()
+    if text == AUTO:
+        n, why = fair_share()
+        return n, f"auto: {why}"
+    if not text.lstrip("-").isdigit():
+        raise ConfigError(f"--threads: {value!r} is not a thread count (an integer ≥ 0, 0: one per core, or auto)")
+    return check_threads(int(text)), ""
 
 
 @contextmanager

@@ -101,3 +101,26 @@ def test_hook_module_replaces_the_output(model):
     assert not torch.allclose(clean, zeroed)
     # everything after block 3 sees zeros: logits are ln_f(0) @ W_U, the same at every position
     torch.testing.assert_close(zeroed[0, 0], zeroed[0, 5])
+
+
+def test_sparsify_base_model_names_resolve_to_the_lm_head_models_module(model, caplog):
+    with caplog.at_level("INFO", logger="saeseeds"):
+        assert resolve_hookpoints(model, ["h.1.mlp", "h.2"]) == ["transformer.h.1.mlp", "transformer.h.2"]
+    assert "module 'transformer.h.1.mlp'" in caplog.text  # says which module it used
+
+
+def test_transformer_lens_names_resolve_where_one_module_is_that_activation(model):
+    got = resolve_hookpoints(model, ["blocks.1.hook_mlp_out", "blocks.0.hook_attn_out", "blocks.3.hook_resid_post"])
+    assert got == ["transformer.h.0.attn", "transformer.h.1.mlp", "transformer.h.3"]
+
+
+def test_transformer_lens_hook_with_no_single_module_suggests_the_layers_modules(model):
+    with pytest.raises(DataError, match=r"hook_resid_pre.*closest module names: transformer\.h\.2, transformer\.h\.2\.ln_1"):
+        resolve_hookpoints(model, ["blocks.2.hook_resid_pre"])
+    with pytest.raises(DataError, match="matches no module"):
+        resolve_hookpoints(model, ["blocks.9.hook_mlp_out"])  # no layer 9
+
+
+def test_a_short_name_that_ends_several_modules_is_not_guessed(model):
+    with pytest.raises(DataError, match="matches no module"):
+        resolve_hookpoints(model, ["mlp"])

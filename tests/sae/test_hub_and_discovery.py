@@ -154,3 +154,14 @@ def test_loose_checkpoints_get_distinct_names_or_the_given_ones(tmp_path: Path) 
         seed_sets(paths, names=["a", "b"])
     with pytest.raises(ConfigError, match="distinct"):
         seed_sets(paths, names=["a", "a", "c"])
+
+
+def test_a_mistyped_local_path_is_an_immediate_line_not_a_hub_lookup(cache: Path, monkeypatch) -> None:
+    (Path("runs") / "x" / "seed0").mkdir(parents=True)
+
+    def no_hub(*_args, **_kwargs):
+        raise AssertionError("a name whose first folder exists here was looked up on the hub")
+
+    monkeypatch.setattr(hub, "resolve_hub_name", no_hub)
+    with pytest.raises(CheckpointError, match=r"runs/x/seed9 does not exist; closest entries in runs/x: seed0"):
+        hub.resolve_checkpoint("runs/x/seed9")

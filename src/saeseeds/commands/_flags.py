@@ -56,12 +56,14 @@ def add_quiet_flag(parser: argparse.ArgumentParser, *aliases: str) -> None:
                             "stats, timings, files written, library info messages")
 
 
-def add_threads_flag(parser: argparse.ArgumentParser, default: int = 0, why: str = "") -> None:
-    """--threads N: CPU threads for torch and numba during this verb (the CLI applies it, `cli.cpu_threads`);
-    0 keeps the libraries' default, one per core. `why` explains a verb's own default."""
+def add_threads_flag(parser: argparse.ArgumentParser, default: int | str = 0, why: str = "") -> None:
+    """--threads N|auto: CPU threads for torch and numba during this verb (the CLI applies it, `cli.cpu_threads`);
+    0 keeps the libraries' default, one per core; auto leaves the cores other jobs keep busy. `why` explains a
+    verb's own default."""
     parser.add_argument(
-        "--threads", type=int, default=default, metavar="N",
-        help=f"CPU threads for torch and numba (default {default}{': ' + why if why else ''}; 0: one per core). "
+        "--threads", default=default, metavar="N|auto",
+        help=f"CPU threads for torch and numba (default {default}{': ' + why if why else ''}; 0: one per core; "
+             "auto: the cores other jobs leave free, by the 1-minute load). "
              "On a machine shared with other jobs fewer threads avoid threads waiting on each other")
 
 

@@ -19,8 +19,14 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from saeseeds.commands._flags import add_overwrite_flag, add_rule_flags, rule_from_args
+from saeseeds.commands._flags import (
+    add_overwrite_flag,
+    add_rule_flags,
+    add_threads_flag,
+    rule_from_args,
+)
 from saeseeds.errors import ConfigError
+from saeseeds.threads import AUTO
 
 DEMO_CONFIG = "demo.toml"
 DEMO_SCHEMA = "saeseeds.demo/1"
@@ -43,6 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--skip-analysis", action="store_true", help="stop after the cross-seed comparison")
     add_rule_flags(parser)
     add_overwrite_flag(parser)
+    add_threads_flag(parser, AUTO, "a first run on a shared machine must not oversubscribe its cores")
     parser.set_defaults(func=run, accepts_overrides=True)
 
 

@@ -8,6 +8,7 @@ never run.
 from __future__ import annotations
 
 import difflib
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from fnmatch import fnmatchcase
@@ -16,7 +17,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from saeseeds.data.hookpoint_names import layer_modules, translate
 from saeseeds.errors import DataError
+
+log = logging.getLogger(__name__)
 
 
 class _StopForward(Exception):
@@ -29,9 +33,19 @@ def _matches(pattern: str, name: str) -> bool:
     return len(p_parts) == len(n_parts) and all(fnmatchcase(n, p) for p, n in zip(p_parts, n_parts))
 
 
+def _translated(pattern: str, names: Sequence[str]) -> list[str]:
+    """A sparsify or TransformerLens spelling read as this model's one HF module (logged), else nothing."""
+    hit = translate(pattern, names)
+    if hit is None:
+        return []
+    log.info("hookpoint %r read as a %s name: module %r", pattern, hit[1], hit[0])
+    return [hit[0]]
+
+
 def resolve_hookpoints(model: nn.Module, patterns: Sequence[str]) -> list[str]:
     """Expand `patterns` to module names of `model`, in the model's module order, without duplicates.
 
+    A sparsify (base-model) or TransformerLens name that stands for exactly one module is read as that module.
     A name or pattern that matches nothing raises DataError listing the closest module names.
     """
     names = [name for name, _ in model.named_modules() if name]
@@ -42,9 +56,9 @@ def resolve_hookpoints(model: nn.Module, patterns: Sequence[str]) -> list[str]:
         if any(ch in pattern for ch in "*?["):
             hits = [n for n in names if _matches(pattern, n)]
         else:
-            hits = [pattern] if pattern in position else []
+            hits = [pattern] if pattern in position else _translated(pattern, names)
         if not hits:
-            close = difflib.get_close_matches(pattern, names, n=6, cutoff=0.6)
+            close = layer_modules(pattern, names) or difflib.get_close_matches(pattern, names, n=6, cutoff=0.6)
             hint = f"; closest module names: {', '.join(close)}" if close else ""
             raise DataError(
                 f"lm.hookpoints: {pattern!r} matches no module of {type(model).__name__}{hint}"

@@ -48,11 +48,28 @@ def resolve_checkpoint(name: str | Path) -> Path:
     """
     path = Path(name)
     text = str(name)
-    if path.exists() or not is_hub_name(text):
+    if path.exists() or not is_hub_name(text) or _starts_locally(path):
         if not path.exists():
-            raise CheckpointError(f"checkpoint directory {path} does not exist")
+            raise CheckpointError(f"checkpoint directory {path} does not exist{_closest(path)}")
         return path
     return resolve_hub_name(text)
+
+
+def _starts_locally(path: Path) -> bool:
+    """Whether a relative name's first folder exists here: then it is a mistyped local path, never a hub name
+    (looking it up on the hub would only fail, after ~15 s of retries)."""
+    return not normalized(str(path)).startswith((HF_PREFIX, SAELENS_PREFIX)) and Path(path.parts[0]).is_dir()
+
+
+def _closest(path: Path) -> str:
+    """'; closest entries in PARENT: ...' for the deepest existing parent of a missing path."""
+    import difflib
+
+    parent = next((p for p in path.parents if p.is_dir()), None)
+    if parent is None:
+        return ""
+    close = difflib.get_close_matches(path.relative_to(parent).parts[0], [e.name for e in parent.iterdir()], n=4)
+    return f"; closest entries in {parent}: {', '.join(close)}" if close else ""
 
 
 def resolve_hub_name(name: str) -> Path:
