@@ -261,3 +261,81 @@ def test_json_rejects_unknown_objects() -> None:
     """Anything without a JSON meaning is a TypeError naming its type, never a silent repr."""
     with pytest.raises(TypeError, match="object"):
         json_text({"x": object()})
+
+
+# --------------------------------------------------------------------------------------------
+# long names, killed writers, live writers (reliability campaign 3: B59, D10)
+
+
+def test_temporaries_of_a_long_name_stay_under_name_max(tmp_path: Path) -> None:
+    """A 250-character target: the temporary beside it is shortened (it exceeded NAME_MAX: ENAMETOOLONG)."""
+    name = "n" * 250
+    atomic_write_text(tmp_path / name, "x")
+    with atomic_dir(tmp_path / ("d" * 250)) as tmp:
+        assert len(os.fsencode(tmp.name)) < 255
+        (tmp / "f").write_text("1")
+    with atomic_dir(tmp_path / ("d" * 250)) as tmp:  # replacing it goes through a backup name too
+        (tmp / "g").write_text("2")
+    assert (tmp_path / name).read_text() == "x"
+    assert sorted(p.name for p in (tmp_path / ("d" * 250)).iterdir()) == ["g"]
+    assert leftovers(tmp_path) == []
+    assert atomic.short_name("é" * 200) != atomic.short_name("é" * 199 + "e")  # a hash keeps names apart
+
+
+KILL_BETWEEN_RENAMES = """
+import os, signal, sys
+from saeseeds import atomic
+real = os.rename
+def rename(src, dst):
+    real(src, dst)
+    if str(dst).endswith(atomic.BACKUP_SUFFIX):
+        os.kill(os.getpid(), signal.SIGKILL)
+os.rename = rename
+with atomic.atomic_dir(sys.argv[1]) as tmp:
+    (tmp / "new.bin").write_bytes(b"new")
+"""
+
+
+@pytest.mark.parametrize("name", ["out", "o" * 250])
+def test_recover_target_restores_the_backup_after_a_kill_between_the_renames(tmp_path: Path, name: str) -> None:
+    """A real SIGKILL after the old directory went to its backup name: `recover_target` renames it back and
+    removes the new one's temporary (nothing did: --out stayed missing)."""
+    import subprocess
+    import sys
+
+    target = tmp_path / name
+    target.mkdir()
+    (target / "old.bin").write_bytes(b"old")
+    proc = subprocess.run([sys.executable, "-c", KILL_BETWEEN_RENAMES, str(target)], capture_output=True)
+    assert proc.returncode == -9, proc.stderr
+    assert not target.exists() and len(leftovers(tmp_path)) == 2
+    restored, removed = atomic.recover_target(target)
+    assert restored is not None and restored.name.endswith(BACKUP_SUFFIX)
+    assert [p.name.endswith(TEMP_SUFFIX) for p in removed] == [True]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+    assert (target / "old.bin").read_bytes() == b"old"
+    assert atomic.recover_target(target) == (None, [])
+
+
+def test_recover_target_removes_stale_temporaries_of_that_target_only(tmp_path: Path) -> None:
+    """A killed build leaves `.out.<hex>.saeseeds-tmp`: removed; another target's temporaries are not."""
+    (tmp_path / "out").mkdir()
+    mine = tmp_path / f".out.0123456789ab{TEMP_SUFFIX}"
+    mine.mkdir()
+    other = tmp_path / f".outer.0123456789ab{TEMP_SUFFIX}"
+    other.mkdir()
+    assert atomic.recover_target(tmp_path / "out") == (None, [mine])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [other.name, "out"]
+
+
+def test_a_live_writer_is_left_alone(tmp_path: Path) -> None:
+    """While a writer builds or swaps, its temporaries are locked: neither cleanup touches them."""
+    target = tmp_path / "out"
+    target.mkdir()
+    with atomic_dir(target) as tmp:
+        (tmp / "f").write_text("1")
+        assert atomic.is_live(tmp)
+        assert atomic.recover_target(target) == (None, [])
+        assert remove_stale_temps(tmp_path) == []
+        assert tmp.is_dir()
+    assert not atomic.is_live(target) and (target / "f").read_text() == "1"

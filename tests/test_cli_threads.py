@@ -4,6 +4,7 @@ caller's settings come back afterwards; a negative count is one line and exit st
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
@@ -82,12 +83,22 @@ def test_auto_is_resolved_applied_and_said_on_stderr(monkeypatch: pytest.MonkeyP
 
     def fake_run(args: argparse.Namespace) -> int:
         seen["torch"] = torch.get_num_threads()
+        logging.getLogger("saeseeds.commands.report").info("writing the report")
         return 0
 
     monkeypatch.setattr("saeseeds.commands.report.run", fake_run)
     assert main(["report", ".", "--threads", "auto"]) == 0
     assert seen["torch"] == 1
-    assert "threads: 1 (auto: 2 cores, 1-minute load 1.3 from other jobs" in capsys.readouterr().err
+    err = capsys.readouterr().err.splitlines()
+    assert err[:2] == ["threads: 1 (auto: 2 cores, 1-minute load 1.3 from other jobs; --threads N to choose)",
+                       "writing the report"]
+
+
+def test_auto_threads_note_never_joins_a_refusal(monkeypatch: pytest.MonkeyPatch, capsys, tmp_path) -> None:
+    monkeypatch.setattr(threads, "fair_share", lambda: (1, "2 cores, 1-minute load 1.3 from other jobs"))
+    assert main(["demo", "--out", str(tmp_path / "d"), "--train.bogus", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bogus" in err[0]
 
 
 @pytest.mark.parametrize("value", ["x", "1.5", "-2"])

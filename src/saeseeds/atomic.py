@@ -3,13 +3,16 @@
 Readers never see half a file or half a directory: everything is written under a temporary name beside the
 target, fsynced, then renamed into place. Unlike `tempfile.mkstemp`/`mkdtemp` (always 0600/0700), the results
 get the modes a plain `open()`/`mkdir()` would give (0o666 / 0o777 minus the umask), so colleagues sharing a
-cluster can read the outputs. Temporary names end in TEMP_SUFFIX or BACKUP_SUFFIX; `remove_stale_temps`
-cleans up after a crashed writer.
+cluster can read the outputs. Temporary names end in TEMP_SUFFIX or BACKUP_SUFFIX and stay within NAME_MAX
+however long the target's name is; a writer holds an exclusive `flock` on each of its temporaries for as long as it
+works on it, so `remove_stale_temps` (a whole directory) and `recover_target` (one target, e.g. a verb's --out) can
+tell the leftovers of a killed writer from the work of a live one.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -26,6 +29,11 @@ from typing import Any
 
 import numpy as np
 
+try:
+    import fcntl
+except ImportError:  # Windows: liveness falls back to the age of a temporary
+    fcntl = None  # type: ignore[assignment]
+
 TEMP_SUFFIX = ".saeseeds-tmp"
 """Ends the name of a file or directory still being written."""
 BACKUP_SUFFIX = ".saeseeds-old"
@@ -36,6 +44,12 @@ _TEMP_NAME = re.compile(
     + re.escape(BACKUP_SUFFIX) + r")$"
 )
 _UMASK_LOCK = threading.Lock()
+NAME_BYTES = 200
+"""Longest target name (UTF-8 bytes) used as is inside a temporary name; longer ones are shortened (`short_name`)
+so `.<name>.<12 hex><suffix>` stays under the 255-byte NAME_MAX of common file systems."""
+_HASH_CHARS = 12
+LIVE_WITHOUT_LOCKS_S = 60.0
+"""Where `flock` is unsupported (some network file systems): a temporary younger than this counts as live."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -67,9 +81,77 @@ def dir_mode() -> int:
     return 0o777 & ~current_umask()
 
 
+def short_name(name: str) -> str:
+    """`name` as temporary names embed it: unchanged up to NAME_BYTES bytes, else its start plus a hash of all of it."""
+    raw = os.fsencode(name)
+    if len(raw) <= NAME_BYTES:
+        return name
+    digest = hashlib.sha256(raw).hexdigest()[:_HASH_CHARS]
+    head = raw[: NAME_BYTES - _HASH_CHARS - 1].decode("utf-8", errors="ignore")
+    return f"{head}~{digest}"
+
+
 def _temp_path(target: Path, suffix: str) -> Path:
-    """A fresh hidden name beside `target`: `.<name>.<12 hex><suffix>`."""
-    return target.parent / f".{target.name}.{secrets.token_hex(6)}{suffix}"
+    """A fresh hidden name beside `target`: `.<name>.<12 hex><suffix>` (a long name shortened by `short_name`)."""
+    return target.parent / f".{short_name(target.name)}.{secrets.token_hex(6)}{suffix}"
+
+
+# --------------------------------------------------------------------------------------------
+# liveness: a writer locks its temporaries
+
+
+def _lock(path: Path) -> int | None:
+    """An open descriptor of `path` holding an exclusive flock (released when closed or the process dies)."""
+    if fcntl is None:
+        return None
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | (getattr(os, "O_DIRECTORY", 0) if path.is_dir() else 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _unlock(fd: int | None) -> None:
+    """Release a lock taken by `_lock`."""
+    if fd is not None:
+        os.close(fd)
+
+
+def is_live(path: Path) -> bool:
+    """True while a live process holds `path` (a temporary of this module) locked; without flock: while it is young."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | (getattr(os, "O_DIRECTORY", 0) if path.is_dir() else 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return _young(path)
+    try:
+        if fcntl is None:
+            return _young(path)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return _young(path)
+        return False
+    finally:
+        os.close(fd)
+
+
+def _young(path: Path) -> bool:
+    """Modified within LIVE_WITHOUT_LOCKS_S seconds."""
+    try:
+        return time.time() - path.lstat().st_mtime < LIVE_WITHOUT_LOCKS_S
+    except OSError:
+        return False
 
 
 def fsync_path(path: Path) -> None:
@@ -103,6 +185,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_path(path, TEMP_SUFFIX)
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    lock = _lock(tmp)  # marks the temporary as a live writer's
     try:
         write(tmp)
         os.chmod(tmp, file_mode())  # the writer may have recreated the file with other permissions
@@ -111,6 +194,8 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        _unlock(lock)
     fsync_path(path.parent)
 
 
@@ -204,12 +289,15 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     files get the umask's modes (some writers, e.g. safetensors, create files 0600), are fsynced, and it replaces
     `path` (an existing directory is renamed to a backup name, the new one is
     renamed in, then the backup is removed), so `path` is always either the complete old or the complete new
-    directory. If the block raises, `tmp` is removed and `path` is left untouched.
+    directory. If the block raises, `tmp` is removed and `path` is left untouched. A kill leaves at worst a
+    temporary or, between the two renames, `path` missing and its backup beside it: `recover_target(path)` (run
+    by every verb on its --out) puts that backup back and removes the temporaries.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_path(target, TEMP_SUFFIX)
     os.mkdir(tmp, 0o777)
+    lock = _lock(tmp)  # held through the swap: the lock follows the directory when it is renamed in
     try:
         os.chmod(tmp, dir_mode())
         yield tmp
@@ -219,6 +307,8 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        _unlock(lock)
 
 
 def follow_umask(root: Path) -> None:
@@ -249,17 +339,21 @@ def _swap_in(new: Path, target: Path) -> None:
         fsync_path(target.parent)
         return
     backup = _temp_path(target, BACKUP_SUFFIX)
-    os.rename(target, backup)
+    lock = _lock(target)  # the backup stays marked as this writer's until it is removed
     try:
-        os.rename(new, target)
-    except BaseException:
-        os.rename(backup, target)
-        raise
-    fsync_path(target.parent)
-    try:
-        _remove(backup)
-    except OSError:
-        pass  # the new directory is in place; remove_stale_temps deletes the leftover backup later
+        os.rename(target, backup)
+        try:
+            os.rename(new, target)
+        except BaseException:
+            os.rename(backup, target)
+            raise
+        fsync_path(target.parent)
+        try:
+            _remove(backup)
+        except OSError:
+            pass  # the new directory is in place; recover_target / remove_stale_temps delete the backup later
+    finally:
+        _unlock(lock)
 
 
 def _remove(path: Path) -> None:
@@ -270,19 +364,89 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def _exists(path: Path) -> bool:
+    """True for anything at `path`, a dangling link included."""
+    return path.exists() or path.is_symlink()
+
+
+def temps_of(target: str | Path) -> list[Path]:
+    """The temporaries and backups of this module that belong to `target` (beside it), oldest first."""
+    target = Path(target)
+    if not target.parent.is_dir():
+        return []
+    mine = short_name(target.name)
+    found = []
+    for entry in target.parent.iterdir():
+        match = _TEMP_NAME.match(entry.name)
+        if match is not None and match["name"] == mine:
+            found.append(entry)
+    return sorted(found, key=_mtime)
+
+
+def _mtime(path: Path) -> float:
+    """Modification time, 0 when the entry vanished meanwhile."""
+    try:
+        return path.lstat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def recover_target(target: str | Path) -> tuple[Path | None, list[Path]]:
+    """Undo what killed writers of `target` left beside it: (the backup restored as `target`, the entries removed).
+
+    When `target` is missing and a backup of it exists (a kill between the two renames of `atomic_dir`'s swap),
+    the newest backup is renamed back, so the old output is there again as if the interrupted run never started;
+    every other backup and temporary of `target` is deleted. Nothing is touched while any of them is held by a
+    live writer (a process working on `target` now).
+    """
+    target = Path(target)
+    entries = temps_of(target)
+    if not entries or any(is_live(e) for e in entries):
+        return None, []
+    restored = None
+    backups = [e for e in entries if e.name.endswith(BACKUP_SUFFIX)]
+    if backups and not _exists(target):
+        try:
+            os.rename(backups[-1], target)
+            restored = backups[-1]
+            fsync_path(target.parent)
+        except FileNotFoundError:
+            pass  # another process restored it first
+    removed = []
+    for entry in entries:
+        if entry != restored and _exists(entry):
+            _remove_quietly(entry)
+            removed.append(entry)
+    return restored, removed
+
+
+def _remove_quietly(path: Path) -> None:
+    """Delete a leftover; another process removing it at the same time is fine."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+
+
 def remove_stale_temps(directory: str | Path, *, min_age_s: float = 0.0) -> list[Path]:
     """Delete temporaries that crashed writers of this module left in `directory`; returns what it touched.
 
     A backup whose target is missing (a crash between the two renames of `atomic_dir`) is renamed back to the
-    target instead of being deleted. Entries younger than `min_age_s` seconds are kept, so a writer still at
-    work in `directory` is not disturbed; only names this module creates are considered.
+    target instead of being deleted (a backup of a shortened long name whose target cannot be told is left for
+    `recover_target`). Entries held by a live writer (`is_live`) or younger than `min_age_s` seconds are kept;
+    only names this module creates are considered.
     """
     directory = Path(directory)
     if not directory.is_dir():
         return []
     now = time.time()
     touched = []
-    for entry in sorted(directory.iterdir()):
+    entries = sorted(directory.iterdir())
+    by_short = {short_name(e.name): e for e in entries if not _TEMP_NAME.match(e.name)}
+    for entry in entries:
         match = _TEMP_NAME.match(entry.name)
         if match is None:
             continue
@@ -290,13 +454,18 @@ def remove_stale_temps(directory: str | Path, *, min_age_s: float = 0.0) -> list
             age = now - entry.lstat().st_mtime
         except FileNotFoundError:
             continue
-        if age < min_age_s:
+        if age < min_age_s or is_live(entry):
             continue
-        target = directory / match["name"]
-        if match["suffix"] == BACKUP_SUFFIX and not target.exists() and not target.is_symlink():
+        target = by_short.get(match["name"])
+        if target is None and short_name(match["name"]) == match["name"]:
+            target = directory / match["name"]
+        if match["suffix"] == BACKUP_SUFFIX and (target is None or not _exists(target)):
+            if target is None:
+                continue  # a shortened name whose target is gone: only recover_target(target) knows it
             os.rename(entry, target)
+            by_short[match["name"]] = target
         else:
-            _remove(entry)
+            _remove_quietly(entry)
         touched.append(entry)
     return touched
 
@@ -313,7 +482,11 @@ __all__ = [
     "current_umask",
     "dir_mode",
     "file_mode",
+    "is_live",
     "json_safe",
     "json_text",
+    "recover_target",
     "remove_stale_temps",
+    "short_name",
+    "temps_of",
 ]

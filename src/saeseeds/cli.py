@@ -24,6 +24,8 @@ _QUIET_ALIASES = ("no_progress",)
 """Older per-verb quiet switches (`demo --no-progress`) that `--quiet` also sets."""
 _USAGE_PREFIX = re.compile(r"^\s*`saeseeds [^`]*`:\s*")
 log = logging.getLogger("saeseeds.cli")
+INTERRUPTED = 130
+"""Exit status after Ctrl-C (SIGINT): 128 + the signal's number, as shells report it."""
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -135,7 +137,11 @@ def _complete_verb(verb: argparse.ArgumentParser) -> None:
 def entry() -> NoReturn:
     """The console script (and `python -m saeseeds`): `main` in a fresh process, with the objects of its
     imports kept out of the garbage collector's walks (`saeseeds.startup`)."""
-    status = main(fresh_process=True)
+    try:
+        status = main(fresh_process=True)
+    except KeyboardInterrupt:  # Ctrl-C before a verb started (while its imports load)
+        print("saeseeds: interrupted", file=sys.stderr)
+        status = INTERRUPTED
     freeze_before_exit()
     sys.exit(status)
 
@@ -160,7 +166,7 @@ def main(argv: Sequence[str] | None = None, *, fresh_process: bool = False) -> i
                 setattr(args, alias, True)
     if fresh_process:
         import_frozen("torch")  # every verb needs it; --help and --version, done above, do not
-    from saeseeds.log import level_from_flags, log_written, setup_logging
+    from saeseeds.log import level_from_flags, log_written, say_with_first_status, setup_logging
     from saeseeds.threads import cpu_threads, resolve_threads
 
     setup_logging(level_from_flags(quiet, bool(getattr(args, "verbose", False))))
@@ -170,7 +176,7 @@ def main(argv: Sequence[str] | None = None, *, fresh_process: bool = False) -> i
     try:
         threads, why = resolve_threads(args.threads)
         if why:
-            log.info("threads: %d (%s; --threads N to choose)", threads, why)
+            say_with_first_status(f"threads: {threads} ({why}; --threads N to choose)")
         with cpu_threads(threads):
             log.debug("cpu threads: %s", threads or "the default, one per core")
             status = int(args.func(args) or 0)
@@ -178,6 +184,9 @@ def main(argv: Sequence[str] | None = None, *, fresh_process: bool = False) -> i
             log_written(args.out, started)
         log.debug("%s done in %.1fs (exit status %d)", args.command, time.perf_counter() - clock, status)
         return status
+    except KeyboardInterrupt as err:  # Ctrl-C: one line (train says the step and how to resume), no traceback
+        print(f"saeseeds {args.command}: {one_line(err) or 'interrupted'}", file=sys.stderr)
+        return INTERRUPTED
     except SaeseedsError as err:
         message = str(err)
     except OSError as err:  # last resort: a file system refusal that no check caught (--out under a file, ...)

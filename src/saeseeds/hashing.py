@@ -5,6 +5,7 @@ ground-truth files is computed the same way and stays byte-identical across rele
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -51,3 +52,36 @@ def tensor_digest(name: str, tensor: Tensor) -> bytes:
     """Raw SHA-256 of a named tensor: its name, dtype and shape as a header, then its bytes (`tensor_bytes`)."""
     header = f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode()
     return sha256_digest(header, tensor_bytes(tensor))
+
+
+FILE_CHUNK = 1 << 22
+"""Bytes read at a time when hashing a file (4 MiB: a big state file is never held in memory twice)."""
+
+
+def file_sha256(path: str | Path) -> str:
+    """The hex SHA-256 of a file's bytes, read in chunks (the `sha256sum` of the file)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(FILE_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class HashingWriter:
+    """A binary file wrapper that SHA-256-hashes every byte written through it (e.g. by torch.save), so a
+    writer learns its file's digest without reading the file back."""
+
+    def __init__(self, fh: Any) -> None:
+        self.fh, self.digest = fh, hashlib.sha256()
+
+    def write(self, data: BytesLike) -> int:
+        """Hash `data`, then write it."""
+        self.digest.update(data)
+        return self.fh.write(data)
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+    def hexdigest(self) -> str:
+        """The hex SHA-256 of everything written so far (`file_sha256` of the finished file)."""
+        return self.digest.hexdigest()

@@ -90,6 +90,30 @@ def setup_logging(level: int = logging.INFO) -> None:
         verbose_libraries()
 
 
+class _SayFirst(logging.Filter):
+    """Holds one status line back until the command says something else (INFO or above) and then says it
+    first: a command refused on its input still prints its error as the only line on stderr."""
+
+    def __init__(self, handler: logging.Handler, line: str) -> None:
+        super().__init__()
+        self.handler, self.line = handler, line
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.INFO:
+            self.handler.removeFilter(self)
+            self.handler.handle(logging.LogRecord(LOGGER, logging.INFO, __file__, 0, self.line, None, None))
+        return True
+
+
+def say_with_first_status(line: str) -> None:
+    """Log `line` (INFO) just before the command's first status line, or never if it is refused first."""
+    logger = logging.getLogger(LOGGER)
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    for handler in [h for h in logger.handlers if isinstance(h, _StderrHandler)]:
+        handler.addFilter(_SayFirst(handler, line))
+
+
 def reset_logging() -> None:
     """Undo `setup_logging` (for code that runs the CLI's `main` in-process, like the tests): our handler off,
     the package logger back to its library defaults (level unset, propagating)."""

@@ -32,10 +32,16 @@ def _writable(path: Path) -> bool:
     return probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)
 
 
+def saeseeds_cache_dir() -> Path:
+    """`$XDG_CACHE_HOME/saeseeds`, or `~/.cache/saeseeds`: the user's cache of saeseeds (numba kernels, screen
+    timings of `saeseeds.align.screen_choice`)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "saeseeds"
+
+
 def user_cache_dir() -> Path:
     """`$XDG_CACHE_HOME/saeseeds/numba`, or `~/.cache/saeseeds/numba`."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "saeseeds" / "numba"
+    return saeseeds_cache_dir() / "numba"
 
 
 def choose_cache_dir(package_dir: Path = PACKAGE_DIR,

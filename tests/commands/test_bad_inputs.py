@@ -243,6 +243,11 @@ CASES: list[Case] = [
     # --- the command line itself
     C("V02", "frobnicate", "frobnicate"),
     C("V03", "train {fx}/cfg/ok.toml", "--out"),
+    # --- names that become paths (reliability campaign 3, D4-D6; more in tests/test_out_safety.py)
+    C("B38", f"{T} --data.hookpoint ../escape_here/x", "data.hookpoint", "../escape_here/x"),
+    C("B40", f"{T} --data.hookpoint .state", "data.hookpoint", ".state"),
+    C("B42", "export {fx}/ck/good0 {fx}/ck/good1 --format run --hookpoint ../escape_here/y --out {out}",
+      "--hookpoint", "../escape_here/y"),
 ]
 
 OK_TOML = """\

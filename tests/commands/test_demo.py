@@ -49,6 +49,10 @@ def test_demo_runs_offline_and_its_checkpoints_load_in_sparsify(tmp_path, monkey
     assert set(summary["alignment"]) == {k.rsplit("/", 1)[0] for k in keys}
     analysis = json.loads((out / "analysis" / "analysis.json").read_text())
     assert len(analysis["configs"]) == 2
+    tokens = analysis["analysis_tokens"]  # the demo asks for the training rows (replayed, each once) ...
+    assert tokens["train_rows"] > 0 and tokens["distinct"] is True and tokens["lm_forward"] is False
+    for conf in analysis["configs"].values():  # ... and for the model-based ablation, which analyze skips by default
+        assert json.loads((out / "analysis" / conf["dir"] / "ablation.json").read_text())["lm_loss"] == "ok"
     assert unstamped(out) == [] and absolute_paths(out) == []  # every JSON stamped; paths relative to their file
 
     sparsify = pytest.importorskip("sparsify")

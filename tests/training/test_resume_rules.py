@@ -91,8 +91,11 @@ def test_a_non_empty_directory_that_is_not_a_run_is_refused(tmp_path: Path) -> N
     assert (out / "metrics.jsonl").read_text() == '{"mine": 1}\n'
     with pytest.raises(ConfigError, match="exclude each other"):
         train_run(cfg(), pair(data()), out, resume=True, overwrite=True)
-    train_run(cfg(), pair(data()), out, overwrite=True)
-    assert "mine" not in (out / "metrics.jsonl").read_text()
+    with pytest.raises(CheckpointError, match="replaces only an earlier saeseeds run"):  # never foreign files
+        train_run(cfg(), pair(data()), out, overwrite=True)
+    assert (out / "metrics.jsonl").read_text() == '{"mine": 1}\n'
+    (out / "metrics.jsonl").unlink()
+    train_run(cfg(), pair(data()), out)
     with pytest.raises(CheckpointError, match="already holds a run"):
         train_run(cfg(), pair(data()), out)
     train_run(cfg(), pair(data()), out, overwrite=True)  # a run may be replaced too
@@ -114,7 +117,10 @@ def test_cli_overwrite_flag_and_refusal(tmp_path: Path) -> None:
     (tmp_path / "out" / "notes.txt").write_text("keep me")
     args = ["train", str(tmp_path / "cfg.toml"), "--out", str(tmp_path / "out")]
     assert main(args) == 2 and (tmp_path / "out" / "notes.txt").is_file()
-    assert main([*args, "--overwrite"]) == 0 and not (tmp_path / "out" / "notes.txt").exists()
+    assert main([*args, "--overwrite"]) == 2 and (tmp_path / "out" / "notes.txt").is_file()  # not a run: kept
+    (tmp_path / "out" / "notes.txt").unlink()
+    assert main(args) == 0 and main(args) == 2  # a run now: plain train refuses, --overwrite replaces it
+    assert main([*args, "--overwrite"]) == 0
 
 
 def test_a_listed_seed_missing_on_disk_is_an_error(tmp_path: Path) -> None:

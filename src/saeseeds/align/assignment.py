@@ -29,6 +29,7 @@ from saeseeds.align.lsap import (
     solve_sparse_max,
     unmatched_rows_and_cols,
 )
+from saeseeds.align.screen_choice import ScreenChoice, check_screen
 from saeseeds.align.screen_kernels import (
     pool_by_row,
     pool_count_below,
@@ -75,6 +76,7 @@ class AssignmentStats:
 
     method: str = "dense"
     screen: str = ""
+    screen_choice: dict[str, object] = field(default_factory=dict)  # why this screen (screen_choice.as_dict)
     candidates_per_row: int = 0
     initial_pairs: int = 0
     final_pairs: int = 0
@@ -106,7 +108,7 @@ def max_cosine_assignment(
     device: str | torch.device | None = None,
     candidates: int = CANDIDATES,
     dense_max_pairs: int | None = None,
-    screen: ScreenMode | None = None,
+    screen: ScreenMode | str | None = None,
     with_row_max: bool = False,
     with_col_max: bool = False,
     progress: bool = False,
@@ -131,13 +133,15 @@ def max_cosine_assignments(
     device: str | torch.device | None = None,
     candidates: int = CANDIDATES,
     dense_max_pairs: int | None = None,
-    screen: ScreenMode | None = None,
+    screen: ScreenMode | str | None = None,
     with_row_max: bool | Sequence[bool] = False,
     with_col_max: bool | Sequence[bool] = False,
     progress: bool = False,
 ) -> list[Assignment]:
     """`max_cosine_assignment` of several (a, b) problems; those solved densely overlap (`dense_matches`).
     `with_row_max` / `with_col_max` may be given per problem."""
+    if not isinstance(screen, ScreenChoice):
+        check_screen(screen)  # a bad name fails even when every problem is solved densely
     n = len(problems)
     row_maxes = [with_row_max] * n if isinstance(with_row_max, bool) else list(with_row_max)
     col_maxes = [with_col_max] * n if isinstance(with_col_max, bool) else list(with_col_max)
@@ -197,7 +201,8 @@ def certified_assignment(
     """
     transposed = scorer.n_a > scorer.n_b
     work = scorer.swapped() if transposed else scorer
-    stats = AssignmentStats(method="sparse", screen=work.screen, candidates_per_row=candidates)
+    stats = AssignmentStats(method="sparse", screen=work.screen, screen_choice=work.choice.as_dict(),
+                            candidates_per_row=candidates)
     pool = screen_pool(work, candidates, LEADERS, progress=progress)
     proof = _Proof(work, pool, progress)
     stats.initial_pairs = proof.graph.nnz
@@ -587,7 +592,7 @@ def row_max_cosine(
     *,
     absolute: bool = False,
     device: str | torch.device | None = None,
-    screen: ScreenMode | None = None,
+    screen: ScreenMode | str | None = None,
     progress: bool = False,
 ) -> np.ndarray:
     """Exact maximum cosine of every row of `a` over all rows of `b` (one chunked pass)."""

@@ -21,6 +21,8 @@ On disk (`save` / `load`, schema `saeseeds.cross_seed/1`, documented in docs/for
 from __future__ import annotations
 
 import itertools
+import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,18 +155,47 @@ class CrossSeedResult:
         return {"mean": float(vals.mean()), "std": float(vals.std())} if vals.size else {
             "mean": float("nan"), "std": float("nan")}
 
+    def dead(self) -> list[np.ndarray] | None:
+        """Per seed, the latents that never fired on the held-out rows (firing frequency 0); None when any seed's
+        frequencies are unknown."""
+        if len(self.frequencies) != self.num_seeds or any(f is None for f in self.frequencies):
+            return None
+        masks = [np.asarray(f, dtype=np.float64) == 0 for f in self.frequencies]  # type: ignore[arg-type]
+        if [len(m) for m in masks] != list(self.num_latents):
+            return None
+        return masks
+
     def stability_summary(self) -> dict[str, Any]:
-        """Share of all latents (over seeds) that are stable / unstable under the rule, and mean stability."""
+        """Stable / unstable shares and mean stability under the rule, over all latents of all seeds and over the
+        alive ones, with the dead latents counted apart (a dead latent is found in no other seed, so over all
+        latents it counts as unstable: `unstable_dead` says how many of the unstable are dead)."""
         groups = self.groups()
+        dead = self.dead()
         if not groups:
             return {"stable_fraction": float("nan"), "unstable_fraction": float("nan"),
-                    "mean_stability": float("nan")}
+                    "mean_stability": float("nan"), "latents": 0, "dead": None, "alive": None}
         stab = np.concatenate([g.stability for g in groups])
-        return {
-            "stable_fraction": float(np.concatenate([g.stable for g in groups]).mean()),
-            "unstable_fraction": float(np.concatenate([g.unstable for g in groups]).mean()),
-            "mean_stability": float(stab.mean()),
+        stable = np.concatenate([g.stable for g in groups])
+        unstable = np.concatenate([g.unstable for g in groups])
+        out: dict[str, Any] = {
+            "stable_fraction": float(stable.mean()), "unstable_fraction": float(unstable.mean()),
+            "mean_stability": float(stab.mean()), "latents": int(stab.size),
+            "dead": None, "alive": None, "dead_fraction": None, "unstable_dead": None,
+            "stable_fraction_alive": None, "unstable_fraction_alive": None, "mean_stability_alive": None,
+            "fractions_note": "stable_fraction, unstable_fraction and mean_stability are over all latents, dead "
+                              "ones included (counted unstable); the *_alive ones over the latents that fire on "
+                              "the held-out rows; dead = never fired there (null: frequencies not stored)",
         }
+        if dead is not None:
+            is_dead = np.concatenate(dead)
+            alive = ~is_dead
+            out.update(dead=int(is_dead.sum()), alive=int(alive.sum()), dead_fraction=float(is_dead.mean()),
+                       unstable_dead=int((unstable & is_dead).sum()))
+            if alive.any():
+                out.update(stable_fraction_alive=float(stable[alive].mean()),
+                           unstable_fraction_alive=float(unstable[alive].mean()),
+                           mean_stability_alive=float(stab[alive].mean()))
+        return out
 
     def only_in_base(self) -> tuple[np.ndarray, np.ndarray]:
         """Mean and spread of the count of base latents found in none of M other seeds, M = 0 .. S-1.
@@ -262,8 +293,7 @@ class CrossSeedResult:
             alignments: dict[tuple[int, int], Alignment] = {}
             for entry in record["pairs"]:
                 i, j = int(entry["i"]), int(entry["j"])
-                with np.load(directory / entry["file"]) as data:
-                    arrays = {k: data[k] for k in data.files}
+                arrays = read_npz(directory / entry["file"])
                 al = Alignment(
                     dec_partner=arrays["dec_partner"], dec_cos=arrays["dec_cos"],
                     enc_partner=arrays["enc_partner"], enc_cos=arrays["enc_cos"],
@@ -279,8 +309,9 @@ class CrossSeedResult:
                 alignments[(j, i)] = reverse_alignment(al, arrays["dec_max_cos_b"])
             frequencies: list[np.ndarray | None] = []
             for i in range(len(names)):
-                with np.load(directory / "latents" / f"{i}.npz") as data:
-                    frequencies.append(data["firing_frequency"] if "firing_frequency" in data.files else None)
+                frequencies.append(read_npz(directory / "latents" / f"{i}.npz").get("firing_frequency"))
+        except DataError:
+            raise
         except (KeyError, ValueError, OSError, IndexError) as err:
             raise DataError(f"{path}: malformed cross-seed result ({type(err).__name__}: {err})") from err
         missing = [(i, j) for i, j in itertools.permutations(range(len(names)), 2) if (i, j) not in alignments]
@@ -291,6 +322,18 @@ class CrossSeedResult:
                    [str(resolve_path(p, directory)) for p in record.get("paths", [])],
                    [str(d) for d in record.get("digests", [])],
                    frequencies)
+
+
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an .npz file; DataError naming the file when it is missing, cut or corrupt (a damaged zip
+    raises zipfile, zlib and EOF errors besides numpy's own)."""
+    if not path.is_file():
+        raise DataError(f"{path} is missing")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError, KeyError, RuntimeError) as err:
+        raise DataError(f"{path} is not a readable .npz file ({type(err).__name__}: {err})".splitlines()[0]) from err
 
 
 def _check_lengths(al: Alignment, n: int, path: Path) -> None:

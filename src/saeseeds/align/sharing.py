@@ -125,3 +125,17 @@ class SharingRule:
     def replace(self, **changes: Any) -> SharingRule:
         """A copy with some fields changed (validated)."""
         return SharingRule(**(self.to_dict() | changes))
+
+
+def describe_stability(summary: Mapping[str, Any]) -> str:
+    """One line from `CrossSeedResult.stability_summary()`: the stable / unstable shares of all latents, and the
+    dead latents apart (they count as unstable over all latents) with the shares of the alive ones."""
+    line = (f"stable {summary['stable_fraction']:.1%}, unstable {summary['unstable_fraction']:.1%} of all "
+            f"{summary.get('latents', 0):,} latents")
+    if summary.get("dead") is None:
+        return line + " (dead latents unknown: no stored firing frequencies; any dead one counts as unstable)"
+    line += f" ({summary['dead']:,} dead, {summary.get('unstable_dead', 0):,} of them counted unstable"
+    if summary.get("stable_fraction_alive") is None:
+        return line + "; none alive)"
+    return (line + f"; of the {summary['alive']:,} alive: stable {summary['stable_fraction_alive']:.1%}, "
+            f"unstable {summary['unstable_fraction_alive']:.1%})")

@@ -1,7 +1,8 @@
 """Chunked cosine similarities between the rows of two weight matrices, with rigorous error bounds.
 
 Two kinds of value come out of here. *Approximate* blocks (``approx_rows``) are computed fast (int8,
-bf16 or fp32 GEMM on the fastest device) and come with a per-pair error bound
+bf16 or fp32 GEMM; by default the one this machine runs fastest, `saeseeds.align.screen_choice`) and come
+with a per-pair error bound
 ``|approx[i, j] - exact[i, j]| <= err_a[i] + err_b[j] + err_const``, so that a pair that was never
 looked at exactly can still be bounded. *Exact* values (``exact_pairs``) are float64 dot products of
 the stored unit rows. Nothing here builds an ``n_a x n_b`` matrix (the dense solver's is `saeseeds.align.dense`).
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from saeseeds.align.row_kernels import exact_dots, quantise_int8
+from saeseeds.align.screen_choice import ScreenChoice, resolve_screen
 from saeseeds.device import resolve_device
 from saeseeds.errors import DataError
 
@@ -25,13 +27,6 @@ UNIT_ROUND_FP32 = 2.0**-24
 UNIT_ROUND_TF32 = 2.0**-11
 INT8_TILE = 8192
 """Columns per int8 GEMM call in a CPU screen block."""
-
-
-def default_screen(device: torch.device) -> ScreenMode:
-    """int8 GEMM on the CPU (twice bf16's throughput there); fp32 on accelerators."""
-    if device.type == "cpu" and hasattr(torch, "_int_mm"):
-        return "int8"
-    return "fp32"
 
 
 def row_norms(weight: torch.Tensor, *, chunk: int = 8192) -> torch.Tensor:
@@ -44,6 +39,8 @@ def row_norms(weight: torch.Tensor, *, chunk: int = 8192) -> torch.Tensor:
 
 def as_weight(weight: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
     """A float32, contiguous, finite CPU [n, d] matrix (no copy when it already is one)."""
+    if isinstance(weight, np.ndarray) and any(st < 0 for st in weight.strides):
+        weight = np.ascontiguousarray(weight)  # torch refuses negative strides (a reversed view)
     w = torch.as_tensor(weight).detach()
     if w.ndim != 2:
         raise DataError(f"{name}: expected a 2-d [num_latents, d_in] matrix, got shape {tuple(w.shape)}")
@@ -68,7 +65,7 @@ class PairScorer:
         *,
         absolute: bool = False,
         device: str | torch.device | None = None,
-        screen: ScreenMode | None = None,
+        screen: ScreenMode | ScreenChoice | str | None = None,
         chunk_rows: int | None = None,
         _prepared: tuple | None = None,
     ) -> None:
@@ -79,9 +76,9 @@ class PairScorer:
                 f"row sets must share d_in; got shapes {tuple(self.a.shape)} and {tuple(self.b.shape)}"
             )
         self.device = resolve_device(device)
-        self.screen: ScreenMode = screen or default_screen(self.device)
-        if self.screen not in SCREEN_MODES:
-            raise DataError(f"screen must be one of {SCREEN_MODES}, got {self.screen!r}")
+        # None / "auto": what this machine runs fastest (saeseeds.align.screen_choice), timed once per machine
+        self.choice = resolve_screen(screen, self.device)
+        self.screen: ScreenMode = self.choice.screen  # type: ignore[assignment]
         self.absolute = absolute
         self.n_a, self.d = self.a.shape
         self.n_b = self.b.shape[0]
@@ -124,7 +121,7 @@ class PairScorer:
     def swapped(self) -> PairScorer:
         """The same scorer with the roles of `a` and `b` exchanged (rows of b against columns of a)."""
         return PairScorer(
-            self.b, self.a, absolute=self.absolute, device=self.device, screen=self.screen,
+            self.b, self.a, absolute=self.absolute, device=self.device, screen=self.choice,
             _prepared=(self._side_b, self._side_a),
         )
 

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from saeseeds.errors import DataError
+from saeseeds.errors import CheckpointError, DataError
 
 
 @dataclass
@@ -119,6 +119,7 @@ def load_eval_data(
     the tokenizer (decoding contexts; None when it cannot be found). `max_chunks` > 0 caps the LM chunks.
     Runs trained before the held-out set was stored are rebuilt with `build_eval_data` (runs the LM).
     """
+    from saeseeds.data.sources import check_run_data
     from saeseeds.training.eval_store import read_eval_set, stored_info
     from saeseeds.training.run_dir import load_run_config, read_manifest
 
@@ -127,7 +128,9 @@ def load_eval_data(
     cfg = load_run_config(run_dir)
     info = stored_info(manifest)
     if info is None:
+        check_run_data(cfg, manifest, run_dir)
         return build_eval_data(cfg, max_chunks=max_chunks, progress=progress)
+    check_stored_eval(run_dir, manifest)
     acts, rows = read_eval_set(run_dir, info)
     hookpoints = list(acts)
     sizes = [int(n) for n in rows["batch_rows"]]
@@ -156,6 +159,18 @@ def load_eval_data(
     vocab = max(len(tokenizer) if tokenizer is not None else 0, int(chunks.max()) + 1)
     special = tuple(int(t) for t in rows["special_ids"])
     return EvalData(batches, hookpoints, chunks, tokenizer, vocab, loaded, special, meta)
+
+
+def check_stored_eval(run_dir: str | Path, manifest: dict[str, Any]) -> None:
+    """CheckpointError in one line unless the run's stored held-out set (`<run>/eval/`) is what run.json records:
+    its row counts and the SHA-256 of its activations (`sha256_acts`), so an edited or cut file is never analysed.
+    Hashing the stored rows costs about a second per GB, read once more."""
+    from saeseeds.training.eval_store import eval_set_problem, stored_info
+
+    info = stored_info(manifest)
+    problem = eval_set_problem(Path(run_dir), info) if info is not None else None
+    if problem:
+        raise CheckpointError(f"{problem} (the run's stored evaluation set is not the one training wrote)")
 
 
 def _load_model(cfg: Any, manifest: dict[str, Any], *, any_model: bool = False) -> Any:

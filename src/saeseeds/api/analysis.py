@@ -24,10 +24,14 @@ from saeseeds.align.pair import sae_weights
 from saeseeds.analysis.eval_data import EvalData, load_eval_data
 from saeseeds.analysis.instability import AnalyzeOptions, ConfigAnalysis, analyze_config
 from saeseeds.analysis.token_budget import analysis_tokens
+from saeseeds.analysis.token_budget import describe as describe_tokens
+from saeseeds.analysis.verdicts import run_level_holm
 from saeseeds.api.comparison import compare_all, load_comparison
 from saeseeds.api.discovery import seed_sets, slug
 from saeseeds.atomic import atomic_dir
+from saeseeds.data.sources import check_run_data
 from saeseeds.errors import CheckpointError, DataError
+from saeseeds.names import name_problem, safe_slug
 from saeseeds.outputs import check_output_dir, mark_output
 from saeseeds.records import relative_path, write_record
 from saeseeds.sae import load_sae
@@ -60,14 +64,20 @@ def analyze(
     alignment unless signed/absolute differs, which is an error). With `out`, results are written there.
 
     Firing, trigger and ablation statistics use `options.max_tokens` analysis tokens: the held-out rows, then
-    training rows (`saeseeds.analysis.token_budget`); `train_stream` (the run's training stream, e.g. an
-    in-memory replay) saves re-running the LM for them. `eval_data`, when given, is used as the held-out set.
+    distinct training rows (`saeseeds.analysis.token_budget`); an LM run's training rows only with
+    `options.lm_train_rows`, and `train_stream` (the run's training stream, e.g. an in-memory replay) then saves
+    re-running the LM for them. By default no LM or model forward runs. `eval_data`, when given, is used as the held-out set.
+    The claims are judged with `options.rule`'s stability estimator (default: Gerasimov et al.'s `reappears`)
+    and, with `options.alternate`, with the other one beside it; Holm over all configurations together is added
+    to each verdict (`run_holm`, `attach_run_holm`).
     Status lines go to `say` when given, else to the `saeseeds` logger; the results (verdicts, file written) to
     `say` too, else at DEBUG (the CLI prints them itself: `claim_line`).
     """
     status, result_line = (say, say) if say is not None else (log.info, log.debug)
     run_dir = Path(run_dir)
     read_manifest(run_dir)  # a run directory, or one line saying it is not
+    if train_stream is None:  # training rows come from the run's data file: the one it was trained on, or refused
+        check_run_data(load_run_config(run_dir), read_manifest(run_dir), run_dir)
     opts = options or AnalyzeOptions()
     if out is not None:
         check_output_dir(out, KIND, overwrite=overwrite)
@@ -89,9 +99,9 @@ def analyze(
                                    progress=opts.progress)
     hook_input = bool(getattr(cfg.lm, "hook_input", False)) and cfg.data.source == "lm"
     tokens, token_info = analysis_tokens(run_dir, eval_data, max_tokens=opts.max_tokens,
-                                         train_stream=train_stream, progress=opts.progress)
-    status(f"evaluation data: {len(eval_data.batches)} held-out batches; analysis tokens: {token_info['tokens']:,} "
-           f"({token_info['held_out_rows']:,} held-out + {token_info['train_rows']:,} training rows), hookpoints "
+                                         lm_train_rows=opts.lm_train_rows, train_stream=train_stream,
+                                         progress=opts.progress)
+    status(f"evaluation data: {len(eval_data.batches)} held-out batches; {describe_tokens(token_info)}; hookpoints "
            f"{', '.join(eval_data.hookpoints)} ({time.perf_counter() - t0:.1f}s)")
     analyses = []
     for seed_set in sets:
@@ -107,6 +117,7 @@ def analyze(
                f"{res.tables['seconds']:.1f}s")
         for claim, verdict in res.tables["claims"].items():
             result_line(f"  {claim_line(claim, verdict)}")
+    attach_run_holm([a for a, _ in analyses], alpha=opts.alpha)
     if out is not None:
         write_analysis(run_dir, [a for a, _ in analyses], Path(out),
                        cross=[r for _, r in analyses] if computed else None)
@@ -114,12 +125,40 @@ def analyze(
     return [a for a, _ in analyses]
 
 
+STATES = {True: "holds", False: "does not hold", None: "undetermined"}
+
+
 def claim_line(claim: str, verdict: Mapping[str, Any]) -> str:
-    """One verdict of claims.json as a line: `unstable_rarer: holds (p = 0.01, Holm 0.03)`."""
-    state = {True: "holds", False: "does not hold", None: "undetermined"}[verdict["holds"]]
+    """One verdict of claims.json as a line: `unstable_rarer [reappears]: holds (p = 0.01, Holm 0.03)`, then the
+    paper's descriptive answer where there is one, and the answer under the other stability estimator."""
     detail = (f"p = {verdict['p_value']:.3g}, Holm {verdict['p_holm']:.3g}" if verdict["holds"] is not None
               else verdict.get("reason", ""))
-    return f"{claim}: {state} ({detail})"
+    estimator = (verdict.get("stability") or {}).get("estimator")
+    line = f"{claim}{f' [{estimator}]' if estimator else ''}: {STATES[verdict['holds']]} ({detail})"
+    desc = verdict.get("descriptive")
+    if isinstance(desc, Mapping):
+        share = desc.get("harm_share_stable")
+        carried = f", stable carry {share['mean']:.0%} of the ablation harm" if isinstance(share, Mapping) else ""
+        line += f"; as the paper states it: {STATES[desc.get('holds')]}{carried}"
+    alt = verdict.get("alternate")
+    if isinstance(alt, Mapping):
+        line += f"; under {alt['stability']['estimator']}: {STATES[alt.get('holds')]}"
+        if verdict.get("estimator_changes_answer"):
+            line += f" (changes: {', '.join(verdict.get('estimator_changes') or ['the answer'])})"
+    return line
+
+
+def attach_run_holm(analyses: Sequence[ConfigAnalysis], *, alpha: float) -> dict[str, Any]:
+    """Holm across the run's configurations (`verdicts.run_level_holm`): stored as `tables["run_holm"]` and, per
+    claim, as `run_holm` beside the configuration-level verdict."""
+    run = run_level_holm({f"{a.hookpoint}/{a.sae_name}": a.tables["claims"] for a in analyses}, alpha=alpha)
+    for a in analyses:
+        a.tables["run_holm"] = run
+        for name, claim in a.tables["claims"].items():
+            entry = run["claims"].get(f"{a.hookpoint}/{a.sae_name}: {name}")
+            claim["run_holm"] = ({**entry, "family": run["family"]} if entry is not None else
+                                 {"holds": None, "family": run["family"], "reason": "undetermined in its configuration"})
+    return run
 
 
 def _matching_result(seed_set: SeedSet, saes: list[Any], results: Sequence[CrossSeedResult]) -> CrossSeedResult:
@@ -146,6 +185,7 @@ def write_analysis(run_dir: Path, analyses: Sequence[ConfigAnalysis], out: Path,
         summary: dict[str, Any] = {"run_dir": relative_path(run_dir, tmp), "configs": {}}  # tmp lies beside out
         if analyses:
             summary["analysis_tokens"] = analyses[0].tables.get("analysis_tokens")
+            summary["holm_run"] = analyses[0].tables.get("run_holm")
         for res in analyses:
             rel = Path(_safe(res.hookpoint)) / _safe(res.sae_name)
             files = write_config_outputs(res, tmp / rel)
@@ -162,10 +202,21 @@ def write_analysis(run_dir: Path, analyses: Sequence[ConfigAnalysis], out: Path,
 
 def _brief(claim: dict[str, Any]) -> dict[str, Any]:
     """A claim's verdict for analysis.json (claims.json holds the per-seed numbers)."""
-    keys = ("holds", "reason", "test", "p_value", "p_holm", "alpha", "effect_size", "control", "n")
+    keys = ("paper", "question", "holds", "reason", "test", "p_value", "p_holm", "alpha", "effect_size", "control",
+            "n", "run_holm", "estimator_changes_answer")
     out = {k: claim[k] for k in keys if k in claim}
     if "effect_size" in out:
         out["effect_size"] = {k: v for k, v in out["effect_size"].items() if k != "per_seed"}
+    if "stability" in claim:
+        out["stability"] = claim["stability"]["estimator"]
+    if "descriptive" in claim:
+        out["descriptive"] = {k: v for k, v in claim["descriptive"].items() if k in ("question", "holds", "reason")
+                              or k.endswith("_share_stable") or k.endswith("_share_unstable")}
+    if "alternate" in claim:
+        alt = claim["alternate"]
+        out["alternate"] = {"stability": alt["stability"]["estimator"], "holds": alt.get("holds"),
+                            "p_value": alt.get("p_value"), "reason": alt.get("reason"),
+                            "descriptive_holds": (alt.get("descriptive") or {}).get("holds")}
     return out
 
 
@@ -233,6 +284,6 @@ def write_config_outputs(res: ConfigAnalysis, target: Path) -> list[str]:
 
 
 def _safe(name: str) -> str:
-    """A path component from a hookpoint or SAE name."""
-    return name.replace("/", "_").replace("\\", "_") or "_"
+    """A path component from a hookpoint or SAE name (saeseeds.names.safe_slug: it never leaves or hides)."""
+    return name if name_problem(name) is None else safe_slug(name)
 

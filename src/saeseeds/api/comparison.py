@@ -21,7 +21,8 @@ import numpy as np
 
 from saeseeds.align.cross_seed import CrossSeedResult, PairMap, SeedSet, align_seeds
 from saeseeds.align.pair import sae_weights
-from saeseeds.align.sharing import SharingRule
+from saeseeds.align.screen_choice import check_screen
+from saeseeds.align.sharing import SharingRule, describe_stability
 from saeseeds.analysis.frequency import binned_by_frequency, firing_frequency
 from saeseeds.api.discovery import comparable, seed_sets, slug
 from saeseeds.atomic import atomic_dir
@@ -47,8 +48,11 @@ def compare(
     activations: str | Path | None = None,
     max_tokens: int = 262_144,
     progress: bool = False,
+    screen: str = "auto",
 ) -> CrossSeedResult:
-    """The cross-seed result of one seed set: a `SeedSet`, a list of checkpoints, or a one-configuration run."""
+    """The cross-seed result of one seed set: a `SeedSet`, a list of checkpoints, or a one-configuration run.
+    `screen` (auto, int8, bf16, fp32) is the sparse alignment's screen (`saeseeds.align.screen_choice`)."""
+    check_screen(screen)
     if isinstance(inputs, SeedSet):
         chosen = inputs
     else:
@@ -58,7 +62,7 @@ def compare(
             raise DataError(f"the inputs hold {len(sets)} seed sets ({labels}); use compare_all, or pick one")
         chosen = sets[0]
     return compare_all([chosen], rule=rule, device=device, activations=activations, max_tokens=max_tokens,
-                       progress=progress)[0]
+                       progress=progress, screen=screen)[0]
 
 
 def compare_all(
@@ -69,9 +73,12 @@ def compare_all(
     activations: str | Path | None = None,
     max_tokens: int = 262_144,
     progress: bool = False,
+    screen: str = "auto",
 ) -> list[CrossSeedResult]:
     """One cross-seed result per seed set (every unordered pair aligned once), with firing frequencies when
-    the run stored them or `activations` (a .npy / .safetensors file of held-out rows) is given."""
+    the run stored them or `activations` (a .npy / .safetensors file of held-out rows) is given. `screen`:
+    auto (what this machine runs fastest, timed once per machine), int8, bf16 or fp32 (docs/cli.md)."""
+    screen = check_screen(screen)
     rule = rule or SharingRule()
     if isinstance(inputs, (str, Path)) or not all(isinstance(s, SeedSet) for s in inputs):
         sets = comparable(seed_sets(inputs))  # type: ignore[arg-type]
@@ -89,7 +96,7 @@ def compare_all(
             t1 = time.perf_counter()
             result = align_seeds(
                 weights, list(seed_set.names), rule=rule, label=seed_set.label, hookpoint=seed_set.hookpoint,
-                sae_name=seed_set.sae_name, paths=seed_set.paths, device=device,
+                sae_name=seed_set.sae_name, paths=seed_set.paths, device=device, screen=screen,
                 on_pair=lambda a, b, lbl=seed_set.label: (bar.set_postfix_str(f"{lbl}: {a} vs {b}"), bar.update(1)),
                 map_pairs=_pair_map(weights),
             )
@@ -111,8 +118,8 @@ def _log_set(result: CrossSeedResult, seconds: list[float]) -> None:
         for side in ("decoder", "encoder"):
             st = (al.stats or {}).get(side) or {}
             how.append(f"{side} {st.get('method', '?')}" + (
-                f" ({st.get('rounds', 0)} rounds, {st.get('final_pairs', 0):,} candidate pairs)"
-                if st.get("method") == "sparse" else ""))
+                f" ({st.get('screen', '?')} screen, {st.get('rounds', 0)} rounds, "
+                f"{st.get('final_pairs', 0):,} candidate pairs)" if st.get("method") == "sparse" else ""))
         log.debug("%s: %s vs %s: %s; shared %d/%d, MMCS %.3f", result.label, al.name_a, al.name_b,
                   ", ".join(how), al.n_shared, al.num_latents_a, al.mmcs)
     log.debug("%s: %d seeds loaded in %.2fs, aligned in %.2fs, frequencies in %.2fs", result.label,
@@ -160,7 +167,7 @@ def save_comparison(results: Sequence[CrossSeedResult], out: str | Path, *, over
         mark_output(tmp, KIND)
         fig_dir = tmp / "figures"
         summary: dict[str, Any] = {"rule": results[0].rule.to_dict() if results else None,
-                                   "sets": [], "pairs": [], "figures": []}
+                                   "screens": screens_used(results), "sets": [], "pairs": [], "figures": []}
         drawn: list[Path] = []
         curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         stabilities: dict[str, np.ndarray] = {}
@@ -205,6 +212,19 @@ def save_comparison(results: Sequence[CrossSeedResult], out: str | Path, *, over
     return out / "summary.json"
 
 
+def screens_used(results: Sequence[CrossSeedResult]) -> list[dict[str, Any]]:
+    """The distinct screen choices (screen, why, timings) of the sparse matchings in `results`; empty when every
+    matching was solved densely (no screen ran)."""
+    seen: dict[str, dict[str, Any]] = {}
+    for result in results:
+        for (i, j), al in result.alignments.items():
+            for side in ("decoder", "encoder") if i < j else ():
+                choice = ((al.stats or {}).get(side) or {}).get("screen_choice")
+                if choice:
+                    seen.setdefault(json.dumps(choice, sort_keys=True), choice)
+    return list(seen.values())
+
+
 def load_comparison(out: str | Path) -> list[CrossSeedResult]:
     """Every cross-seed result of a `compare` output directory."""
     out = Path(out)
@@ -230,5 +250,4 @@ def print_comparison(results: Sequence[CrossSeedResult]) -> None:
     for r in results:
         s, st = r.shared_fraction_stats(), r.stability_summary()
         print(f"{r.label}: shared fraction {s['mean']:.1%} ± {s['std']:.1%} over {r.num_seeds} seeds; "
-              f"stable {st['stable_fraction']:.1%}, unstable {st['unstable_fraction']:.1%} "
-              f"({r.rule.describe()})")
+              f"{describe_stability(st)} ({r.rule.describe()})")

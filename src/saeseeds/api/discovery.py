@@ -11,6 +11,7 @@ from pathlib import Path
 
 from saeseeds.align.cross_seed import SeedSet
 from saeseeds.errors import CheckpointError, ConfigError
+from saeseeds.names import safe_slug
 from saeseeds.sae.formats import is_checkpoint_dir
 from saeseeds.sae.hub import HF_PREFIX, SAELENS_PREFIX, normalized, resolve_checkpoint
 from saeseeds.training.run_dir import group_by_config, is_run_dir, list_checkpoints
@@ -146,5 +147,5 @@ def _unique(name: str, taken: list[str]) -> str:
 
 
 def slug(text: str) -> str:
-    """A file-name-safe version of a label."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
+    """A file-name-safe version of a label (one visible path component: saeseeds.names.safe_slug)."""
+    return safe_slug(text)

@@ -15,7 +15,8 @@ from pathlib import Path
 from saeseeds.atomic import atomic_dir
 from saeseeds.config import DataConfig, LmConfig, RunConfig, TrainConfig, to_dict
 from saeseeds.errors import CheckpointError, ConfigError
-from saeseeds.outputs import check_output_dir, mark_output
+from saeseeds.names import RUN_TOP_LEVEL, check_name, check_relative
+from saeseeds.outputs import check_output_dir, mark_output, recover_out
 from saeseeds.records import relative_path, write_record
 from saeseeds.sae.checkpoint import save_sae
 from saeseeds.sae.export import (
@@ -60,6 +61,10 @@ def export_run(sources: Sequence[str | Path], out: str | Path, *, lm: LmConfig, 
         raise ConfigError(f"--hookpoint: give exactly one hookpoint (the module the SAEs read), got {lm.hookpoints}")
     if len(sources) < 2:
         raise ConfigError("--format run: give at least two checkpoints (the seeds to analyse)")
+    check_name(lm.hookpoints[0], "--hookpoint", ConfigError, RUN_TOP_LEVEL, "it names the run's folder of checkpoints")
+    if name:
+        check_name(name, "--name", ConfigError)
+    recover_out(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         own = is_run_dir(out) and read_manifest(out).get("status") == IMPORTED
         if not (own and overwrite):
@@ -113,11 +118,18 @@ def export_targets(source: str | Path) -> list[tuple[Path, Path]]:
     if is_checkpoint_dir(root):
         return [(root, Path("."))]
     if is_run_dir(root):
-        return [(ref.path, ref.path.relative_to(root)) for ref in list_checkpoints(root)]
+        return [(ref.path, _inside(ref.path, root)) for ref in list_checkpoints(root)]
     found = checkpoint_dirs(root) if root.is_dir() else []
     if not found:
         raise CheckpointError(f"{root} holds no SAE checkpoint to export (nor a run directory with run.json)")
-    return [(path, path.relative_to(root)) for path in found]
+    return [(path, _inside(path, root)) for path in found]
+
+
+def _inside(path: Path, root: Path) -> Path:
+    """`path` relative to `root`, refused (CheckpointError) when it is not a plain path inside `root`: an export
+    writes each SAE under that relative path, so one that leaves or hides would write outside `--out`."""
+    rel = path.relative_to(root).as_posix()
+    return Path(check_relative(rel, f"{root}: checkpoint path", CheckpointError))
 
 
 def export(source: str | Path, out: str | Path, *, fmt: str = "saelens", overwrite: bool = False) -> Path:

@@ -30,9 +30,11 @@ import torch
 
 from saeseeds.align.cross_seed import CrossSeedResult, SeedSet, weights_digest
 from saeseeds.align.pair import align_weights, sae_weights
+from saeseeds.analysis.eval_data import check_stored_eval
 from saeseeds.api.comparison import compare, load_comparison
 from saeseeds.api.discovery import seed_sets
 from saeseeds.atomic import atomic_dir, atomic_write_npz
+from saeseeds.data.sources import check_run_data
 from saeseeds.data.types import as_mapping
 from saeseeds.device import resolve_device
 from saeseeds.errors import CheckpointError, ConfigError, DataError
@@ -116,6 +118,24 @@ def _pick(items: Sequence[Any], config: str | None, label: Callable[[Any], str],
     return items[0]
 
 
+def stream_limit(num_seeds: int, run_tokens: int) -> int:
+    """The most tokens pooling reads from the run's stream for one fit or selection: what all the seeds of the
+    configuration were trained on together (a fit beyond it costs more than training them again), and at least the
+    default selection (so a tiny run keeps its defaults)."""
+    return max(num_seeds * run_tokens, PoolOptions.select_tokens)
+
+
+def check_stream_budget(opts: PoolOptions, num_seeds: int, run_tokens: int, label: str) -> None:
+    """ConfigError naming the flag when --fit-tokens or --select-tokens asks more of the stream than `stream_limit`."""
+    limit = stream_limit(num_seeds, run_tokens)
+    for name, value in (("fit_tokens", opts.fit_tokens), ("select_tokens", opts.select_tokens)):
+        if value > limit:
+            raise ConfigError(
+                f"--{name.replace('_', '-')} ({name}) = {value:,} is more than pooling reads of the run's stream; "
+                f"allowed: at most {limit:,} (the larger of {PoolOptions.select_tokens:,} and the {num_seeds} seeds of "
+                f"{label} x {run_tokens:,} training tokens each)")
+
+
 def resolve_source(source: str | Path, *, config: str | None, rule: Any, run_dir: str | Path | None,
                    say: Callable[[str], None]) -> tuple[CrossSeedResult, Path, list[Path]]:
     """The cross-seed result, the run directory and the checkpoints of the configuration to pool."""
@@ -177,6 +197,9 @@ def pool(
     result, run, paths = resolve_source(source, config=config, rule=opts.rule, run_dir=run_dir, say=say)
     manifest = read_manifest(run)
     cfg = load_run_config(run)
+    if train_stream is None:  # the stream is re-read from the run's data file: the one it was trained on, or refused
+        check_run_data(cfg, manifest, run)
+    check_stored_eval(run, manifest)
     hookpoint = result.hookpoint
     saes_raw = [load_sae(p) for p in paths]
     digests = [weights_digest(*sae_weights(s)) for s in saes_raw]
@@ -196,6 +219,7 @@ def pool(
     num_seeds, n = len(saes), saes[0].num_latents
     size = opts.size or n
     run_tokens = int(manifest.get("tokens", cfg.train.num_tokens))
+    check_stream_budget(opts, num_seeds, run_tokens, result.label)
     batch = int(cfg.train.batch_size)
     fit_tokens = opts.fit_tokens if opts.fit_tokens >= 0 else (run_tokens // 4) // batch * batch
     splits = half_splits(num_seeds, opts.splits)
@@ -300,12 +324,10 @@ def pool(
             row["reappears_baseline"] = baseline_info["reappears_in_run_seeds"]
     timings["baseline"] = time.perf_counter() - t0
 
-    n_pooled = min([pooled.num_latents] + [x for row in split_rows for x in row["latents"]])
     verdicts = {
-        "vs_single_seeds": judge(split_rows, against="single", ev_tolerance=opts.ev_tolerance, alpha=opts.alpha,
-                                 n_pooled=n_pooled, n_other=n),
+        "vs_single_seeds": judge(split_rows, against="single", ev_tolerance=opts.ev_tolerance, alpha=opts.alpha),
         "vs_longer_training": judge(split_rows, against="baseline", ev_tolerance=opts.ev_tolerance,
-                                    alpha=opts.alpha, n_pooled=n_pooled, n_other=n),
+                                    alpha=opts.alpha),
     }
     recovery = _recovery(run, saes_raw, pooled, [(raw(a), raw(b)) for a, b in split_saes],
                          [raw(s) for s in baseline_saes])

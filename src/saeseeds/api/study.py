@@ -77,6 +77,37 @@ def prepare_study_dir(out: Path, *, resume: bool, overwrite: bool, remove: bool 
         shutil.rmtree(out)
 
 
+def check_study_resume(out: Path, study: StudyConfig, configs: Sequence[RunConfig], run_dirs: Sequence[Path]) -> None:
+    """Refuse `--resume` when the study's axes (study.json, once written) or the config of a complete pass
+    (its run.json) differ from the request, naming every changed field with `train --resume`'s comparison
+    (`check_resume_config`): a kept pass or comparison would otherwise stand for a config it was not trained
+    with. An interrupted pass is checked by the trainer itself when it resumes."""
+    from saeseeds.training.state import check_resume_config
+
+    requested = to_dict(study)
+    recorded = _recorded(out / "study.json", "study", StudyConfig)
+    if recorded is not None:
+        check_resume_config({"study": recorded}, {"study": requested})
+    for cfg, run_dir in zip(configs, run_dirs):
+        manifest = read_manifest(run_dir) if (run_dir / MANIFEST).is_file() else {}
+        if manifest.get("status") == "complete":
+            trained = _recorded(run_dir / MANIFEST, "config", RunConfig)
+            if trained is not None:
+                check_resume_config(trained, to_dict(cfg))
+
+
+def _recorded(path: Path, key: str, cls: type) -> dict[str, Any] | None:
+    """The config section `key` of a JSON record, with every default filled in (so equal configs compare equal);
+    None when the file or the section is absent."""
+    from saeseeds.config import from_dict
+
+    try:
+        section = json.loads(path.read_text()).get(key) if path.is_file() else None
+    except (OSError, ValueError, AttributeError) as err:
+        raise CheckpointError(f"{path}: cannot read the study's record ({err})") from err
+    return to_dict(from_dict(cls, section, f"{path}:{key}")) if isinstance(section, dict) else None
+
+
 def _train_pass(cfg: RunConfig, run_dir: Path, build: Callable[[RunConfig], SourcePair], resume: bool,
                 say: Callable[[str], None]) -> None:
     from saeseeds.training import train_run
@@ -148,10 +179,13 @@ def run_study(
         config_text = None
     else:
         study, base = load_study_config(config, list(overrides or []))
-        config_text = Path(config).read_text()
+        config_text = Path(config).read_text(encoding="utf-8")
     passes = pass_configs(study, base)
+    run_dirs = [out / "runs" / f"pass{i}" for i in range(len(passes))]
     world = current_world()  # under torchrun: every rank trains and aligns its share, rank 0 writes
     world.agreed(lambda: prepare_study_dir(out, resume=resume, overwrite=overwrite, remove=world.is_main))
+    if resume:
+        world.agreed(lambda: check_study_resume(out, study, [cfg for cfg, _ in passes], run_dirs))
     if world.is_main:
         out.mkdir(parents=True, exist_ok=True)
         mark_output(out, KIND)
@@ -165,7 +199,6 @@ def run_study(
 
         build_source = default_build
     points: dict[str, GridPoint] = {p.name: p for _, chunk in passes for p in chunk}
-    run_dirs = [out / "runs" / f"pass{i}" for i in range(len(passes))]
     n_saes = sum(len(c.saes) * len(c.train.seeds) for c, _ in passes)
     say(f"study: {len(points)} grid points x {len(passes[0][0].train.seeds)} seeds ({n_saes} SAEs per "
         f"hookpoint) in {len(passes)} pass(es); milestones {study.milestone_fractions()}")

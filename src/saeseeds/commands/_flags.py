@@ -10,14 +10,16 @@ from saeseeds.errors import ConfigError
 _DEFAULT = SharingRule()
 
 
-def add_rule_flags(parser: argparse.ArgumentParser) -> None:
-    """--threshold, --absolute, --stability, --cut, --epsilon, with SharingRule's defaults."""
+def add_rule_flags(parser: argparse.ArgumentParser, *, stability: str = _DEFAULT.stability, why: str = "") -> None:
+    """--threshold, --absolute, --stability, --cut, --epsilon, with SharingRule's defaults (a verb may default
+    --stability otherwise: `analyze` tests Gerasimov et al.'s claims with their estimator, saying `why`)."""
     group = parser.add_argument_group("sharing rule (docs/definitions.md)")
     group.add_argument("--threshold", type=float, default=_DEFAULT.threshold,
                        help=f"cosine τ a shared latent must exceed, in [0, 1) (default {_DEFAULT.threshold})")
     group.add_argument("--absolute", action="store_true", help="use |cosine| (a flipped latent counts as the same)")
-    group.add_argument("--stability", choices=STABILITY_KINDS, default=_DEFAULT.stability,
-                       help="per-latent stability: shared (P&B, default) or reappears (decoder max-cosine ≥ τ)")
+    group.add_argument("--stability", choices=STABILITY_KINDS, default=stability,
+                       help=f"per-latent stability: shared (P&B) or reappears (decoder max-cosine ≥ τ); default "
+                            f"{stability}{': ' + why if why else ''}")
     group.add_argument("--cut", choices=CUT_KINDS, default=_DEFAULT.cut,
                        help="stable/unstable split: half (≥ 1/2 / none, default) or endpoints (≥ 1-ε / ≤ ε)")
     group.add_argument("--epsilon", type=float, default=_DEFAULT.epsilon,

@@ -11,6 +11,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from saeseeds.align.screen_choice import SCREEN_CHOICES
 from saeseeds.commands._flags import (
     add_overwrite_flag,
     add_quiet_flag,
@@ -36,6 +37,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_rule_flags(p)
     add_overwrite_flag(p)
     p.add_argument("--device", default=None, help="auto / cpu / cuda / cuda:N (default auto)")
+    p.add_argument("--screen", choices=SCREEN_CHOICES, default="auto",
+                   help="GEMM that screens the pairs of large SAEs (the matching stays exact under each): auto "
+                        "(default: int8 only where this CPU runs it faster than float32, timed once per machine "
+                        "and cached), int8, bf16, fp32")
     p.add_argument("--activations", type=Path, default=None,
                    help=".npy / .safetensors held-out activations [tokens, d_in] for firing frequencies "
                         "(runs trained by saeseeds store their own)")
@@ -68,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
         if world.active and device.startswith("cuda"):
             device = f"cuda:{world.local_rank}"
         results = compare_all(sets, rule=rule, device=device, activations=args.activations,
-                              max_tokens=args.max_tokens, progress=not args.quiet and world.is_main)
+                              max_tokens=args.max_tokens, progress=not args.quiet and world.is_main,
+                              screen=args.screen)
         if not world.is_main:
             return 0
         path = save_comparison(results, args.out, overwrite=args.overwrite)

@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="fresh seeds trained for a pooled SAE's total compute (default 2; 0: no baseline)")
     p.add_argument("--ev-tolerance", type=float, default=0.01,
                    help="'equal explained variance': pooled ≥ the comparison's − this (default 0.01)")
-    p.add_argument("--alpha", type=float, default=0.05, help="level of the per-split tests (default 0.05)")
+    p.add_argument("--alpha", type=float, default=0.05, help="level of the sign-flip test over splits (default 0.05)")
     p.add_argument("--device", default="cpu", help="where the fits run: cpu (default), auto, cuda, cuda:N")
     add_quiet_flag(p)
     add_rule_flags(p)

@@ -26,14 +26,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="continue an interrupted run in --out exactly (refused if the config changes how it trains)",
     )
     parser.add_argument(
-        "--overwrite", action="store_true", help="delete everything in --out first (a run or any other files)"
+        "--overwrite", action="store_true",
+        help="replace an earlier saeseeds run in --out, whole (a folder holding anything else is refused)",
     )
     parser.set_defaults(func=run, accepts_overrides=True)
 
 
 def run(args: argparse.Namespace) -> int:
     from saeseeds.config import load_config
-    from saeseeds.outputs import check_creatable
+    from saeseeds.outputs import (
+        check_creatable,
+        check_train_out,
+        removed_if_failed_fresh,
+        run_worth_keeping,
+    )
 
     cfg = load_config(args.config, args.overrides)  # before the heavy imports: a bad config fails fast
     check_creatable(args.out)
@@ -48,13 +54,17 @@ def run(args: argparse.Namespace) -> int:
     from saeseeds.training.logging import check_sinks
     from saeseeds.training.trainer import check_out_dir
 
+    check_train_out(args.out, cfg, args.config, overwrite=args.overwrite)  # recover; inputs never inside
     check_out_dir(args.out, resume=args.resume, overwrite=args.overwrite)  # before the LM runs
     check_sinks(cfg.train)  # train.tensorboard / train.wandb_project without their package
     with launched(cfg.train.device) as world:  # under torchrun: members spread over ranks (docs/distributed.md)
         started = time.perf_counter()
         pair = build_source(cfg)
         log.debug("activation source %s ready in %.1fs", cfg.data.source, time.perf_counter() - started)
-        result = train_run(cfg, pair, args.out, resume=args.resume, overwrite=args.overwrite)
+        # bad data found before the first checkpoint: a fresh --out is removed again (docs/cli.md)
+        with removed_if_failed_fresh(args.out, enabled=not args.resume and not world.active,
+                                     keep=run_worth_keeping):
+            result = train_run(cfg, pair, args.out, resume=args.resume, overwrite=args.overwrite)
     if not world.is_main:
         return 0
     print(f"trained {len(result.metrics) or 'all'} SAEs for {result.steps} steps ({result.tokens:,} tokens)")

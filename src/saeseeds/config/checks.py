@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 import re
 from collections.abc import Iterable
 from typing import Any
 
 from saeseeds.errors import ConfigError
+from saeseeds.names import RUN_TOP_LEVEL, check_name
 
 SEED_LIMIT = 2**63
 """Seeds must fit torch.Generator.manual_seed and numpy's SeedSequence: 0 <= seed < 2**63."""
+INT_LIMIT = 2**63 - 1
+"""The largest value of an integer field without its own upper bound: counts are stored as int64."""
 
 _DEVICE = re.compile(r"auto|cpu|mps|meta|(cuda|xpu)(:\d+)?")
 
@@ -22,13 +27,28 @@ def fail(path: str, value: Any, allowed: str, reason: str = "") -> ConfigError:
 
 
 def check_int(path: str, value: Any, lo: int, hi: int | None = None, note: str = "") -> None:
-    """An integer in [lo, hi] (hi None: no upper bound); `note` explains special values such as 0."""
+    """An integer in [lo, hi] (hi None: up to INT_LIMIT, as counts end up in int64 tensors and numpy arrays);
+    `note` explains special values such as 0."""
     allowed = f"an integer >= {lo}" if hi is None else f"an integer in [{lo}, {hi}]"
     allowed += f" ({note})" if note else ""
     if isinstance(value, bool) or not isinstance(value, int):
         raise fail(path, value, allowed, "is not an integer")
+    if hi is None and value > INT_LIMIT:
+        raise fail(path, value, f"an integer in [{lo}, 2**63 - 1] (a 64-bit integer)", "is too large")
     if value < lo or (hi is not None and value > hi):
         raise fail(path, value, allowed)
+
+
+def check_finite_fields(section: Any, where: str) -> None:
+    """Every float field of a config dataclass (and every float in a list field) is finite: a NaN or inf is
+    refused even in a field the chosen architecture or source ignores, since it is stored with the run."""
+    for item in dataclasses.fields(section):
+        value = getattr(section, item.name)
+        values = list(enumerate(value)) if isinstance(value, (list, tuple)) else [(None, value)]
+        for i, v in values:
+            if isinstance(v, float) and not math.isfinite(v):
+                name = f"{where}.{item.name}" + ("" if i is None else f"[{i}]")
+                raise fail(name, v, "a finite number", "is not finite")
 
 
 def check_float(
@@ -90,9 +110,51 @@ def check_seeds(path: str, value: Any) -> None:
 
 
 def check_dir_name(path: str, value: Any, note: str = "") -> None:
-    """A name usable as one directory level: no path separator, not '.' or '..' (empty is allowed)."""
-    allowed = "a name without '/' or '\\', not '.' or '..'" + (f" ({note})" if note else "")
-    if not isinstance(value, str):
-        raise fail(path, value, allowed, "is not a string")
-    if value and ("/" in value or "\\" in value or value.strip(".") == "" or value != value.strip()):
-        raise fail(path, value, allowed, "is not a valid directory name")
+    """A name usable as one directory level (`saeseeds.names.name_problem`); empty is allowed (a default applies)."""
+    if isinstance(value, str) and not value:
+        return
+    _check_name(path, value, note)
+
+
+def check_hookpoint(path: str, value: Any, note: str = "") -> None:
+    """A hookpoint: it names the run's folder of its checkpoints, so one visible folder name, not a run file's."""
+    _check_name(path, value, note, RUN_TOP_LEVEL)
+
+
+def _check_name(path: str, value: Any, note: str, reserved: frozenset[str] = frozenset()) -> None:
+    """ConfigError naming `path` unless `value` passes `saeseeds.names.check_name` (the one rule for such names)."""
+    check_name(value, path, ConfigError, reserved, note)
+
+
+WEIGHT_BYTES = 4
+"""Bytes of one float32 encoder or decoder weight."""
+
+
+def machine_memory() -> int | None:
+    """This machine's physical memory in bytes, or None where the operating system does not say."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_fits_memory(where: str, sae: Any, d_in: int) -> None:
+    """Refuse, before anything is allocated, an SAE whose float32 weights alone (2 x num_latents x d_in) exceed this
+    machine's memory: it could never be built, trained or loaded here (training needs about four times that)."""
+    memory = machine_memory()
+    n = sae.resolved_num_latents(d_in)
+    need = 2 * n * d_in * WEIGHT_BYTES
+    if memory is None or need <= memory:
+        return
+    most = memory // (2 * d_in * WEIGHT_BYTES)
+    field, value = ("num_latents", sae.num_latents) if sae.num_latents > 0 else ("expansion_factor",
+                                                                                 sae.expansion_factor)
+    raise fail(f"{where}.{field}", value,
+               f"at most {most:,} latents at d_in {d_in} on this machine (encoder and decoder, float32)",
+               f"gives {n:,} latents, whose weights alone need {_gib(need)}, more than this machine's "
+               f"{_gib(memory)} of memory")
+
+
+def _gib(n: int) -> str:
+    """Bytes as GiB, for messages."""
+    return f"{n / 2**30:,.1f} GiB"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import sys
 import types
 import typing
@@ -11,11 +12,23 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 from saeseeds.errors import ConfigError
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+class CliText(str):
+    """A value typed after a `--section.field` flag: text that may be read as a number, a boolean or a list.
+
+    A string from a TOML file is typed data: `k = "8"` is refused (the file says text where a number belongs).
+    """
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
     """Serialise a config dataclass to plain JSON/TOML-compatible values."""
     return dataclasses.asdict(cfg)
+
+
+_EXPECTED = {bool: "true or false", int: "an integer", float: "a number"}
+"""How an error names what a field of each scalar type holds."""
 
 
 def _type_name(tp: Any) -> str:
@@ -31,8 +44,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if origin is Literal:
         allowed = get_args(tp)
         if value not in allowed:
-            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, allowed))}")
-        return value
+            raise ConfigError(f"{where}: {str(value)!r} is not one of {', '.join(map(repr, allowed))}")
+        return str(value) if isinstance(value, str) else value
     if origin in (Union, types.UnionType):
         args = [a for a in get_args(tp) if a is not type(None)]
         if value is None and len(args) < len(get_args(tp)):
@@ -45,8 +58,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 errors.append(str(err))
         raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
     if origin in (list, tuple):
-        if isinstance(value, str):
-            value = [v for v in value.split(",") if v.strip()]
+        if isinstance(value, CliText):
+            value = [CliText(v) for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         (inner, *rest) = get_args(tp) or (Any,)
@@ -60,6 +73,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a table, got {value!r}")
         return from_dict(tp, value, where)  # type: ignore[arg-type]
+    if isinstance(value, str) and not isinstance(value, CliText) and tp in (bool, int, float):
+        raise ConfigError(f"{where}: expected {_EXPECTED[tp]}, got the string {value!r} (write it without quotes)")
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -93,7 +108,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return value
+        return str(value)
     raise ConfigError(f"{where}: unsupported field type {_type_name(tp)}")  # pragma: no cover
 
 
@@ -137,14 +152,26 @@ def apply_overrides(cfg: T, overrides: list[str]) -> T:
             i += 2
         pairs.append((key, value))
     for key, value in pairs:
-        parts = key.replace("-", "_").split(".")
+        parts = [part if part.lstrip("-").isdigit() else part.replace("-", "_") for part in key.split(".")]
         if parts[0] == "sae":
             targets = [["saes", str(j), *parts[1:]] for j in range(len(data["saes"]))]
         else:
             targets = [parts]
         for path in targets:
-            _set_path(data, path, value, key)
-    return from_dict(type(cfg), data, "overrides")
+            _set_path(data, path, CliText(value), key)
+    out = from_dict(type(cfg), data, "overrides")
+    _say_single_seed(pairs)
+    return out
+
+
+def _say_single_seed(pairs: list[tuple[str, str]]) -> None:
+    """`--train.seeds 3` is the list [3], one seed, not a count of three (docs/cli.md): a warning says so."""
+    for key, value in pairs:
+        count = int(value) if value.strip().isdigit() else 0
+        if key.replace("-", "_") == "train.seeds" and count >= 2:  # seed 0 or 1 alone reads the same either way
+            example = ",".join(map(str, range(count))) if count <= 8 else "0,1,2,... (comma-separated)"
+            log.warning("--train.seeds %d is a list of seeds, not a count: one seed (seed %d) is trained; for %d "
+                        "seeds give the list, e.g. --train.seeds %s", count, count, count, example)
 
 
 def _set_path(data: dict[str, Any], path: list[str], value: str, key: str) -> None:
@@ -153,7 +180,9 @@ def _set_path(data: dict[str, Any], path: list[str], value: str, key: str) -> No
     for part in path[:-1]:
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
-                raise ConfigError(f"--{key}: index {part} out of range (there are {len(node)})")
+                allowed = f"0 to {len(node) - 1}" if node else "none: the list is empty"
+                raise ConfigError(f"--{key}: index {part} is out of range; allowed: {allowed} (counting from 0, "
+                                  f"{len(node)} item(s))")
             node = node[int(part)]
         elif isinstance(node, dict) and part in node:
             node = node[part]

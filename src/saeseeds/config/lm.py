@@ -8,6 +8,7 @@ from saeseeds.config.checks import (
     check_bool,
     check_choice,
     check_device,
+    check_hookpoint,
     check_int,
     check_text,
     fail,
@@ -41,7 +42,7 @@ class LmConfig:
     max_documents: int = 0
     """Read at most this many documents (0: all), before packing."""
     ctx_len: int = 128
-    """Tokens per packed chunk."""
+    """Tokens per packed chunk; at most the model's positions (max_position_embeddings)."""
     max_chunks: int = 0
     """Use at most this many training chunks (0: all)."""
     eval_chunks: int = 64
@@ -73,7 +74,7 @@ class LmConfig:
         if not isinstance(self.hookpoints, (list, tuple)):
             raise fail(f"{where}.hookpoints", self.hookpoints, "a list of module paths", "is not a list")
         for i, hookpoint in enumerate(self.hookpoints):
-            check_text(f"{where}.hookpoints[{i}]", hookpoint, "a module path such as 'gpt_neox.layers.6.mlp'")
+            check_hookpoint(f"{where}.hookpoints[{i}]", hookpoint, "a module path such as 'gpt_neox.layers.6.mlp'")
         if len(set(self.hookpoints)) != len(self.hookpoints):
             raise fail(f"{where}.hookpoints", self.hookpoints, "distinct module paths", "repeats a hookpoint")
         check_bool(f"{where}.hook_input", self.hook_input)

@@ -13,10 +13,17 @@ from saeseeds.errors import ConfigError
 
 def read_config_toml(path: Path) -> dict[str, Any]:
     """A config file's TOML as a dict, `[[sae]]` tables under `saes`; one ConfigError line when it is missing or bad."""
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a directory; give the path of a TOML file")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: not UTF-8 text (byte {err.start}: {err.reason}); "
+                          "save the file as UTF-8") from err
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the config file: {err.strerror or err}") from err
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML: {err}") from err
     if "sae" in data and "saes" not in data:  # [[sae]] tables read more naturally in TOML

@@ -11,7 +11,10 @@ from saeseeds.config.checks import (
     check_choice,
     check_device,
     check_dir_name,
+    check_finite_fields,
+    check_fits_memory,
     check_float,
+    check_hookpoint,
     check_int,
     check_seeds,
     check_text,
@@ -39,7 +42,7 @@ class SaeConfig:
     """A registered architecture (`saeseeds.config.architectures`): topk (Gao et al.), batchtopk (Bussmann et al.),
     relu + L1 (Bricken/Conerly), jumprelu (Rajamanoharan et al.)."""
     num_latents: int = 0
-    """Dictionary size; 0 means expansion_factor * d_in."""
+    """Dictionary size; 0 means expansion_factor * d_in. The encoder and decoder must fit in this machine's memory."""
     expansion_factor: int = 8
     """Dictionary size as a multiple of d_in, used when num_latents is 0."""
     k: int = 32
@@ -98,6 +101,7 @@ class SaeConfig:
         check_bool(f"{where}.normalize_decoder", self.normalize_decoder)
         if d_in is not None:
             check_int("d_in", d_in, 1)
+            check_fits_memory(where, self, d_in)
         get_architecture(self.architecture).validate(self, where, d_in)
         check_float(f"{where}.lr", self.lr, 0.0, note="0 means train.lr")
         check_int(f"{where}.lr_warmup_steps", self.lr_warmup_steps, 0, note="0 means train.lr_warmup_steps")
@@ -230,7 +234,8 @@ class DataConfig:
     """Where activations come from: a language model (lm), a cache made by `saeseeds cache`, array files
     (npy, safetensors), or the synthetic ground-truth generator."""
     path: str = ""
-    """npy/safetensors: the file (or directory of files); cache: the cache directory."""
+    """npy/safetensors: the one file of activations [tokens, d_in], real numbers; cache: the cache directory. A
+    relative path is relative to where `train` runs; later stages read the file run.json records."""
     tensor: str = ""
     """safetensors: name of the tensor to read (default: the only one)."""
     hookpoint: str = "activations"
@@ -251,7 +256,7 @@ class DataConfig:
             raise fail(f"{where}.path", self.path, "a string", "is not a string")
         if not isinstance(self.tensor, str):
             raise fail(f"{where}.tensor", self.tensor, "a tensor name (empty: the only one)", "is not a string")
-        check_text(f"{where}.hookpoint", self.hookpoint)
+        check_hookpoint(f"{where}.hookpoint", self.hookpoint)
         check_float(f"{where}.eval_fraction", self.eval_fraction, 0.0, 1.0, hi_open=True)
         check_int(f"{where}.shuffle_seed", self.shuffle_seed, 0)
         check_bool(f"{where}.shuffle", self.shuffle)
@@ -268,7 +273,10 @@ class RunConfig:
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
     def validate(self) -> None:
-        """Check every section up front (lm/synthetic only when the source uses them) and the SAEs together."""
+        """Check every section up front (lm/synthetic only when the source uses them) and the SAEs together;
+        a NaN or inf is refused in every float field, used or not (all are stored with the run)."""
+        for name in ("data", "train", "lm", "synthetic"):
+            check_finite_fields(getattr(self, name), name)
         self.data.validate("data")
         self.train.validate("train")
         if not self.saes:
@@ -280,6 +288,7 @@ class RunConfig:
         if self.data.source in LM_SOURCES:
             self.lm.validate("lm")
         for i, sae in enumerate(self.saes):
+            check_finite_fields(sae, f"saes[{i}]")
             sae.validate(f"saes[{i}]", d_in)
         _check_distinct_names(self.saes)
 

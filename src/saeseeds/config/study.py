@@ -11,10 +11,11 @@ from saeseeds.config.architectures import architecture_names
 from saeseeds.config.checks import (
     check_bool,
     check_choice,
+    check_finite_fields,
     check_float,
+    check_hookpoint,
     check_int,
     check_seeds,
-    check_text,
     fail,
 )
 from saeseeds.config.coerce import apply_overrides, from_dict
@@ -54,6 +55,7 @@ class StudyConfig:
 
     def validate(self, where: str = "study") -> None:
         """Range checks of every axis; a bad one raises ConfigError naming `study.<field>`."""
+        check_finite_fields(self, where)
         names = architecture_names()
         for i, arch in enumerate(_list(self.architecture, f"{where}.architecture")):
             if arch not in names:
@@ -63,7 +65,7 @@ class StudyConfig:
         for i, k in enumerate(_list(self.k, f"{where}.k")):
             check_int(f"{where}.k[{i}]", k, 1)
         for i, hook in enumerate(_list(self.hookpoints, f"{where}.hookpoints")):
-            check_text(f"{where}.hookpoints[{i}]", hook, "a module path such as 'encoder.layer.3.output.dense'")
+            check_hookpoint(f"{where}.hookpoints[{i}]", hook, "a module path such as 'encoder.layer.3.output.dense'")
         for i, f in enumerate(_list(self.milestones, f"{where}.milestones")):
             check_float(f"{where}.milestones[{i}]", f, 0.0, 1.0, lo_open=True, note="a fraction of the budget")
         if self.seeds:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -12,6 +12,7 @@ from torch import Tensor
 
 from saeseeds.data.types import SourcePair
 from saeseeds.errors import DataError
+from saeseeds.hashing import sha256_hasher
 
 if TYPE_CHECKING:
     from saeseeds.config import RunConfig
@@ -37,6 +38,8 @@ class ArraySource:
             raise DataError(f"{name}: activations must be 2-D [tokens, d_in], got shape {tuple(rows.shape)}")
         if rows.shape[0] == 0:
             raise DataError(f"{name}: no activation rows")
+        if rows.shape[1] == 0:
+            raise DataError(f"{name}: activations of shape {tuple(rows.shape)} have d_in 0; allowed: at least one column")
         self.rows = rows
         self.batch_size = batch_size
         self.order = order if order is not None else np.arange(rows.shape[0])
@@ -49,7 +52,7 @@ class ArraySource:
             for start in range(0, len(self.order), self.batch_size):
                 idx = self.order[start : start + self.batch_size]
                 chunk = self.rows[idx]
-                batch = torch.as_tensor(np.asarray(chunk)) if not isinstance(chunk, Tensor) else chunk
+                batch = chunk if isinstance(chunk, Tensor) else torch.as_tensor(native(np.asarray(chunk)))
                 yield check_batch(batch.to(torch.float32), self.name)
             if not self.repeat:
                 return
@@ -63,28 +66,57 @@ def check_batch(batch: Tensor, name: str) -> Tensor:
     return batch
 
 
+def native(array: np.ndarray) -> np.ndarray:
+    """`array` in this machine's byte order (a big-endian `>f4` file is valid data; torch reads only native)."""
+    return array if array.dtype.isnative else array.astype(array.dtype.newbyteorder("="))
+
+
+def check_dtype(path: Path | str, dtype: np.dtype | torch.dtype) -> None:
+    """Activations are real numbers: float, integer or bool; complex, structured, text and object arrays are refused
+    (a cast would silently drop an imaginary part or mix fields)."""
+    if isinstance(dtype, torch.dtype):
+        if dtype.is_complex:
+            raise DataError(f"{path}: activations have dtype {dtype} (complex); allowed: real numbers (float, "
+                            "integer or bool)")
+        return
+    if dtype.fields is not None or dtype.kind not in REAL_KINDS:
+        what = "structured, with named fields" if dtype.fields is not None else _KIND_NAMES.get(dtype.kind, "not numeric")
+        raise DataError(f"{path}: activations have dtype {dtype} ({what}); allowed: real numbers (float, integer or "
+                        "bool), one column per dimension")
+
+
+REAL_KINDS = "fiub"
+"""numpy dtype kinds accepted as activations: float, signed and unsigned integer, bool."""
+_KIND_NAMES = {"c": "complex", "U": "text", "S": "bytes", "O": "Python objects", "V": "raw bytes",
+               "M": "dates", "m": "time spans"}
+
+
 def load_array(path: Path, tensor_name: str = "") -> np.ndarray | Tensor:
-    """Open a .npy file (memory-mapped) or read one tensor of a safetensors file."""
+    """Open a .npy file (memory-mapped) or read one tensor of a safetensors file; its dtype must be real numbers."""
+    if path.is_dir():
+        raise DataError(f"activation file {path} is a directory; data.path names one .npy or .safetensors file")
     if not path.is_file():
         raise DataError(f"activation file {path} does not exist")
     if path.suffix == ".npy":
         try:
-            return np.load(path, mmap_mode="r")
+            rows = np.load(path, mmap_mode="r")
         except (ValueError, OSError) as err:
             raise DataError(f"{path} is not a readable .npy file: {err}") from err
+        check_dtype(path, rows.dtype)
+        return rows
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError, safe_open
 
         try:
             with safe_open(str(path), framework="pt") as fh:
                 keys = list(fh.keys())
-                if tensor_name:
-                    if tensor_name not in keys:
-                        raise DataError(f"{path} has no tensor {tensor_name!r}; it has {', '.join(keys)}")
-                    return fh.get_tensor(tensor_name)
-                if len(keys) != 1:
+                if tensor_name and tensor_name not in keys:
+                    raise DataError(f"{path} has no tensor {tensor_name!r}; it has {', '.join(keys)}")
+                if not tensor_name and len(keys) != 1:
                     raise DataError(f"{path} holds {len(keys)} tensors ({', '.join(keys)}); set data.tensor to choose one")
-                return fh.get_tensor(keys[0])
+                tensor = fh.get_tensor(tensor_name or keys[0])
+                check_dtype(path, tensor.dtype)
+                return tensor
         except SafetensorError as err:
             raise DataError(f"{path} is not a readable safetensors file: {err}") from err
     raise DataError(f"{path}: unsupported activation file type {path.suffix!r} (use .npy or .safetensors)")
@@ -117,8 +149,54 @@ def build_array_source(cfg: RunConfig) -> SourcePair:
         )
     train = ArraySource(rows, bs, order=train_idx, name=str(path), repeat=True)
     eval_batches = list(ArraySource(rows, bs, order=eval_idx, name=str(path))) if len(eval_idx) else []
-    info = {"source": cfg.data.source, "path": str(path), "rows": int(rows.shape[0]), "d_in": int(rows.shape[1])}
+    info = {"source": cfg.data.source, "path": str(path), "rows": int(rows.shape[0]), "d_in": int(rows.shape[1]),
+            **file_identity(path)}
     return SourcePair(train, eval_batches, info)
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+"""sha256 of data files by (resolved path, size, mtime_ns): each file is hashed at most once per process, and a
+file whose size and mtime match a run's record takes the recorded digest without being read (`check_same_file`)."""
+
+
+def _stat_key(path: Path) -> tuple[str, int, int]:
+    st = path.stat()
+    return str(path.resolve()), int(st.st_size), int(st.st_mtime_ns)
+
+
+def file_identity(path: Path) -> dict[str, Any]:
+    """What run.json records of an array file so later stages can tell it is unchanged: size, mtime and sha256.
+
+    The digest is one sequential read of the file when a run starts (about 1 GB/s), small next to training, which
+    reads every row; later stages compare size and mtime first and hash only when those differ."""
+    key = _stat_key(path)
+    if key not in _DIGESTS:
+        digest = sha256_hasher()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 24), b""):
+                digest.update(block)
+        _DIGESTS[key] = digest.hexdigest()
+    return {"file_bytes": key[1], "file_mtime_ns": key[2], "file_sha256": _DIGESTS[key]}
+
+
+def check_same_file(path: Path, recorded: Mapping[str, Any], where: str = "run.json") -> None:
+    """DataError naming `path` unless it is the file `recorded` (run.json's data section) describes: same size,
+    then the same mtime (trusted: no read) or else the same sha256 (hashed once). Records without a digest (runs
+    from before it was kept) pass."""
+    want = recorded.get("file_sha256")
+    if not isinstance(want, str) or not want:
+        return
+    key = _stat_key(path)
+    size = recorded.get("file_bytes")
+    if isinstance(size, int) and key[1] != size:
+        raise DataError(f"{path}: not the data file the run was trained on: {key[1]:,} bytes, {where} records "
+                        f"{size:,}; restore the file it was trained on")
+    if recorded.get("file_mtime_ns") == key[2]:
+        _DIGESTS.setdefault(key, want)
+    got = file_identity(path)["file_sha256"]
+    if got != want:
+        raise DataError(f"{path}: not the data file the run was trained on: sha256 {got[:16]}…, {where} records "
+                        f"{want[:16]}… (same size, other contents); restore the file it was trained on")
 
 
 def load_activation_batches(

@@ -29,7 +29,7 @@ from saeseeds.data.replay import Replay
 from saeseeds.data.types import Activations, SourcePair
 from saeseeds.device import resolve_device
 from saeseeds.distributed import current_world
-from saeseeds.errors import DataError
+from saeseeds.errors import ConfigError, DataError
 from saeseeds.progress import tqdm
 
 if TYPE_CHECKING:
@@ -108,6 +108,28 @@ def load_language_model(cfg: LmConfig) -> LoadedModel:
     model.to(device).eval()
     model.requires_grad_(False)
     return LoadedModel(model, tokenizer, name, revision, causal, device, dtype)
+
+
+POSITION_OFFSET = {"roberta": 2, "xlm-roberta": 2, "camembert": 2}
+"""Position ids a model reserves below its first token (RoBERTa counts positions from padding_idx + 1)."""
+
+
+def max_positions(config: Any) -> int | None:
+    """The most tokens a model's position embeddings take in one sequence (None when its config does not say)."""
+    for key in ("max_position_embeddings", "n_positions", "n_ctx"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value - POSITION_OFFSET.get(getattr(config, "model_type", ""), 0)
+    return None
+
+
+def check_ctx_len(ctx_len: int, loaded: LoadedModel) -> None:
+    """ConfigError naming the model's limit when `lm.ctx_len` is longer than its positions (a longer chunk would
+    index past its position embeddings)."""
+    limit = max_positions(getattr(loaded.model, "config", None))
+    if limit is not None and ctx_len > limit:
+        raise ConfigError(f"lm.ctx_len = {ctx_len} is longer than {loaded.name!r} can read; allowed: at most {limit} "
+                          "(the model's position embeddings)")
 
 
 def default_hookpoints(cfg: LmConfig) -> list[str]:
@@ -271,6 +293,7 @@ def lm_info(
 def prepare_lm(cfg: RunConfig, *, progress: bool | None = None) -> tuple[LoadedModel, TokenChunks, list[str]]:
     """Load the model, resolve hookpoints (wildcards expanded) and build the token chunks."""
     loaded = load_language_model(cfg.lm)
+    check_ctx_len(cfg.lm.ctx_len, loaded)
     hookpoints = resolve_hookpoints(loaded.model, default_hookpoints(cfg.lm))
     chunks = build_token_chunks(
         cfg.lm, loaded.tokenizer, shuffle=cfg.data.shuffle, shuffle_seed=cfg.data.shuffle_seed

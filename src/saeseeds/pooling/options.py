@@ -41,7 +41,7 @@ class PoolOptions:
     ev_tolerance: float = 0.01
     """`equal explained variance`: the pooled SAEs' EV is at least the comparison's minus this (absolute)."""
     alpha: float = 0.05
-    """Level of the per-split one-sided tests."""
+    """Level of the one-sided sign-flip test over the seed splits (`pooling.verdict`)."""
     device: str = "cpu"
     """Where the fits run (`auto`, `cpu`, `cuda`, ...)."""
     progress: bool = False

@@ -4,7 +4,8 @@ batches of one hookpoint, in training order, the run's own batches first.
 An LM source is run once (one pass over the corpus, kept in memory) and replayed, as `lm.epochs` does in
 training; a synthetic source draws the same batches and then continues its generator; other sources are
 re-read from the start when they run out. The rebuilt source must describe the run's data: an LM source's
-token fingerprint and a synthetic source's ground-truth digest must equal the ones in run.json.
+token fingerprint, a synthetic source's ground-truth digest and an array file's digest and shape must equal the
+ones in run.json.
 """
 
 from __future__ import annotations
@@ -98,11 +99,13 @@ class RunStream:
 
 
 def _check_same_data(info: Mapping[str, Any], recorded: Mapping[str, Any]) -> None:
-    """The rebuilt source must be the run's: same token fingerprint (LM) or ground truth (synthetic)."""
-    for key in ("token_fingerprint", "ground_truth_sha256"):
+    """The rebuilt source must be the run's: same token fingerprint (LM), ground truth (synthetic), file digest,
+    row count and width (array files; runs from before file digests are checked by shape only)."""
+    for key in ("token_fingerprint", "ground_truth_sha256", "file_sha256", "rows", "d_in"):
         if recorded.get(key) and info.get(key) and recorded[key] != info[key]:
-            raise DataError(f"the run's data source no longer gives the data it was trained on ({key} differs "
-                            "from run.json)")
+            where = f"{info['path']}: " if info.get("path") else ""
+            raise DataError(f"{where}the run's data source no longer gives the data it was trained on ({key} "
+                            f"{info[key]!r}, run.json records {recorded[key]!r})")
 
 
 def _pick(batch: Mapping[str, Tensor], hookpoint: str) -> Tensor:

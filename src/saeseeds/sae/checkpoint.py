@@ -270,6 +270,24 @@ def check_supported(cfg_json: Mapping[str, Any], tensors: Mapping[str, torch.Ten
         raise CheckpointError(f"{where}: sparsify's groupmax activation is not supported")
 
 
+def check_declared_size(cfg_json: Mapping[str, Any], W_dec: torch.Tensor, path: Path,
+                        base_cfg: SaeConfig | None) -> None:
+    """cfg.json's dictionary size must be the weights': its `num_latents` (or sparsify's 0 = expansion_factor x
+    d_in) and saeseeds_config's must equal W_dec's rows, else the file is refused naming both numbers."""
+    rows = int(W_dec.shape[0])
+    declared = _json_int(cfg_json, "num_latents", path / CFG_FILE)
+    if declared == 0:  # sparsify: the size follows expansion_factor x d_in
+        factor, d_in = _json_int(cfg_json, "expansion_factor", path / CFG_FILE), int(W_dec.shape[-1])
+        declared = factor * d_in if factor else None
+    claims = [("num_latents", declared)]
+    if base_cfg is not None and base_cfg.num_latents > 0:
+        claims.append(("saeseeds_config.num_latents", base_cfg.num_latents))
+    for key, value in claims:
+        if value is not None and value != rows:
+            raise CheckpointError(f"{path / CFG_FILE} says {key}={value} but {path / WEIGHTS_FILE} holds {rows} "
+                                  f"latents (W_dec has shape {tuple(W_dec.shape)})")
+
+
 def load_sae(path: str | Path, device: str | torch.device = "cpu") -> SparseAutoencoder:
     """Load an SAE saved by saeseeds (either format) or by sparsify; raises CheckpointError naming the bad file."""
     path = Path(path)
@@ -293,6 +311,7 @@ def load_sae(path: str | Path, device: str | torch.device = "cpu") -> SparseAuto
         raise CheckpointError(
             f"{path / CFG_FILE} says d_in={d_in} but W_dec has shape {tuple(tensors['W_dec'].shape)}"
         )
+    check_declared_size(cfg_json, tensors["W_dec"], path, base_cfg)
     k = _json_int(cfg_json, "k", path / CFG_FILE) or (base_cfg.k if base_cfg is not None else 0)
     if _architecture_spec(architecture, str(path)).uses_k and k <= 0:
         raise CheckpointError(f"{path / CFG_FILE}: a {architecture} checkpoint needs a positive k")

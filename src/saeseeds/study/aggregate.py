@@ -1,6 +1,8 @@
 """One table row per (seed set, milestone) from a stored `CrossSeedResult` and the run's evaluation metrics:
 sharing spread over ordered seed pairs, decoder-only sharing, MMCS, stability quantiles under both stability
-definitions, the found-only-in-base curve, and FVU / L0 / dead fraction over seeds (docs/definitions.md)."""
+definitions, the found-only-in-base curve, and FVU / L0 / dead fraction over seeds (docs/definitions.md). Dead
+latents (never fired on the held-out rows) count as unstable and as found only in the base in the all-latent
+columns; the `*_alive` columns and `dead_latents_mean` report them apart."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from saeseeds.align.cross_seed import CrossSeedResult
+from saeseeds.align.cross_seed import ORDERINGS, CrossSeedResult, only_in_base_curve
 from saeseeds.align.pair import Alignment
 from saeseeds.align.sharing import STABILITY_KINDS
 
@@ -62,7 +64,27 @@ def stability_stats(result: CrossSeedResult) -> dict[str, float]:
     summary = result.stability_summary()
     row["stable_fraction"] = summary["stable_fraction"]
     row["unstable_fraction"] = summary["unstable_fraction"]
+    row.update(dead_stats(summary, result.num_seeds))
     return row
+
+
+DEAD_COLUMNS = ("dead_latents_mean", "unstable_dead_fraction", "stable_fraction_alive", "unstable_fraction_alive")
+"""Dead latents apart (NaN where the result holds no firing frequencies, e.g. at a milestone before the end)."""
+
+
+def dead_stats(summary: Mapping[str, Any], num_seeds: int) -> dict[str, float]:
+    """From `stability_summary()`: dead latents per seed, the share of all latents that are dead (and so counted
+    in `unstable_fraction`), and the stable / unstable shares of the alive latents."""
+    def number(value: Any) -> float:
+        return float("nan") if value is None else float(value)
+
+    dead = summary.get("dead")
+    return {
+        "dead_latents_mean": number(None if dead is None else dead / max(num_seeds, 1)),
+        "unstable_dead_fraction": number(None if dead is None else summary["unstable_dead"] / summary["latents"]),
+        "stable_fraction_alive": number(summary.get("stable_fraction_alive")),
+        "unstable_fraction_alive": number(summary.get("unstable_fraction_alive")),
+    }
 
 
 def only_in_base_fractions(result: CrossSeedResult) -> tuple[list[float], list[float]]:
@@ -70,6 +92,22 @@ def only_in_base_fractions(result: CrossSeedResult) -> tuple[list[float], list[f
     mean, std = result.only_in_base()
     n = float(np.mean(result.num_latents))
     return (mean / n).tolist(), (std / n).tolist()
+
+
+def only_in_base_alive_fractions(result: CrossSeedResult) -> list[float]:
+    """The found-only-in-base curve over the base's alive latents only (dead ones, found nowhere by construction,
+    left out), as fractions of them, mean over bases; NaN for every M when the firing frequencies are unknown."""
+    dead = result.dead()
+    curves = []
+    for i in range(result.num_seeds if dead is not None else 0):
+        alive = ~dead[i]  # type: ignore[index]
+        if alive.any():
+            mean, _ = only_in_base_curve([f[alive] for f in result.found_with(i)], orderings=ORDERINGS, seed=i)
+            curves.append(mean / alive.sum())
+    if not curves:
+        return [float("nan")] * result.num_seeds
+    width = min(len(c) for c in curves)
+    return np.mean(np.stack([c[:width] for c in curves]), axis=0).tolist()
 
 
 def metric_stats(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
@@ -123,5 +161,6 @@ def study_row(result: CrossSeedResult, point: Mapping[str, Any], milestone: Mapp
     row.update(stability_stats(result))
     curve, _ = only_in_base_fractions(result)
     row.update({f"only_in_base_m{m}": v for m, v in enumerate(curve)})
+    row.update({f"only_in_base_alive_m{m}": v for m, v in enumerate(only_in_base_alive_fractions(result))})
     row.update(metric_stats(records))
     return row

@@ -28,9 +28,17 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         return ""
     width = max(len(r["set"]) for r in rows)
     lines = [f"{'set':<{width}}  {'tokens':>10}  {'shared (mean ± sd)':>18}  {'dec-only':>8}  {'MMCS':>6}  "
-             f"{'L0':>6}  {'FVU':>6}"]
+             f"{'L0':>6}  {'FVU':>6}  {'dead':>6}  {'unstable*':>9}"]
     for r in sorted(rows, key=lambda r: (r["set"], r["step"])):
         lines.append(f"{r['set']:<{width}}  {r['tokens']:>10,}  {r['shared_fraction_mean']:>10.1%} "
                      f"±{r['shared_fraction_sd']:>5.1%}  {r['decoder_shared_fraction_mean']:>8.1%}  "
-                     f"{r['mmcs_mean']:>6.3f}  {r['l0_mean']:>6.1f}  {r['fvu_mean']:>6.3f}")
+                     f"{r['mmcs_mean']:>6.3f}  {r['l0_mean']:>6.1f}  {r['fvu_mean']:>6.3f}  "
+                     f"{_percent(r.get('dead_fraction_mean')):>6}  {_percent(r.get('unstable_fraction_alive')):>9}")
+    lines.append("dead: share of latents that never fired on the held-out rows (they count in the shared "
+                 "fraction's denominator); unstable*: share of the alive latents found in no other seed")
     return "\n".join(lines)
+
+
+def _percent(value: Any) -> str:
+    """A fraction as a percentage; 'n/a' for a missing or NaN value."""
+    return "n/a" if value is None or value != value else f"{value:.1%}"

@@ -180,7 +180,8 @@ class SeedStack:
         return min(cfg.auxk_k or self.model.d_in // 2, self.model.num_latents)
 
     def step(self, x: Tensor, step: int, read: bool = True) -> list[MemberStats]:
-        """One Adam step of every seed on `x`; when `read`, each seed's mean statistics since the last read."""
+        """One Adam step of every seed on `x`; when `read` (always under the L0 controller, which reads them
+        every step), each seed's mean statistics since the last read."""
         if not self._pulled:
             self._pull()
         model, cfg = self.model, self.cfg
@@ -217,7 +218,7 @@ class SeedStack:
         if self.steer_l0:
             for member, (_, values, _) in zip(self.members, stats, strict=True):
                 member._steer_l0(values.l0, step)
-        return stats if read else []
+        return stats  # read every step under the L0 controller: reported every step, none is lost
 
     def read_stats(self) -> list[MemberStats]:
         """Each seed's mean statistics since the last read (one device read); empty when no step ran since."""

@@ -29,6 +29,7 @@ from torch import Tensor
 from saeseeds.atomic import atomic_write
 from saeseeds.errors import CheckpointError
 from saeseeds.hashing import sha256_hasher, tensor_bytes
+from saeseeds.training.diskspace import disk_full_guard, nbytes
 
 EVAL_DIR = "eval"
 ROWS_FILE = "rows.safetensors"
@@ -41,9 +42,10 @@ def acts_file(hookpoint: str) -> str:
 
 
 def _save(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str] | None = None) -> None:
-    """Write a safetensors file atomically."""
+    """Write a safetensors file atomically (a full disk: one DiskFullError line naming it)."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    atomic_write(path, lambda p: save_file(tensors, str(p), metadata=metadata))
+    with disk_full_guard(path, nbytes(tensors)):
+        atomic_write(path, lambda p: save_file(tensors, str(p), metadata=metadata))
 
 
 def _chunk_cut(eval_batches: Sequence[Any], cap: int, ctx_len: int) -> int:
@@ -84,7 +86,7 @@ def store_eval_set(
     digest = sha256_hasher()
     for hookpoint in hookpoints:
         acts = torch.cat([m[hookpoint] for m in mappings])[:keep].float()
-        digest.update(tensor_bytes(acts))
+        digest.update(tensor_bytes(acts))  # as acts_digest reads it back
         _save(run_dir / acts_file(hookpoint), {"acts": acts})
     _save(run_dir / EVAL_DIR / ROWS_FILE, rows_tensors)
     return {
@@ -98,6 +100,35 @@ def store_eval_set(
         "rows_file": f"{EVAL_DIR}/{ROWS_FILE}",
         "sha256_acts": digest.hexdigest(),
     }
+
+
+def acts_digest(acts: Mapping[str, Tensor]) -> str:
+    """`sha256_acts` of run.json: the stored activations' bytes, hookpoint after hookpoint in stored order."""
+    digest = sha256_hasher()
+    for tensor in acts.values():
+        digest.update(tensor_bytes(tensor.float()))
+    return digest.hexdigest()
+
+
+def eval_set_problem(run_dir: Path, info: Mapping[str, Any]) -> str | None:
+    """What is wrong with the stored held-out set that run.json's `eval.stored` describes (a file missing,
+    unreadable, of another row count, or activations whose SHA-256 differs from `sha256_acts`); None when whole."""
+    try:
+        acts, rows = read_eval_set(run_dir, info)
+        expected = int(info["rows"])
+        for hookpoint, tensor in acts.items():
+            if tensor.ndim != 2 or tensor.shape[0] != expected:
+                return (f"{run_dir / info['acts'][hookpoint]} holds a tensor of shape {tuple(tensor.shape)} where "
+                        f"{expected} rows were stored")
+        if int(rows["batch_rows"].sum()) != expected:
+            return f"{run_dir / info['rows_file']} counts {int(rows['batch_rows'].sum())} rows where {expected} were stored"
+        if info.get("sha256_acts") and acts_digest(acts) != info["sha256_acts"]:
+            return f"{run_dir / EVAL_DIR / 'acts'}: the activations' SHA-256 differs from run.json's sha256_acts"
+    except CheckpointError as err:
+        return str(err)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        return f"{run_dir / EVAL_DIR}: the stored held-out set does not match run.json ({type(err).__name__}: {err})"
+    return None
 
 
 def _cut_rows(batch_rows: Tensor, keep: int) -> Tensor:

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from saeseeds.atomic import json_text
 from saeseeds.errors import ConfigError
+from saeseeds.training.diskspace import disk_full_guard
 
 METRICS = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
@@ -80,11 +81,16 @@ class JsonlSink:
             return  # evaluation lines are the trainer's (they also feed run.json)
         text = "".join(json_text({"kind": "train", "step": step, "key": key, **values}, indent=None)
                        for key, values in scalars.items())  # one line each; NaN is written as null
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(text)
+        append_text(self.path, text)
 
     def close(self) -> None:
         pass
+
+
+def append_text(path: Path, text: str) -> None:
+    """Append `text` (UTF-8) to metrics.jsonl; a full disk is one DiskFullError line (a resume rewrites the file)."""
+    with disk_full_guard(path, len(text.encode("utf-8"))), open(path, "a", encoding="utf-8") as fh:
+        fh.write(text)
 
 
 class TensorBoardSink:

@@ -10,7 +10,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from saeseeds.errors import CheckpointError
+from saeseeds.errors import CheckpointError, ConfigError
+from saeseeds.names import check_name, check_relative
 from saeseeds.records import relative_path
 
 MANIFEST = "run.json"
@@ -30,8 +31,9 @@ class CheckpointRef(NamedTuple):
 
 
 def checkpoint_dir(run_dir: Path, hookpoint: str, sae_name: str, seed: int) -> Path:
-    """`<run>/<hookpoint>/<sae-name>/seed<N>`."""
-    return Path(run_dir) / hookpoint / sae_name / f"seed{seed}"
+    """`<run>/<hookpoint>/<sae-name>/seed<N>`; names that would leave or hide in the run are refused."""
+    hookpoint, sae_name = check_name(hookpoint, "hookpoint", ConfigError), check_name(sae_name, "SAE name", ConfigError)
+    return Path(run_dir) / hookpoint / sae_name / f"seed{int(seed)}"
 
 
 DATA_PATH_KEYS = ("path", "cache_path")
@@ -77,8 +79,12 @@ def list_checkpoints(run_dir: str | Path, *, allow_missing: bool = False) -> lis
         raise CheckpointError(f"{run_dir / MANIFEST}: saes should be a list, got {type(entries).__name__}")
     for i, entry in enumerate(entries):
         try:
-            path = run_dir / entry["path"]
-            ref = CheckpointRef(str(entry["hookpoint"]), str(entry["name"]), int(entry["seed"]), path)
+            where = f"{run_dir / MANIFEST}: saes[{i}]"
+            path = run_dir / check_relative(entry["path"], f"{where}.path", CheckpointError)  # stays inside the run
+            ref = CheckpointRef(check_name(entry["hookpoint"], f"{where}.hookpoint", CheckpointError),
+                                check_name(entry["name"], f"{where}.name", CheckpointError), int(entry["seed"]), path)
+        except CheckpointError:
+            raise
         except (KeyError, TypeError, ValueError) as err:
             raise CheckpointError(
                 f"{run_dir / MANIFEST}: saes[{i}] is not a checkpoint entry with path, hookpoint, name and an "
@@ -118,8 +124,10 @@ def group_by_config(refs: list[CheckpointRef]) -> dict[tuple[str, str], list[Che
 
 
 def load_run_config(run_dir: str | Path):  # -> RunConfig
-    """The RunConfig a run was trained with (from run.json), e.g. to rebuild its evaluation data."""
+    """The RunConfig a run was trained with (from run.json), e.g. to rebuild its evaluation data; its data.path
+    is the file run.json records, relative to the run (`saeseeds.data.sources.resolve_run_data`), not the cwd."""
     from saeseeds.config import RunConfig, from_dict
+    from saeseeds.data.sources import resolve_run_data
 
     manifest = read_manifest(run_dir)
     if not isinstance(manifest.get("config"), dict):
@@ -127,7 +135,8 @@ def load_run_config(run_dir: str | Path):  # -> RunConfig
             f"{Path(run_dir) / MANIFEST} has no 'config' object (the run's training config); "
             "it was not written by `saeseeds train` or is damaged"
         )
-    return from_dict(RunConfig, manifest["config"], f"{Path(run_dir) / MANIFEST}:config")
+    cfg = from_dict(RunConfig, manifest["config"], f"{Path(run_dir) / MANIFEST}:config")
+    return resolve_run_data(cfg, manifest, run_dir)
 
 
 def eval_batches_for_run(run_dir: str | Path) -> list:

@@ -2,15 +2,17 @@
 
 Commit protocol (`commit_state`):
   1. every member's state goes into a fresh directory `.state/step-<N>-<random>/` (fsynced files and dirs);
-  2. `.state/trainer.json` (step, fingerprint, scales, config, file sizes, `set` = that directory) is
-     replaced atomically: this one rename is the commit point;
+  2. `.state/trainer.json` (step, fingerprint, scales, config, each file's size and SHA-256, `set` = that
+     directory) is replaced atomically: this one rename is the commit point;
   3. every other entry of `.state/` (older sets, half-written sets of a killed save) is removed.
 A kill at any instant leaves `trainer.json` naming a complete set, so `--resume` continues exactly from it.
+A resume reads each file only if it is a plain file (no link) of the committed size and SHA-256.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import shutil
 from collections.abc import Mapping
@@ -21,10 +23,14 @@ import torch
 
 from saeseeds.atomic import fsync_path, fsync_tree
 from saeseeds.errors import CheckpointError, ConfigError
+from saeseeds.hashing import HashingWriter, file_sha256
 from saeseeds.records import write_record
+from saeseeds.training.diskspace import disk_full_guard, nbytes
 from saeseeds.training.run_dir import STATE_DIR
 
 POINTER = "trainer.json"
+STATE_SET = re.compile(r"step-\d+-[0-9a-f]{8}")
+"""A state set's directory name (`new_set_name`)."""
 POINTER_SCHEMA = "saeseeds.trainer_state/1"
 
 RESUME_ALLOWED = frozenset({"train.progress", "train.eval_every", "train.checkpoint_every", "train.store_eval_tokens",
@@ -35,8 +41,8 @@ RESUME_ALLOWED = frozenset({"train.progress", "train.eval_every", "train.checkpo
 def commit_state(run_dir: Path, members: Mapping[str, dict[str, Any]], trainer: dict[str, Any]) -> None:
     """Write a complete new state set, then point trainer.json at it (see the module docstring)."""
     set_name = new_set_name(int(trainer["step"]))
-    sizes = write_member_states(run_dir, set_name, members)
-    commit_pointer(run_dir, set_name, sizes, trainer)
+    files = write_member_states(run_dir, set_name, members)
+    commit_pointer(run_dir, set_name, files, trainer)
 
 
 def new_set_name(step: int) -> str:
@@ -44,30 +50,46 @@ def new_set_name(step: int) -> str:
     return f"step-{step}-{secrets.token_hex(4)}"
 
 
-def write_member_states(run_dir: Path, set_name: str, members: Mapping[str, dict[str, Any]]) -> dict[str, int]:
-    """Step 1 of the commit: these members' files in `.state/<set_name>/`, fsynced; their sizes.
+def write_member_states(
+    run_dir: Path, set_name: str, members: Mapping[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """Step 1 of the commit: these members' files in `.state/<set_name>/`, fsynced; each one's size and SHA-256.
 
-    Under torch.distributed every rank calls this for its own members with the same `set_name`.
+    Under torch.distributed every rank calls this for its own members with the same `set_name`. A full disk
+    is one DiskFullError line; the half-written set is removed (it was never committed).
     """
     state_dir = run_dir / STATE_DIR
     state_dir.mkdir(parents=True, exist_ok=True)
     set_dir = state_dir / set_name
     set_dir.mkdir(mode=0o777, exist_ok=True)  # the umask decides, as for every other directory
-    sizes = {}
-    for key, state in members.items():
-        path = set_dir / f"{key}.pt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(state, path)
-        sizes[key] = path.stat().st_size
-    fsync_tree(set_dir)
-    fsync_path(state_dir)
-    return sizes
+    files = {}
+    try:
+        for key, state in members.items():
+            path = set_dir / f"{key}.pt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with disk_full_guard(path, nbytes(state)), open(path, "wb") as fh:
+                writer = HashingWriter(fh)  # through a Python file: a full disk surfaces as its OSError
+                torch.save(state, writer)
+            files[key] = {"size": path.stat().st_size, "sha256": writer.hexdigest()}
+        with disk_full_guard(set_dir, 0):
+            fsync_tree(set_dir)
+            fsync_path(state_dir)
+    except Exception:
+        shutil.rmtree(set_dir, ignore_errors=True)
+        raise
+    return files
 
 
-def commit_pointer(run_dir: Path, set_name: str, sizes: Mapping[str, int], trainer: dict[str, Any]) -> None:
-    """Steps 2-3 of the commit: point trainer.json at the complete set, then drop every other entry."""
+def commit_pointer(
+    run_dir: Path, set_name: str, files: Mapping[str, Mapping[str, Any]], trainer: dict[str, Any]
+) -> None:
+    """Steps 2-3 of the commit: point trainer.json at the complete set (with each file's size and SHA-256),
+    then drop every other entry."""
     state_dir = run_dir / STATE_DIR
-    write_record(state_dir / POINTER, POINTER_SCHEMA, trainer | {"set": set_name, "sizes": dict(sizes)})
+    pointer = trainer | {"set": set_name, "sizes": {k: int(f["size"]) for k, f in files.items()},
+                         "sha256": {k: str(f["sha256"]) for k, f in files.items()}}
+    with disk_full_guard(state_dir / POINTER, len(json.dumps(pointer, default=str))):
+        write_record(state_dir / POINTER, POINTER_SCHEMA, pointer)
     fsync_path(state_dir)
     remove_uncommitted(state_dir, keep=set_name)
 
@@ -98,13 +120,18 @@ def read_pointer(run_dir: Path) -> dict[str, Any]:
 
 
 def load_member_state(run_dir: Path, trainer: Mapping[str, Any], key: str, device: torch.device) -> dict[str, Any]:
-    """One member's committed state; CheckpointError naming the file when it is missing, truncated or unreadable."""
+    """One member's committed state; CheckpointError naming the file when it is missing, a link, truncated,
+    changed since the commit (SHA-256) or unreadable. States from before digests are checked by size only."""
     set_dir = run_dir / STATE_DIR / trainer.get("set", "")  # no `set`: a run from before state sets
     path = set_dir / f"{key}.pt"
-    expected = trainer.get("sizes", {}).get(key)
     try:
+        expected, digest = trainer.get("sizes", {}).get(key), trainer.get("sha256", {}).get(key)
+        if path.is_symlink():
+            raise ValueError("it is a symbolic link, not the file the commit wrote")
         if expected is not None and path.stat().st_size != expected:
             raise ValueError(f"{path.stat().st_size} bytes where {expected} were committed")
+        if digest is not None and file_sha256(path) != digest:
+            raise ValueError("its SHA-256 differs from the one committed in trainer.json (the file changed)")
         return torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # torch raises many types on a damaged file
         raise CheckpointError(f"--resume: cannot read trainer state {path}: {err}".splitlines()[0]) from err

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from saeseeds.atomic import atomic_write_text, json_text, remove_stale_temps
+from saeseeds.atomic import TEMP_SUFFIX, atomic_write_text, json_text, remove_stale_temps
 from saeseeds.config import RunConfig, from_dict, to_dict
 from saeseeds.data.arrays import check_batch
 from saeseeds.data.batching import rebatch
@@ -29,14 +29,21 @@ from saeseeds.data.types import SourcePair, as_mapping
 from saeseeds.device import resolve_device
 from saeseeds.distributed import current_world, partition_by_cost
 from saeseeds.errors import CheckpointError, ConfigError, DataError
+from saeseeds.outputs import check_run_overwrite, not_a_run_error
 from saeseeds.progress import tqdm
 from saeseeds.records import write_record
 from saeseeds.sae.checkpoint import save_sae
 from saeseeds.training.batched import StepGroup, group_states, make_groups, read_pending, upload
-from saeseeds.training.eval_store import EVAL_DIR, store_eval_set, write_latent_frequencies
+from saeseeds.training.diskspace import disk_full_guard, nbytes
+from saeseeds.training.eval_store import (
+    EVAL_DIR,
+    eval_set_problem,
+    store_eval_set,
+    write_latent_frequencies,
+)
 from saeseeds.training.evaluate import evaluate_sae
 from saeseeds.training.fingerprint import DataFingerprint, fingerprint_batches
-from saeseeds.training.logging import TrainLogger, check_sinks
+from saeseeds.training.logging import TrainLogger, append_text, check_sinks
 from saeseeds.training.member import Member
 from saeseeds.training.run_dir import (
     MANIFEST,
@@ -46,7 +53,10 @@ from saeseeds.training.run_dir import (
     manifest_data,
     read_manifest,
 )
+from saeseeds.training.run_lock import LOCK_FILE, RunLock, refuse_if_locked
 from saeseeds.training.state import (
+    POINTER,
+    STATE_SET,
     check_resume_config,
     commit_pointer,
     load_member_state,
@@ -65,6 +75,10 @@ log = logging.getLogger(__name__)
 def milestone_dir(run_dir: Path, step: int) -> Path:
     """`<run>/milestones/step<NNNNNNNN>`: the copy of every SAE at a `train.milestones` step (run layout inside)."""
     return Path(run_dir) / MILESTONES / f"step{step:08d}"
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) stopped training; the message says at which step and how to continue (the CLI prints it)."""
 
 
 class TrainResult(NamedTuple):
@@ -99,33 +113,76 @@ def _input_scale(x: Tensor) -> float:
 
 
 def check_out_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
-    """Refuse an --out that would mix with other files (checked before any data is read; changes nothing)."""
+    """Refuse an --out that would mix with other files or that another process is writing (checked before
+    any data is read; changes nothing)."""
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite exclude each other: continue the run, or replace it")
     if out.exists() and not out.is_dir():
         raise CheckpointError(f"--out {out} is a file, not a directory")
+    refuse_if_locked(out)
+    check_out_contents(out, resume=resume, overwrite=overwrite)
+
+
+def check_out_contents(out: Path, *, resume: bool, overwrite: bool) -> None:
+    """What `check_out_dir` checks of the directory's entries (the run's own lock file is not one)."""
     if resume:
-        if not (out / STATE_DIR / "trainer.json").is_file():
-            raise CheckpointError(f"--resume: {out} holds no interrupted run (no {STATE_DIR}/trainer.json)")
+        if not (out / STATE_DIR / POINTER).is_file():
+            hint = ("; it was stopped before its first commit: start it again without --resume"
+                    if uncommitted_leftover(out) else "")
+            raise CheckpointError(f"--resume: {out} holds no interrupted run (no {STATE_DIR}/{POINTER}){hint}")
     elif overwrite:
-        return
+        check_run_overwrite(out, ignore=lambda entry: entry.name == LOCK_FILE or _is_temp(entry))  # runs only
+    elif uncommitted_leftover(out):
+        return  # a run killed before its first commit: prepare_out_dir starts afresh
     elif (out / MANIFEST).exists() or (out / STATE_DIR).exists():
         raise CheckpointError(
             f"{out} already holds a run; pass --resume to continue it, --overwrite to replace it, or choose another --out"
         )
-    elif out.is_dir() and any(out.iterdir()):
-        raise CheckpointError(
-            f"--out {out} is not empty and holds no saeseeds run; choose an empty or new directory "
-            f"or pass --overwrite to replace its contents"
-        )
+    elif out.is_dir() and any(entry.name != LOCK_FILE and not _is_temp(entry) for entry in out.iterdir()):
+        raise not_a_run_error(out, overwrite=False)
+
+
+def _is_temp(entry: Path) -> bool:
+    """A file or directory a saeseeds writer left half-written (atomic.TEMP_SUFFIX)."""
+    return entry.name.startswith(".") and entry.name.endswith(TEMP_SUFFIX)
+
+
+def uncommitted_leftover(out: Path) -> bool:
+    """Whether `out` holds only what a train killed before its first commit leaves: `.state/` with no
+    trainer.json and nothing but uncommitted state sets and temporary files, the lock file, temporary files."""
+    state = out / STATE_DIR
+    if (out / MANIFEST).exists() or not state.is_dir() or state.is_symlink() or (state / POINTER).exists():
+        return False
+    if any(e.name not in (STATE_DIR, LOCK_FILE) and not _is_temp(e) for e in out.iterdir()):
+        return False
+    return all(_is_temp(e) or (STATE_SET.fullmatch(e.name) and e.is_dir() and not e.is_symlink())
+               for e in state.iterdir())
 
 
 def prepare_out_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
-    """`check_out_dir`, then create `out`; `overwrite` first deletes the whole directory."""
-    check_out_dir(out, resume=resume, overwrite=overwrite)
+    """`check_out_contents`, then create `out`; `overwrite` first deletes everything in it but the lock file
+    (held by this process), and a fresh run deletes a leftover of a run killed before its first commit."""
+    check_out_contents(out, resume=resume, overwrite=overwrite)
     if overwrite and out.exists():
-        shutil.rmtree(out)
+        clear_dir(out, keep=LOCK_FILE)
+    elif not resume and uncommitted_leftover(out):
+        log.info("%s holds only the state of a run stopped before its first commit: starting afresh", out)
+        clear_dir(out, keep=LOCK_FILE)
     out.mkdir(parents=True, exist_ok=True)
+
+
+def clear_dir(directory: Path, *, keep: str) -> None:
+    """Delete every entry of `directory` except `keep` (links themselves, never what they point to); a
+    `directory` that is itself a symbolic link is refused, so nothing outside it is ever deleted."""
+    if directory.is_symlink():
+        raise CheckpointError(f"--out {directory} is a symbolic link; give the directory itself to replace a run")
+    for entry in directory.iterdir():
+        if entry.name == keep:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def remove_run_temps(out: Path) -> None:
@@ -163,6 +220,10 @@ class _Run:
         self.resumes: list[dict[str, Any]] = []
         self.logger: TrainLogger | None = None
         """Metrics sinks, made in `start()` (saeseeds.training.logging)."""
+        self.lock: RunLock | None = None
+        """The run directory's single-writer lock (rank 0 holds it), taken in `prepare()`."""
+        self.committed: int | None = None
+        """The step of the state committed last (None before the first commit)."""
 
     # -------------------------------------------------------------- setup
 
@@ -212,22 +273,34 @@ class _Run:
 
     # -------------------------------------------------------------- persistence
 
-    def save_state(self) -> None:
+    def record_pending(self) -> None:
+        """Hand the logger the statistics seed stacks summed but have not reported yet (the open interval)."""
+        if self.logger is None:
+            return
+        for member, stats, steps in read_pending(self.groups):
+            self.logger.record(member.key, stats.loss * steps, stats.fvu * steps, stats.l0 * steps,
+                               member.optimizer.param_groups[0]["lr"])
+
+    def save_state(self, *, final: bool = False) -> None:
         """Commit every member's state and the trainer's counters as one unit (see saeseeds.training.state).
 
         Under torchrun every rank writes its own members into the set rank 0 names; rank 0 commits the
         pointer once all have written, so the set is complete whatever the world size of a later resume.
+        The open logging interval goes in whole: seed stacks first hand over the statistics they hold.
+        `final`: the state after the run's last step and final evaluation.
         """
         set_name = self.world.broadcast_object(new_set_name(self.step))
+        self.record_pending()
         log_state = self.logger.state() if self.logger else None  # collective under torchrun
-        sizes: dict[str, int] = {}
+        files: dict[str, dict[str, Any]] = {}
         for part in self.world.gather_objects(
             write_member_states(self.out, set_name, group_states(self.groups))
         ):
-            sizes |= part
+            files |= part
         if self.world.is_main:
-            commit_pointer(self.out, set_name, sizes, {
+            commit_pointer(self.out, set_name, files, {
                 "step": self.step,
+                "final": final,
                 "fingerprint": self.fingerprint.value,
                 "eval_fingerprint": self.eval_fingerprint,
                 "scales": self.scales,
@@ -239,6 +312,7 @@ class _Run:
                 "train_log": log_state,
             })
         self.world.barrier()
+        self.committed = self.step
 
     def load_state(self) -> dict[str, Any]:
         """Read the committed state; refuse a changed config or evaluation set before touching anything."""
@@ -273,8 +347,12 @@ class _Run:
             except (KeyError, RuntimeError, ValueError, TypeError) as err:
                 raise CheckpointError(f"--resume: trainer state of {member.key} does not fit: {err}".splitlines()[0]) from err
 
-    def restore_metrics(self, step: int) -> None:
-        """Keep only the metrics lines the resumed run will not write again; rebuild the latest per SAE."""
+    def restore_metrics(self, step: int, final: bool) -> None:
+        """Keep only the metrics lines the resumed run will not write again; rebuild the latest per SAE.
+
+        Every line of a step ≤ the committed `step` was written before that commit, and the resumed run goes on
+        after it, except that a `final` state (committed after the last step) is evaluated again: its
+        evaluation lines are dropped and rewritten, its training lines kept."""
         path = self.out / METRICS
         if not path.is_file() or not self.world.is_main:
             return
@@ -282,16 +360,19 @@ class _Run:
         for line in path.read_text().splitlines():
             try:
                 record = json.loads(line)
-                if int(record["step"]) <= step and int(record["step"]) < self.total_steps():
-                    kept.append(line)
-                    if record.get("kind", "eval") == "eval":  # training lines (kind "train") are not history
-                        self.history[record["key"]] = {k: v for k, v in record.items() if k not in ("key", "kind")}
-            except (ValueError, KeyError, TypeError):
+                at, evaluation = int(record["step"]), record.get("kind", "eval") == "eval"
+                if at > step or (final and at == step and evaluation):
+                    continue
+                kept.append(line)
+                if evaluation:  # training lines (kind "train") are not history
+                    self.history[record["key"]] = {k: v for k, v in record.items() if k not in ("key", "kind")}
+            except (ValueError, KeyError, TypeError, AttributeError):
                 continue  # a line cut by the kill
-        atomic_write_text(path, "".join(line + "\n" for line in kept))
+        with disk_full_guard(path, sum(len(line) + 1 for line in kept)):
+            atomic_write_text(path, "".join(line + "\n" for line in kept))
 
     def store_eval(self) -> None:
-        """Write the held-out set into <run>/eval/ unless the same one (same cap) is already there."""
+        """Write the held-out set into <run>/eval/ unless the same one (same cap) is already there, whole."""
         cap = self.cfg.train.store_eval_tokens
         previous = read_manifest(self.out).get("eval", {}) if (self.out / MANIFEST).is_file() else {}
         stored = previous.get("stored") if isinstance(previous, dict) else None
@@ -300,7 +381,7 @@ class _Run:
             and isinstance(stored, dict)
             and stored.get("cap") == cap
             and previous.get("fingerprint") == self.eval_fingerprint
-            and all((self.out / rel).is_file() for rel in stored.get("acts", {}).values())
+            and self.world.broadcast_object(self.stored_eval_whole(stored) if self.world.is_main else None)
         ):
             self.eval_info = dict(previous)
             return
@@ -319,28 +400,31 @@ class _Run:
             self.world.barrier()
             self.world.broadcast_object(self.eval_info)
 
+    def stored_eval_whole(self, stored: dict[str, Any]) -> bool:
+        """Whether the interrupted run's stored held-out set is intact (a damaged one is written again)."""
+        problem = eval_set_problem(self.out, stored)
+        if problem is not None:
+            log.warning("%s; writing the stored held-out set again", problem)
+        return problem is None
+
     def save_checkpoints(self, status: str) -> None:
-        model_name = str(self.pair.info.get("model", ""))
-        for member in self.members:
-            save_sae(
-                member.sae,
-                checkpoint_dir(self.out, member.hookpoint, member.name, member.seed),
-                hookpoint=member.hookpoint,
-                model=model_name,
-                seed=member.seed,
-                input_scale=self.scales[member.hookpoint],
-                data=self.pair.info,
-            )
-        self.save_state()
+        """Every member's checkpoint, then the state commit and run.json (`status` "complete": the final save)."""
+        self.save_saes(self.out)
+        self.save_state(final=status == "complete")
         self.write_manifest(status)
 
     def save_milestone(self) -> None:
         """Keep a copy of every SAE at this step under milestones/ (atomic per checkpoint, like the others)."""
+        self.save_saes(milestone_dir(self.out, self.step))
+
+    def save_saes(self, root: Path) -> None:
+        """This rank's SAEs as sparsify-layout checkpoints under `root` (a full disk: one line naming the file)."""
         model_name = str(self.pair.info.get("model", ""))
         for member in self.members:
-            where = checkpoint_dir(milestone_dir(self.out, self.step), member.hookpoint, member.name, member.seed)
-            save_sae(member.sae, where, hookpoint=member.hookpoint, model=model_name, seed=member.seed,
-                     input_scale=self.scales[member.hookpoint], data=self.pair.info)
+            where = checkpoint_dir(root, member.hookpoint, member.name, member.seed)
+            with disk_full_guard(where, nbytes(dict(member.sae.state_dict()))):
+                save_sae(member.sae, where, hookpoint=member.hookpoint, model=model_name, seed=member.seed,
+                         input_scale=self.scales[member.hookpoint], data=self.pair.info)
 
     def milestone_entries(self) -> list[dict[str, Any]]:
         """run.json's `milestones`: each configured step, its tokens, directory and whether it is written."""
@@ -388,7 +472,8 @@ class _Run:
             "versions": library_versions(),
             "world_size": self.world.size,
         }
-        write_record(self.out / MANIFEST, RUN_SCHEMA, manifest)
+        with disk_full_guard(self.out / MANIFEST, len(json_text(manifest))):
+            write_record(self.out / MANIFEST, RUN_SCHEMA, manifest)
 
     # -------------------------------------------------------------- evaluation
 
@@ -422,8 +507,7 @@ class _Run:
         tokens = int(self.eval_info.get("tokens", 0))
         path = write_latent_frequencies(self.out, frequencies, step=self.step, tokens=tokens)
         self.eval_info["latents"] = {"path": path, "step": self.step, "tokens": tokens, "dtype": "float64"}
-        with open(self.out / METRICS, "a") as fh:
-            fh.write("".join(lines))
+        append_text(self.out / METRICS, "".join(lines))
 
     # -------------------------------------------------------------- the loop
 
@@ -436,6 +520,8 @@ class _Run:
         check_sinks(self.cfg.train)  # a missing tensorboard / wandb is refused before anything is written
         self.prepare()
         trainer_state = self.world.agreed(self.load_state) if self.resume else None
+        if trainer_state is not None:
+            self.committed = int(trainer_state["step"])
         if self.world.is_main:
             remove_run_temps(self.out)
         stream = self.batches()
@@ -453,7 +539,7 @@ class _Run:
         else:
             self.restore_members(trainer_state)
             pending = self.skip_verified(pending, trainer_state)
-            self.restore_metrics(self.step)
+            self.restore_metrics(self.step, bool(trainer_state.get("final", self.step >= self.total_steps())))
         self.store_eval()
         self.write_manifest("running")
         self.start_logger(trainer_state)
@@ -472,13 +558,39 @@ class _Run:
             self.logger.restore(trainer_state.get("train_log"), [m.key for m in self.members])
 
     def prepare(self) -> None:
-        """Check `--out` on every rank (a refusal ends all of them), then rank 0 creates or clears it."""
+        """Check `--out` on every rank (a refusal ends all of them), then rank 0 locks it for the run's life,
+        checks it again under the lock and creates or clears it."""
         self.world.agreed(lambda: check_out_dir(self.out, resume=self.resume, overwrite=self.overwrite))
-        if self.world.is_main:
-            prepare_out_dir(self.out, resume=self.resume, overwrite=self.overwrite)
+        self.world.agreed(self.lock_and_prepare if self.world.is_main else lambda: None)
         self.world.barrier()
 
+    def lock_and_prepare(self) -> None:
+        """Take the single-writer lock (creating `--out` for it), then `prepare_out_dir` under it."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.lock = RunLock.acquire(self.out)
+        prepare_out_dir(self.out, resume=self.resume, overwrite=self.overwrite)
+
     def run(self) -> TrainResult:
+        """`train()`, releasing the run directory's lock however it ends; Ctrl-C becomes `Interrupted`."""
+        try:
+            return self.train()
+        except KeyboardInterrupt as err:
+            if isinstance(err, Interrupted):
+                raise
+            raise Interrupted(self.interrupt_message()) from err
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+
+    def interrupt_message(self) -> str:
+        """Where a Ctrl-C stopped the run and how to continue it."""
+        if self.committed is None:
+            return "interrupted before the run's first state commit; start it again (without --resume)"
+        return (f"interrupted at step {max(self.step, self.committed)}; resume with --resume "
+                f"(it continues from the state committed at step {self.committed})")
+
+    def train(self) -> TrainResult:
+        """Start or resume, train the remaining steps, evaluate and save; the run's result."""
         pending, _ = self.start()
         logger = self.logger
         assert logger is not None  # made by start()
@@ -520,9 +632,7 @@ class _Run:
         started = time.perf_counter()
         if self.step < total and self.world.is_main:
             log.warning("the source ran out after %d of %d steps", self.step, total)
-        for member, stats, steps in read_pending(self.groups):  # a stack's statistics of that interval
-            logger.record(member.key, stats.loss * steps, stats.fvu * steps, stats.l0 * steps,
-                          member.optimizer.param_groups[0]["lr"])
+        self.record_pending()  # a stack's statistics of that interval
         logger.flush(self.step)  # a source that ran out early: its last, partial interval
         self.evaluate()
         if self.step in milestones:
