@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from tests.training.test_logging import data, source
 
+import saeseeds.api.training as api_training
 import saeseeds.commands.compare as compare_command
-import saeseeds.data.sources as sources
 from saeseeds.cli import main
 from saeseeds.training import read_manifest
 
@@ -56,12 +56,12 @@ def write_config(tmp_path: Path, steps: int = STEPS) -> Path:
 def test_sigint_train_is_one_line_naming_the_step_and_exit_130(tmp_path: Path, capsys: pytest.CaptureFixture,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     config = write_config(tmp_path)
-    monkeypatch.setattr(sources, "build_source", lambda cfg: source(STEPS, limit=10))  # Ctrl-C after step 10
+    monkeypatch.setattr(api_training, "build_source", lambda cfg: source(STEPS, limit=10))  # Ctrl-C after step 10
     assert cli(["train", str(config), "--out", str(tmp_path / "run"), "--threads", "1"]) == 130
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["saeseeds train: interrupted at step 10; resume with --resume "
                    "(it continues from the state committed at step 8)"]
-    monkeypatch.setattr(sources, "build_source", lambda cfg: source(STEPS))
+    monkeypatch.setattr(api_training, "build_source", lambda cfg: source(STEPS))
     assert main(["train", str(config), "--out", str(tmp_path / "run"), "--resume", "--threads", "1"]) == 0
     assert read_manifest(tmp_path / "run")["status"] == "complete"
 

@@ -93,7 +93,7 @@ def test_verbose_train_and_compare_show_debug_details_quiet_shows_no_info(
     assert main(args) == 0
     out, err = capsys.readouterr()
     assert "seeds analysed in" in err and "evaluation data:" in err and not debug_lines(err)
-    assert "activations/topk-32:" in out and "unstable_rarer: " in out and "wrote an/analysis.json" in out
+    assert "activations/topk-32:" in out and "unstable_rarer [reappears]: " in out and "wrote an/analysis.json" in out
     assert "seeds analysed in" not in out
 
     # --quiet: no INFO lines at all (and, for these verbs, no result print either)

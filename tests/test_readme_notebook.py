@@ -26,7 +26,12 @@ def test_readme_notebook_session_runs(tmp_path: Path, monkeypatch, capsys) -> No
     strict = namespace["strict"]
     assert strict.rule.stability == "reappears" and strict.alignments is not None  # type: ignore[attr-defined]
     analyses = namespace["analyses"]
-    assert len(analyses) == 1 and analyses[0].sae_name == "topk-128"  # type: ignore[index,attr-defined]
+    assert len(analyses) == 1 and analyses[0].sae_name == "topk-64"  # type: ignore[index,attr-defined]
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[-1].endswith(" 128")
+    # numbers that mean something: the planted features are found by several seeds, and the stable latents
+    # carry most of the reconstruction; 2 control draws cannot decide the test, and the reason says so
+    shared = float(lines[0].split()[1].rstrip("%"))
+    assert 10 <= shared <= 90, lines[0]
+    share, holds, reason = lines[-1].split(" ", 2)
+    assert float(share) > 0.5 and holds == "None" and "control draws" in reason
     assert (tmp_path / "runs" / "notebook" / "run.json").is_file()

@@ -1,5 +1,5 @@
-"""saeseeds.records: the stamp, the schema check, paths relative to the file; and records written before the stamp
-(a `format` key, absolute paths) still read."""
+"""saeseeds.records: the stamp, the schema check, paths relative to the file (absolute ones, from another tree,
+read as they are)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 import saeseeds as ss
 from saeseeds.config import SaeConfig
 from saeseeds.errors import DataError
-from saeseeds.outputs import MARKER, check_output_dir, output_kind
+from saeseeds.outputs import check_output_dir, output_kind
 from saeseeds.records import read_record, relative_path, resolve_path, stamp, write_record
 from saeseeds.sae import SparseAutoencoder, save_sae
 from saeseeds.version import __version__
@@ -48,9 +48,10 @@ def test_read_record_checks_the_schema_in_one_line(tmp_path: Path) -> None:
     (tmp_path / "list.json").write_text("[1, 2]")
     with pytest.raises(DataError, match="holds a JSON list"):
         read_record(tmp_path / "list.json", "saeseeds.thing/2", "missing")
-    # written before `schema` existed: the name was under `format`
-    (tmp_path / "old.json").write_text(json.dumps({"format": "saeseeds.thing/2", "a": 2}))
-    assert read_record(tmp_path / "old.json", "saeseeds.thing/2", "missing")["a"] == 2
+    # the schema is read under `schema` only (no second spelling)
+    (tmp_path / "other.json").write_text(json.dumps({"format": "saeseeds.thing/2", "a": 2}))
+    with pytest.raises(DataError, match="schema is None"):
+        read_record(tmp_path / "other.json", "saeseeds.thing/2", "missing")
 
 
 def test_paths_are_stored_relative_to_the_file_and_read_back(tmp_path: Path) -> None:
@@ -62,7 +63,7 @@ def test_paths_are_stored_relative_to_the_file_and_read_back(tmp_path: Path) -> 
     assert relative_path(base, base) == "." and resolve_path(".", base) == base
     # another top-level tree (or drive) than the file's: kept absolute, since the two never move together
     assert relative_path("/elsewhere/run", base) == "/elsewhere/run"
-    assert resolve_path("/elsewhere/run", base) == Path("/elsewhere/run")  # absolute paths of older records too
+    assert resolve_path("/elsewhere/run", base) == Path("/elsewhere/run")
 
 
 def test_relative_inputs_are_taken_from_the_working_directory(tmp_path: Path, monkeypatch) -> None:
@@ -71,17 +72,14 @@ def test_relative_inputs_are_taken_from_the_working_directory(tmp_path: Path, mo
     assert resolve_path("../../../run/seed0", tmp_path / "cmp" / "sets" / "x") == tmp_path / "run" / "seed0"
 
 
-def _old_style(path: Path, absolute: dict[str, list[str]] | None = None) -> None:
-    """Rewrite a record as saeseeds wrote it before the stamp: `format`, no schema, absolute paths."""
+def _with_paths(path: Path, paths: list[str]) -> None:
+    """Rewrite a record's `paths` as given (absolute ones: a record that names checkpoints on another tree)."""
     record = json.loads(path.read_text())
-    record["format"] = record.pop("schema", record.get("format"))
-    record.pop("saeseeds_version", None)
-    for key, values in (absolute or {}).items():
-        record[key] = values
+    record["paths"] = paths
     path.write_text(json.dumps(record))
 
 
-def test_a_compare_output_written_before_the_stamp_still_reads(tmp_path: Path) -> None:
+def test_a_compare_output_with_absolute_paths_reads(tmp_path: Path) -> None:
     saes = [SparseAutoencoder(SaeConfig(num_latents=24, k=3), 12, generator=torch.Generator().manual_seed(s))
             for s in range(3)]
     seeds = [save_sae(sae, tmp_path / "ck" / f"seed{i}") for i, sae in enumerate(saes)]
@@ -90,18 +88,17 @@ def test_a_compare_output_written_before_the_stamp_still_reads(tmp_path: Path) -
     fresh = ss.load_comparison(out)
     assert [Path(p) for p in fresh[0].paths] == seeds
     absolute = [str(p.absolute()) for p in seeds]
-    _old_style(out / "summary.json")
     for set_dir in (out / "sets").iterdir():
-        _old_style(set_dir / "cross_seed.json", {"paths": absolute})
-    (out / MARKER).write_text(json.dumps({"kind": "compare", "saeseeds_version": "0.0.9"}))
+        _with_paths(set_dir / "cross_seed.json", absolute)
     (old,) = ss.load_comparison(out)
     assert old.paths == absolute and old.shared_fraction_stats() == fresh[0].shared_fraction_stats()
     assert output_kind(out) == "compare"
     check_output_dir(out, "compare", overwrite=True)  # still recognised as an earlier compare output
-    # a record of another kind is refused in one line
-    (out / "summary.json").write_text(json.dumps({"format": "saeseeds.analyze/1"}))
-    with pytest.raises(DataError, match="expected 'saeseeds.compare/1'"):
-        ss.load_comparison(out)
+    # a record of another kind, or one naming its schema under another key, is refused in one line
+    for record in ({"schema": "saeseeds.analyze/1"}, {"format": "saeseeds.compare/1"}):
+        (out / "summary.json").write_text(json.dumps(record))
+        with pytest.raises(DataError, match="expected 'saeseeds.compare/1'"):
+            ss.load_comparison(out)
 
 
 def test_a_cache_manifest_written_before_the_stamp_still_reads(tmp_path: Path) -> None:

@@ -10,9 +10,20 @@ import logging as _logging
 from typing import Any
 
 from saeseeds import api as _api  # cheap: its names resolve on first use
+from saeseeds.config.architectures import provide_architectures as _provide_architectures
 from saeseeds.version import __version__  # noqa: F401  (re-exported)
 
 _logging.getLogger(__name__).addHandler(_logging.NullHandler())  # a library configures no logging (saeseeds.log)
+
+
+def _architectures() -> Any:
+    """The model layer's registry, for config's seam (config sits below the model and never imports it)."""
+    from saeseeds.sae.registry import registered  # importing saeseeds.sae registers the built-ins
+
+    return registered()
+
+
+_provide_architectures(_architectures)
 
 
 def __getattr__(name: str) -> Any:

@@ -20,8 +20,6 @@ from saeseeds.version import __version__
 
 _OVERRIDE = re.compile(r"--[A-Za-z_][\w-]*(\.[\w-]+)+(=.*)?")
 """A config override `--section.field value` (or `--section.field=value`): the flag has a dot."""
-_QUIET_ALIASES = ("no_progress",)
-"""Older per-verb quiet switches (`demo --no-progress`) that `--quiet` also sets."""
 _USAGE_PREFIX = re.compile(r"^\s*`saeseeds [^`]*`:\s*")
 log = logging.getLogger("saeseeds.cli")
 INTERRUPTED = 130
@@ -152,6 +150,9 @@ def main(argv: Sequence[str] | None = None, *, fresh_process: bool = False) -> i
     parser = build_parser()
     rest, overrides = split_overrides(sys.argv[1:] if argv is None else list(argv))
     args, extra = parser.parse_known_args(rest)
+    if overrides and args.command is not None and not getattr(args, "accepts_overrides", False):
+        args, extra = parser.parse_known_args(rest + overrides)  # the verb's own dotted flags (--lm.model)
+        overrides = []
     if args.command is None:
         parser.print_help()
         return 2
@@ -160,10 +161,6 @@ def main(argv: Sequence[str] | None = None, *, fresh_process: bool = False) -> i
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.overrides = extra
     quiet = bool(getattr(args, "quiet", False))
-    if quiet:
-        for alias in _QUIET_ALIASES:  # a verb's older switch for the same thing
-            if hasattr(args, alias):
-                setattr(args, alias, True)
     if fresh_process:
         import_frozen("torch")  # every verb needs it; --help and --version, done above, do not
     from saeseeds.log import level_from_flags, log_written, say_with_first_status, setup_logging

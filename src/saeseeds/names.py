@@ -15,14 +15,12 @@ import re
 from pathlib import PurePosixPath, PureWindowsPath
 
 from saeseeds.errors import SaeseedsError
+from saeseeds.run_layout import RUN_TOP_LEVEL  # noqa: F401  (re-exported: config.checks, api.exporting)
 
 NAME_MAX_BYTES = 200
 """Longest name accepted (UTF-8 bytes): below the 255-byte NAME_MAX, leaving room for the suffixes saeseeds adds."""
 NAME_RULE = "one folder name: no '/' or '\\', not '.' or '..', no leading dot, no surrounding spaces or control characters"
 """What `name_problem` allows, in words (for error messages)."""
-RUN_TOP_LEVEL = frozenset({"eval", "milestones", "tensorboard", "wandb", "run.json", "metrics.jsonl"})
-"""What a run directory holds beside its hookpoint folders (its `.state/` is hidden, so refused anyway): a
-hookpoint of one of these names would mix its checkpoints with the run's own files."""
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 

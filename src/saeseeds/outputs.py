@@ -20,14 +20,13 @@ from pathlib import Path
 
 from saeseeds.atomic import recover_target
 from saeseeds.errors import CheckpointError, ConfigError, SaeseedsError
-from saeseeds.records import read_record as read_record  # where it lived before saeseeds.records
 from saeseeds.records import write_record
+from saeseeds.run_layout import MANIFEST as RUN_FILE
+from saeseeds.run_layout import RUN_SCHEMA
+from saeseeds.run_layout import STATE_DIR as RUN_STATE
 
 MARKER = ".saeseeds-output.json"
 MARKER_SCHEMA = "saeseeds.output/1"
-RUN_FILE = "run.json"
-RUN_STATE = ".state"
-RUN_SCHEMA = "saeseeds.run/1"
 log = logging.getLogger(__name__)
 
 

@@ -1,7 +1,5 @@
 """saeseeds' own JSON records: each names its `schema` and the `saeseeds_version` that wrote it, and stores paths
 relative to the file that holds it, so an output folder reads the same after it is moved (docs/formats.md).
-
-Records written before this rule name their schema under `format` and may hold absolute paths; both still read.
 """
 
 from __future__ import annotations
@@ -19,8 +17,6 @@ from saeseeds.version import __version__
 
 SCHEMA_KEY = "schema"
 VERSION_KEY = "saeseeds_version"
-LEGACY_KEY = "format"
-"""Where records written before `schema` named it (`"format": "saeseeds.compare/1"`); still read."""
 STAMP_KEYS = (SCHEMA_KEY, VERSION_KEY)
 SCHEMA_NAME = re.compile(r"^saeseeds\.[a-z_]+/\d+$")
 """What a schema looks like: `saeseeds.<kind>/<version>`."""
@@ -28,8 +24,9 @@ NOT_STAMPED = {
     "wandb": "wandb's own files under <run>/wandb/ (wandb-metadata.json, ...), written by wandb, not saeseeds",
 }
 """JSON files inside saeseeds outputs that saeseeds does not write, by the name of a folder they lie under: they
-carry no stamp. (Foreign layouts saeseeds does write, sparsify's and SAELens's cfg.json, are stamped: both loaders
-drop keys they do not know.)"""
+carry no stamp. (Foreign layouts saeseeds does write: SAELens's cfg.json is stamped, its loader drops keys it does
+not know; a checkpoint's cfg.json holds sparsify's keys only, since sparsify warns about any other, and its stamp is
+in the saeseeds.json beside it.)"""
 
 
 def stamp(schema: str, record: Mapping[str, Any]) -> dict[str, Any]:
@@ -48,10 +45,10 @@ def write_record(path: str | Path, schema: str, record: Mapping[str, Any], *, in
 
 
 def record_schema(record: Any) -> str | None:
-    """The schema a record names: `schema`, else the legacy `format`; None for anything else."""
+    """The schema a record names under `schema`; None for anything else."""
     if not isinstance(record, Mapping):
         return None
-    value = record.get(SCHEMA_KEY, record.get(LEGACY_KEY))
+    value = record.get(SCHEMA_KEY)
     return None if value is None else str(value)
 
 
@@ -96,7 +93,7 @@ def relative_path(target: str | Path, base_dir: str | Path) -> str:
 
 
 def resolve_path(value: str | Path, base_dir: str | Path) -> Path:
-    """A path read from a record in `base_dir`: a relative one joined to `base_dir`, an absolute one (older records,
-    another filesystem tree) as it is."""
+    """A path read from a record in `base_dir`: a relative one joined to `base_dir`, an absolute one (another
+    filesystem tree, `relative_path`) as it is."""
     path = Path(value)
     return path if path.is_absolute() else Path(os.path.normpath(Path(base_dir) / path))

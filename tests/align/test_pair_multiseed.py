@@ -1,4 +1,4 @@
-"""Shared latents of one pair on planted overlaps, self/random comparisons, save/load, reversal."""
+"""Shared latents of one pair on planted overlaps, self/random comparisons, storage, reversal."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from saeseeds.align import Alignment, SharingRule, align_pair, align_weights
+from saeseeds.align import CrossSeedResult, SharingRule, align_pair, align_seeds, align_weights
 from saeseeds.align.pair import reverse_alignment
 from saeseeds.config import SaeConfig
 from saeseeds.sae import SparseAutoencoder
@@ -73,14 +73,19 @@ def test_absolute_counts_flipped_latents() -> None:
     assert align_pair(sae, flipped, rule=SharingRule(absolute=True)).shared_fraction == 1.0
 
 
-def test_save_load_round_trip(tmp_path) -> None:
+def test_a_pair_round_trips_through_the_cross_seed_result(tmp_path) -> None:
+    """A pair's alignment is stored as the product stores it (CrossSeedResult.save/load), both directions intact."""
     dec_a, enc_a, dec_b, enc_b, _ = planted(80, 16, 20, 3)
-    al = align_weights(dec_a, enc_a, dec_b, enc_b, name_a="x", name_b="y")
-    al.save(tmp_path, "x__y")
-    back = Alignment.load(tmp_path, "x__y")
-    assert back.n_shared == al.n_shared and back.name_a == "x"
-    np.testing.assert_array_equal(back.enc_partner, al.enc_partner)
-    assert back.mmcs == pytest.approx(al.mmcs)
+    weights = [(torch.from_numpy(dec_a), torch.from_numpy(enc_a)), (torch.from_numpy(dec_b), torch.from_numpy(enc_b))]
+    result = align_seeds(weights, ["x", "y"])
+    result.save(tmp_path / "r")
+    back = CrossSeedResult.load(tmp_path / "r")
+    for key, al in result.alignments.items():
+        again = back.alignments[key]
+        assert (again.n_shared, again.name_a, again.name_b) == (al.n_shared, al.name_a, al.name_b)
+        np.testing.assert_array_equal(again.enc_partner, al.enc_partner)
+        assert again.mmcs == pytest.approx(al.mmcs) and again.dec_total == pytest.approx(al.dec_total)
+    assert back.alignments[(0, 1)].n_shared == 20  # the planted common latents
 
 
 def test_reverse_matches_direct() -> None:

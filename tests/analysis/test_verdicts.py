@@ -7,13 +7,13 @@ so a latent's firing frequency, amplitude and token binding are what the case pl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
+from saeseeds.align.cross_seed import StabilityGroups
 from saeseeds.analysis.ablation import AblationSet, ablation_fvu
 from saeseeds.analysis.eval_data import EvalBatch, EvalData
 from saeseeds.analysis.instability import AnalyzeOptions, analyze_config
@@ -33,14 +33,6 @@ N, GROUP, VOCAB, CTX = 48, 16, 20, 100
 S, U, M = range(0, 16), range(16, 32), range(32, 48)
 
 
-@dataclass
-class _Groups:
-    stability: np.ndarray
-    stable: np.ndarray
-    unstable: np.ndarray
-    n_others: int
-
-
 class _Cross:
     """Stand-in for a CrossSeedResult: fixed stable / unstable masks for every seed (default: the ranges S, U, M)."""
 
@@ -49,12 +41,12 @@ class _Cross:
             stab = np.full(N, 0.25)
             stab[list(S)], stab[list(U)] = 1.0, 0.0
         self.num_seeds, self.num_latents = seeds, [stab.size] * seeds
-        self._groups = [_Groups(stab.copy(), stab == 1.0, stab == 0.0, seeds - 1) for _ in range(seeds)]
+        self._groups = [StabilityGroups(stab.copy(), stab == 1.0, stab == 0.0, seeds - 1) for _ in range(seeds)]
 
     def with_rule(self, rule: Any) -> _Cross:
         return self
 
-    def groups(self) -> list[_Groups]:
+    def groups(self) -> list[StabilityGroups]:
         return self._groups
 
 
@@ -388,6 +380,8 @@ def test_an_empty_alive_group_leaves_verdicts_undetermined_and_the_table_intact(
     saes, data, cross = _case(freq={S: 0.0, U: 0.05, M: 0.05}, tokens=4000)  # every stable latent is dead
     res = analyze_config("h", "relu", [0, 1, 2], saes, data, AnalyzeOptions(n_random=19, lm_loss=False),
                          cross)  # type: ignore[arg-type]
+    # one StabilityGroups (align's, numpy): the analysis keeps the cross-seed result's split, not a torch twin
+    assert len(res.stability) == 3 and all(a is b for a, b in zip(res.stability, cross.groups()))
     claims = res.tables["claims"]
     for name in ("stable_carry_reconstruction", "unstable_rarer"):
         assert claims[name]["holds"] is None and "seed 0" in claims[name]["reason"]

@@ -123,9 +123,9 @@ def test_compare_saved_stability_is_what_analyze_uses(run_dir: Path, tmp_path: P
         analysis = analyses[entry["sae_name"]]
         for i, groups in enumerate(analysis.stability):
             with np.load(cmp / entry["dir"] / "latents" / f"{i}.npz") as saved:
-                np.testing.assert_array_equal(groups.stability.numpy(), saved[f"stability_{kind}"])
-                np.testing.assert_array_equal(groups.stable.numpy(), saved["stable"])
-                np.testing.assert_array_equal(groups.unstable.numpy(), saved["unstable"])
+                np.testing.assert_array_equal(groups.stability, saved[f"stability_{kind}"])
+                np.testing.assert_array_equal(groups.stable, saved["stable"])
+                np.testing.assert_array_equal(groups.unstable, saved["unstable"])
 
 
 def test_analyze_refuses_a_compare_of_other_weights(run_dir: Path, tmp_path: Path,

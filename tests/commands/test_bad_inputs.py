@@ -1,4 +1,4 @@
-"""The bad-input campaign (shared/reviews/reliability.md, sections 0-2b) as one table-driven test.
+"""The bad-input campaigns (every row: the command, what the error must name) as one table-driven test.
 
 Promise under test: bad input gets ONE line on stderr naming the problem (file, field, flag, value), exit status 2,
 never a traceback, and no pre-existing file is changed; a failing command leaves nothing under a fresh ``--out``.
@@ -291,9 +291,9 @@ def _copy_ckpt(src: Path, dst: Path) -> Path:
 
 
 def _edit_cfg(ckpt: Path, **changes: object) -> None:
-    cfg = json.loads((ckpt / "cfg.json").read_text())
-    cfg.update(changes)
-    (ckpt / "cfg.json").write_text(json.dumps(cfg))
+    from saeseeds.sae.checkpoint import read_checkpoint_cfg, write_checkpoint_cfg
+
+    write_checkpoint_cfg(ckpt, read_checkpoint_cfg(ckpt) | changes)  # each key in the file that holds it
 
 
 def _edit_weights(ckpt: Path, fn) -> None:
@@ -337,13 +337,12 @@ def _build_checkpoints(fx: Path, run: Path) -> None:
     _edit_cfg(_copy_ckpt(good0, ck / "gated"), architecture="gated")
     _edit_cfg(_copy_ckpt(good0, ck / "transcoder"), transcode=True)  # sparsify's transcoder flag
     _edit_weights(_copy_ckpt(good0, ck / "skip"), lambda t: t | {"W_skip": torch.zeros(16, 16)})
-    cfg = json.loads((good0 / "cfg.json").read_text())
-    for key in ("saeseeds_config",):  # the loader would take the architecture from here first
-        cfg.pop(key, None)
-    for name in ("k_eight", "k_big", "gated"):
-        merged = cfg | json.loads((ck / name / "cfg.json").read_text())
+    from saeseeds.sae.checkpoint import read_checkpoint_cfg, write_checkpoint_cfg
+
+    for name in ("k_eight", "k_big", "gated"):  # the loader would take the architecture from saeseeds_config first
+        merged = read_checkpoint_cfg(ck / name)
         merged.pop("saeseeds_config", None)
-        (ck / name / "cfg.json").write_text(json.dumps(merged))
+        write_checkpoint_cfg(ck / name, merged)
     gen = torch.Generator().manual_seed(0)
     save_sae(SparseAutoencoder(SaeConfig(num_latents=32, k=4), 8, generator=gen), ck / "d8")
     btk = SparseAutoencoder(SaeConfig(architecture="batchtopk", num_latents=32, k=4), 16, generator=gen)

@@ -16,6 +16,7 @@ from helpers.synthetic_config import tiny_synthetic_toml
 from saeseeds.align.cross_seed import CrossSeedResult
 from saeseeds.cli import main
 from saeseeds.records import resolve_path
+from saeseeds.sae.checkpoint import read_checkpoint_cfg
 from saeseeds.training import list_checkpoints
 
 TINY = tiny_synthetic_toml(seeds=[0, 1, 2, 3], num_tokens=2560, eval_tokens=512, num_latents=32, milestones=[0.5])
@@ -79,7 +80,7 @@ def test_paths_inside_are_relative_to_the_file_holding_them(outputs: Path) -> No
     assert record("run/synthetic_report/recovery.json")["run_dir"] == ".."
     pool = record("pool/pool.json")
     assert pool["run_dir"] == "../run" and pool["cross_seed"]["paths"][0] == "../run/synthetic/topk-32/seed0"
-    assert record("pool/pooled/cfg.json")["pooling"]["run_dir"] == "../../run"
+    assert record("pool/pooled/saeseeds.json")["pooling"]["run_dir"] == "../../run"  # beside sparsify's cfg.json
     assert record("exp/export.json")["source"] == "../run"
     assert record("imported/run.json")["saes"][0]["source"] == "../run/synthetic/topk-32/seed0"
     assert record("run/run.json")["milestones"][0]["path"] == "milestones/step00000005"
@@ -101,8 +102,8 @@ def test_a_moved_folder_still_reads(outputs: Path, tmp_path: Path) -> None:
 
         _, run, paths = resolve_source(moved / "cmp", config=None, rule=result.rule, run_dir=None,
                                        say=lambda msg: None)
-        assert run == moved / "run" and paths[0] == moved / "run" / "synthetic" / "topk-32" / "seed0"
-        provenance = json.loads((moved / "pool" / "pooled" / "cfg.json").read_text())["pooling"]
+        assert run.path == moved / "run" and paths[0] == moved / "run" / "synthetic" / "topk-32" / "seed0"
+        provenance = read_checkpoint_cfg(moved / "pool" / "pooled")["pooling"]
         assert resolve_path(provenance["run_dir"], moved / "pool" / "pooled") == moved / "run"
 
         assert main(["analyze", str(moved / "run"), "--compare", str(moved / "cmp"), "--out", str(moved / "an2"),

@@ -14,6 +14,7 @@ import saeseeds as ss
 from helpers.synthetic_config import tiny_synthetic_toml
 from saeseeds.cli import main
 from saeseeds.records import resolve_path
+from saeseeds.sae.checkpoint import read_checkpoint_cfg
 
 TINY = tiny_synthetic_toml(seeds=[0, 1, 2, 3], num_tokens=5120, eval_tokens=1024, num_latents=48)
 
@@ -65,7 +66,7 @@ def test_pool_cli_on_a_synthetic_run(synthetic_run: Path, tmp_path: Path, capsys
     assert 0 <= recovery["pooled_all"]["recovered"] <= 40 and len(recovery["single_seeds"]) == 4
     pooled = ss.load(out / "pooled")
     assert pooled.num_latents == 48 and pooled.cfg.k == 4
-    cfg = json.loads((out / "pooled" / "cfg.json").read_text())
+    cfg = read_checkpoint_cfg(out / "pooled")  # provenance in saeseeds.json, beside sparsify's cfg.json
     assert cfg["pooling"]["seeds"] == summary["seeds"] and cfg["pooling"]["options"]["edges"] == "sharing"
     assert resolve_path(cfg["pooling"]["run_dir"], out / "pooled") == synthetic_run  # relative to cfg.json
     assert cfg["schema"] == "saeseeds.checkpoint/2"

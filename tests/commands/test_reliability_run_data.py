@@ -165,12 +165,14 @@ def test_d13_corrupt_pairs_npz_is_one_line(copy: Path, capsys: pytest.CaptureFix
 def test_d14_checkpoint_cfg_disagreeing_with_its_weights_is_refused(copy: Path, capsys: pytest.CaptureFixture[str],
                                                                    key: str) -> None:
     seed1 = copy / "run" / "activations" / "topk-32" / "seed1"
-    cfg = json.loads((seed1 / "cfg.json").read_text())
+    from saeseeds.sae.checkpoint import read_checkpoint_cfg, write_checkpoint_cfg
+
+    cfg = read_checkpoint_cfg(seed1)  # cfg.json and saeseeds.json beside it
     if key == "num_latents":
         cfg["num_latents"] = 99
     else:
         cfg["saeseeds_config"]["num_latents"] = 99
-    (seed1 / "cfg.json").write_text(json.dumps(cfg))
+    write_checkpoint_cfg(seed1, cfg)
     _refused(capsys, ["compare", str(copy / "run"), "--out", str(copy / "c2"), "--quiet"],
              f"{seed1}/cfg.json", "num_latents=99", "32 latents", cwd=copy)
 

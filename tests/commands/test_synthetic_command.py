@@ -108,3 +108,14 @@ def test_synthetic_command_composed_model(tmp_path, capsys) -> None:
     assert len(comp["features_found_per_seed"]) == 3 and "latent_stability_by_class" in comp
     assert (report / "relu-12_composed.png").stat().st_size > 1000
     assert not (report / "relu-12_subspace_recovery.png").exists()  # no groups in the composed model
+
+
+def test_the_python_api_is_the_commands_and_refuses_a_config_that_is_not_synthetic(tmp_path) -> None:
+    import saeseeds.api.synthetic_experiment  # noqa: F401  (imported, the module must not shadow the function)
+    from saeseeds.config import DataConfig, RunConfig
+    from saeseeds.errors import ConfigError
+
+    assert callable(ss.synthetic)
+    with pytest.raises(ConfigError, match="data.source is 'npy'; the synthetic experiment needs 'synthetic'"):
+        ss.synthetic(RunConfig(data=DataConfig(source="npy", path="acts.npy")), tmp_path / "out")
+    assert not (tmp_path / "out").exists()

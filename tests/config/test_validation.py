@@ -65,6 +65,7 @@ CASES: list[tuple[str, Any, str]] = [
     ("train.normalize_activations", "no", ""),
     ("train.store_eval_tokens", -1, ""),
     ("train.progress", 1, ""),
+    ("train.lm_loss", "yes", ""),
     ("train.log_every", -1, ""),
     ("train.tensorboard", "yes", ""),
     ("train.wandb_project", 5, ""),

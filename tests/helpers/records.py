@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from saeseeds.records import NOT_STAMPED, SCHEMA_NAME
+from saeseeds.sae.checkpoint import CFG_FILE, EXTRA_FILE
 from saeseeds.version import __version__
 
 INPUTS = ("config", "lm_config")
@@ -16,8 +17,10 @@ INPUTS = ("config", "lm_config")
 
 
 def saeseeds_json(root: Path) -> list[Path]:
-    """Every *.json under `root` (hidden ones too) but those of NOT_STAMPED folders."""
-    return sorted(p for p in root.rglob("*.json") if not set(p.relative_to(root).parts[:-1]) & set(NOT_STAMPED))
+    """Every *.json under `root` (hidden ones too) but those of NOT_STAMPED folders and a checkpoint's sparsify-only
+    cfg.json (its stamp is in the saeseeds.json beside it: sparsify warns about any key it does not know)."""
+    return sorted(p for p in root.rglob("*.json") if not set(p.relative_to(root).parts[:-1]) & set(NOT_STAMPED)
+                  and not (p.name == CFG_FILE and (p.parent / EXTRA_FILE).is_file()))
 
 
 def schemas(root: Path) -> dict[str, str]:

@@ -66,3 +66,28 @@ def build_tiny_causal_lm(
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+def train_tiny_causal_lm(directory: str | Path, documents: Sequence[str], *, steps: int = 150, ctx_len: int = 24,
+                         lr: float = 1e-2, seed: int = 0) -> Path:
+    """Fit the tiny LM saved in `directory` to `documents` for `steps` Adam steps and save it back, so that its
+    modules matter (zero-ablating one raises the loss), as in a real model; a few seconds on one core."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    directory = Path(directory)
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    model = AutoModelForCausalLM.from_pretrained(directory)
+    ids = torch.tensor([t for doc in documents for t in tokenizer(doc)["input_ids"]], dtype=torch.int64)
+    chunks = ids[: len(ids) // ctx_len * ctx_len].reshape(-1, ctx_len)
+    g = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    for _ in range(steps):
+        batch = chunks[torch.randint(0, chunks.shape[0], (16,), generator=g)]
+        loss = model(input_ids=batch, labels=batch).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    model.save_pretrained(directory)
+    return directory

@@ -3,6 +3,8 @@ early, replayed as further epochs; and the source must still describe the run's 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -10,6 +12,7 @@ from saeseeds.config import DataConfig, RunConfig, TrainConfig
 from saeseeds.data.types import SourcePair
 from saeseeds.errors import DataError
 from saeseeds.pooling.stream import RunStream
+from saeseeds.training.run_dir import Run
 
 
 class Counting:
@@ -29,7 +32,7 @@ def test_lm_pass_is_computed_once_and_replayed(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr("saeseeds.data.sources.build_source",
                         lambda cfg: SourcePair(source, [], {"token_fingerprint": "abc"}))
     cfg = RunConfig(data=DataConfig(source="lm", hookpoint="h"), train=TrainConfig(batch_size=4))
-    stream = RunStream(cfg, "h", manifest={"data": {"token_fingerprint": "abc"}})
+    stream = RunStream(Run(Path("run"), {"data": {"token_fingerprint": "abc"}}, config=cfg), "h")
     first = torch.cat(list(stream.batches(8)))  # 2 batches: stops inside the second forward batch
     assert source.forwards == 2
     rows = torch.cat(list(stream.batches(48)))  # 12 batches = 2 passes over the 24 rows
@@ -42,6 +45,6 @@ def test_a_source_that_changed_is_refused(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr("saeseeds.data.sources.build_source",
                         lambda cfg: SourcePair(Counting(), [], {"token_fingerprint": "new"}))
     cfg = RunConfig(data=DataConfig(source="lm", hookpoint="h"), train=TrainConfig(batch_size=4))
-    stream = RunStream(cfg, "h", manifest={"data": {"token_fingerprint": "old"}})
+    stream = RunStream(Run(Path("run"), {"data": {"token_fingerprint": "old"}}, config=cfg), "h")
     with pytest.raises(DataError, match="token_fingerprint"):
         next(stream.batches(8))

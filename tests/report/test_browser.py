@@ -116,8 +116,7 @@ class Chromium:
                                  session=False)["sessionId"]
         for domain in ("Page", "Runtime", "Log"):
             self.send(f"{domain}.enable")
-        self.send("Emulation.setDeviceMetricsOverride",
-                  {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+        self.set_width(width, height)
 
     def load(self, url: str) -> None:
         self.events.clear()
@@ -146,12 +145,17 @@ class Chromium:
                 found.append(params["entry"].get("text", "")[:300])
         return found
 
-    def screenshot(self, path: Path) -> bytes:
-        """The whole page as PNG, written to `path`."""
+    def set_width(self, width: int, height: int = 900) -> None:
+        """Lay the page out at `width` CSS pixels (a desktop, a laptop)."""
+        self.send("Emulation.setDeviceMetricsOverride",
+                  {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+
+    def screenshot(self, path: Path, max_height: int = 16000) -> bytes:
+        """The page from its top, at most `max_height` pixels of it, as PNG written to `path`."""
         size = self.send("Page.getLayoutMetrics")["cssContentSize"]
         png = base64.b64decode(self.send("Page.captureScreenshot", {
             "format": "png", "captureBeyondViewport": True,
-            "clip": {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 16000), "scale": 1},
+            "clip": {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], max_height), "scale": 1},
         })["data"])
         path.write_bytes(png)
         return png
@@ -183,7 +187,13 @@ PAGE_STATE = """JSON.stringify({
   contexts: document.querySelectorAll(".ctx mark").length,
   tocLinks: Array.from(document.querySelectorAll("nav.toc a")).map(a => a.getAttribute("href")),
   ids: Array.from(document.querySelectorAll("[id]")).map(e => e.id),
+  shared: Array.from(document.querySelectorAll("#headline .headline .tile"))
+    .filter(t => t.querySelector(".tlabel").textContent.includes("shared")).map(t => t.querySelector(".tvalue").textContent),
+  overflow: document.documentElement.scrollWidth - document.documentElement.clientWidth,
 })"""
+WIDTHS = (1400, 1024)
+"""Screenshots at a desktop and at a laptop width."""
+PERCENT_SPREAD = re.compile(r"^\d+\.\d% ± \d+\.\d%$")
 
 FILTER = """(() => {
   const box = document.querySelector(".latents");
@@ -244,13 +254,24 @@ def test_demo_report_renders_in_chromium(demo_report, browser, tmp_path) -> None
     assert dangling == [] and len(state["ids"]) == len(set(state["ids"]))
     filtered = json.loads(browser.evaluate(FILTER))
     assert filtered["shown"] >= 1 and filtered["text"].startswith(f"{filtered['shown']} of {MAX_LATENTS}"), filtered
+    # the answer first: the headline is the first section and gives the shared fraction as a percentage ± sd
+    assert state["sections"][0] == "headline", state["sections"]
+    assert state["shared"] and all(PERCENT_SPREAD.match(v) for v in state["shared"]), state["shared"]
     browser.evaluate('document.querySelector("details.latent").open = true; 1')  # show one latent's body
-    shot = tmp_path / "demo_report.png"
-    png = browser.screenshot(shot)
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000
+    shots = []
+    for width in WIDTHS:
+        browser.set_width(width)
+        laid_out = json.loads(browser.evaluate(PAGE_STATE))
+        assert laid_out["overflow"] <= 0, f"the page scrolls sideways at {width} px"
+        for name, height in ((f"demo_report-{width}.png", 16000), (f"demo_report-{width}-top.png", 2200)):
+            png = browser.screenshot(tmp_path / name, height)
+            assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000
+            shots.append(tmp_path / name)
+    browser.set_width(WIDTHS[0])
     if SCREENSHOT_DIR:
         Path(SCREENSHOT_DIR).mkdir(parents=True, exist_ok=True)
-        shutil.copy(shot, Path(SCREENSHOT_DIR) / shot.name)
+        for shot in shots:
+            shutil.copy(shot, Path(SCREENSHOT_DIR) / shot.name)
 
 
 def test_broken_image_and_script_error_are_caught(demo_report, browser, tmp_path) -> None:

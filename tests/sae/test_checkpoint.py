@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from saeseeds.sae import (
     load_sae,
     save_sae,
 )
+from saeseeds.sae.checkpoint import CFG_FILE, EXTRA_FILE, SPARSIFY_KEYS, read_checkpoint_cfg
 
 ARCHS = ["topk", "batchtopk", "relu", "jumprelu"]
 
@@ -45,7 +47,7 @@ def test_round_trip_gives_identical_outputs(arch: str, tmp_path: Path) -> None:
     x = torch.randn(30, 12)
     assert loaded.architecture == arch and loaded.num_latents == 40
     assert torch.equal(loaded.decode(loaded.encode(x)), sae.decode(sae.encode(x)))
-    cfg = json.loads((tmp_path / "ck" / "cfg.json").read_text())
+    cfg = read_checkpoint_cfg(tmp_path / "ck")
     assert cfg["seed"] == 4 and cfg["hookpoint"] == "layers.3.mlp" and cfg["architecture"] == arch
     assert {"d_in", "num_latents", "activation", "saeseeds_version", "schema"} <= set(cfg)
     assert ("k" in cfg) == (arch == "topk")  # sparsify's k only where sparsify's TopK computes the same thing
@@ -246,3 +248,39 @@ def test_unknown_directory_contents(tmp_path: Path) -> None:
     (tmp_path / "x").mkdir()
     with pytest.raises(CheckpointError, match="holds no SAE checkpoint"):
         load_any(tmp_path / "x")
+
+
+def test_cfg_json_holds_only_sparsify_keys_and_ours_lie_beside_it(tmp_path: Path) -> None:
+    save_sae(trained_like("topk"), tmp_path / "ck", hookpoint="h.1.mlp", model="m", seed=3)
+    plain = json.loads((tmp_path / "ck" / CFG_FILE).read_text())
+    ours = json.loads((tmp_path / "ck" / EXTRA_FILE).read_text())
+    assert set(plain) <= set(SPARSIFY_KEYS) and {"d_in", "k", "activation"} <= set(plain)
+    assert list(ours)[:1] == ["schema"] and ours["seed"] == 3 and not set(ours) & set(plain)
+    assert read_checkpoint_cfg(tmp_path / "ck") == plain | ours
+
+
+def test_a_checkpoint_with_every_key_in_cfg_json_still_loads(tmp_path: Path) -> None:
+    sae = trained_like("jumprelu")
+    save_sae(sae, tmp_path / "ck", seed=1)
+    merged = read_checkpoint_cfg(tmp_path / "ck")
+    (tmp_path / "ck" / EXTRA_FILE).unlink()  # the layout before the split: one cfg.json with our keys too
+    (tmp_path / "ck" / CFG_FILE).write_text(json.dumps(merged))
+    loaded = load_sae(tmp_path / "ck")
+    x = torch.randn(20, 12)
+    assert loaded.architecture == "jumprelu" and torch.equal(loaded.decode(loaded.encode(x)), sae.decode(sae.encode(x)))
+
+
+def test_sparsify_loads_a_run_config_folder_without_warnings(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                             capfd: pytest.CaptureFixture[str]) -> None:
+    sparsify = pytest.importorskip("sparsify")
+    config_dir = tmp_path / "run" / "h.1.mlp" / "topk-40"
+    for seed in (0, 1):
+        save_sae(trained_like("topk"), config_dir / f"seed{seed}", hookpoint="h.1.mlp", model="m", seed=seed,
+                 input_scale=1.5, data={"revision": "main", "exclude_special_tokens": True, "special_token_ids": [0]})
+    capfd.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # sparsify's "Dropping extra args" is a warning
+        coders = sparsify.SparseCoder.load_many(str(config_dir), local=True)
+    assert sorted(coders) == ["seed0", "seed1"]
+    captured = capfd.readouterr()
+    assert "Dropping" not in captured.out + captured.err + caplog.text

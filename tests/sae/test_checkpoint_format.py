@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 from saeseeds.config import SaeConfig
 from saeseeds.errors import CheckpointError
 from saeseeds.sae import SparseAutoencoder, fold_input_scale, load_any, load_sae, save_sae
-from saeseeds.sae.checkpoint import _fold
+from saeseeds.sae.checkpoint import _fold, read_checkpoint_cfg
 
 ARCHS = ["topk", "batchtopk", "relu", "jumprelu"]
 SCALE = 2.0794  # 1 / 0.481, the demo's measured input scale
@@ -65,7 +65,7 @@ def test_saved_decoder_is_unit_norm_and_the_sae_matches_the_trained_one(arch: st
 def test_cfg_records_hookpoint_model_special_tokens_and_scale(tmp_path: Path) -> None:
     save_sae(trained("jumprelu"), tmp_path / "ck", hookpoint="encoder.layer.3", model=DATA["model"], seed=2,
              input_scale=SCALE, data=DATA)
-    cfg = json.loads((tmp_path / "ck" / "cfg.json").read_text())
+    cfg = read_checkpoint_cfg(tmp_path / "ck")
     assert cfg["schema"] == "saeseeds.checkpoint/2"
     assert cfg["normalize_decoder"] is True
     assert cfg["hookpoint"] == "encoder.layer.3" and cfg["model"] == DATA["model"] and cfg["model_revision"] == "abc"
@@ -80,8 +80,8 @@ def test_an_architecture_without_declared_thresholds_folds_into_the_weights(tmp_
     sae.spec = type(sae.spec)()  # a spec with an extra tensor it does not declare as a threshold
     sae.spec.latent_unit_tensors = ()
     sae.spec.checkpoint_tensors = lambda s: {"cap": torch.ones(s.num_latents)}  # type: ignore[method-assign]
-    folded, where = _fold(sae, SCALE)
-    assert where == "encoder.weight, W_dec, b_dec"  # exact for any activation: pre-activations unchanged
+    folded, took_scale = _fold(sae, SCALE)
+    assert took_scale == ("encoder.weight", "W_dec", "b_dec")  # exact for any activation: pre-activations unchanged
     assert torch.allclose(folded.W_dec.norm(dim=1), torch.full((40,), 1 / SCALE), atol=1e-6)
     x = raw_batch()
     with torch.no_grad():

@@ -135,7 +135,7 @@ def test_batchtopk_without_a_threshold_is_not_exported(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
-def test_export_run_wraps_foreign_seeds_for_analyze(tmp_path: Path) -> None:
+def test_export_run_wraps_foreign_seeds_for_analyze(tmp_path: Path, capsys) -> None:
     """SAELens-format seeds of a tiny GPT-2 → `export --format run` → `analyze` finds the stability compare finds."""
     from helpers.tiny_lm import build_tiny_causal_lm
     from saeseeds.sae.export import write_saelens
@@ -163,6 +163,16 @@ def test_export_run_wraps_foreign_seeds_for_analyze(tmp_path: Path) -> None:
                  str(tmp_path / "corpus.txt"), "--ctx-len", "24", "--out", str(run), "--quiet"]) == 0
     manifest = json.loads((run / "run.json").read_text())
     assert manifest["status"] == "imported" and [e["seed"] for e in manifest["saes"]] == [0, 1]
+    capsys.readouterr()  # the tiny model's own save messages
+    for wrong, says in ((["--hookpoint", "transformer.h.1.mlp.c_fc"], "64 wide, but the SAEs read d_in 16"),
+                        (["--hookpoint", "h.7.mlp"], "matches no module")):
+        assert main(["export", *seeds, "--format", "run", *wrong, "--model", str(lm), "--dataset",
+                     str(tmp_path / "corpus.txt"), "--out", str(tmp_path / "wrong")]) == 2  # checked when it runs
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and says in err[0] and not (tmp_path / "wrong").exists()
+    assert main(["export", *seeds, "--format", "run", "--hookpoint", "h.1.mlp", "--model", str(lm), "--dataset",
+                 str(tmp_path / "corpus.txt"), "--out", str(tmp_path / "sparsify-name"), "--quiet"]) == 0
+    assert json.loads((tmp_path / "sparsify-name" / "run.json").read_text())["saes"][0]["hookpoint"] == hook
     assert main(["export", seeds[0], str(tmp_path / "ck_d8"), "--format", "run", "--hookpoint", hook,
                  "--out", str(tmp_path / "bad")]) == 2  # a missing checkpoint: one line, nothing written
     assert not (tmp_path / "bad").exists()

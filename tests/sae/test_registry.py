@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -13,18 +16,20 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from saeseeds.config import DataConfig, RunConfig, SaeConfig, TrainConfig
-from saeseeds.config.architectures import (
+from saeseeds.config.checks import check_float, check_int
+from saeseeds.data.sources import build_source
+from saeseeds.errors import CheckpointError, ConfigError
+from saeseeds.sae import SparseAutoencoder, load_sae, save_sae
+from saeseeds.sae.checkpoint import read_checkpoint_cfg
+from saeseeds.sae.outputs import Encoding
+from saeseeds.sae.registry import (
     architecture_names,
     get_architecture,
     register_architecture,
     unregister_architecture,
 )
-from saeseeds.config.checks import check_float, check_int
-from saeseeds.data.sources import build_source
-from saeseeds.errors import CheckpointError, ConfigError
-from saeseeds.sae import SparseAutoencoder, load_sae, save_sae
-from saeseeds.sae.outputs import Encoding
 from saeseeds.sae.spec import ArchitectureSpec, SparsityPenalty, pre_activations, require
+from saeseeds.sae.topk import TopK
 from saeseeds.training import list_checkpoints, train_run
 from saeseeds.training.member import Member
 
@@ -142,7 +147,7 @@ def test_toy_trains_in_lockstep_saves_and_loads(toy: CappedRelu, tmp_path: Path)
     x = torch.from_numpy(np.load(tmp_path / "acts.npy")[:50])
     caps = []
     for ref in refs:
-        cfg_json = json.loads((ref.path / "cfg.json").read_text())
+        cfg_json = read_checkpoint_cfg(ref.path)
         assert cfg_json["architecture"] == TOY and cfg_json["activation"] == TOY
         tensors = load_file(str(ref.path / "sae.safetensors"))
         assert set(tensors) == {"encoder.weight", "encoder.bias", "W_dec", "b_dec", "cap"}
@@ -178,3 +183,68 @@ def test_unregistered_architecture_cannot_be_loaded(tmp_path: Path) -> None:
     assert TOY not in architecture_names() and spec is not None
     with pytest.raises(CheckpointError, match=r"unsupported architecture 'capped-relu' \(supported: topk, batchtopk"):
         load_sae(tmp_path / "ck")
+
+
+CONFIG_ALONE = """
+import sys
+from saeseeds.config import SaeConfig
+from saeseeds.errors import ConfigError
+assert "saeseeds.sae" not in sys.modules  # config loads without the model layer
+try:
+    SaeConfig(architecture="relu", l1_coefficient=-1.0).validate()
+except ConfigError as err:
+    print(err)
+"""
+
+
+def _model_references(source: str) -> list[str]:
+    """Imports of saeseeds.sae in `source`, and module names of it in code (handed to importlib), docs aside."""
+    tree = ast.parse(source)
+    docs = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr)}
+    found = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    found += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    found += [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+              and id(n) not in docs]
+    return [name for name in found if name == "saeseeds.sae" or name.startswith("saeseeds.sae.")]
+
+
+def test_config_asks_the_specs_through_its_seam_and_never_imports_the_model() -> None:
+    src = Path(__file__).parents[2] / "src" / "saeseeds" / "config"
+    for module in src.glob("*.py"):
+        assert _model_references(module.read_text()) == [], module.name
+    out = subprocess.run([sys.executable, "-c", CONFIG_ALONE], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("sae.l1_coefficient = -1.0 is out of range")  # relu's own check ran
+
+
+class CappedTopK(TopK):
+    """TopK's code, capped: no longer positively homogeneous, and sparsify no longer computes it exactly."""
+
+    def encode(self, sae: SparseAutoencoder, x_centered: Tensor) -> Encoding:
+        enc = super().encode(sae, x_centered)
+        return enc._replace(values=enc.values.clamp(max=1.0))
+
+
+class ExactTopK(TopK):
+    """TopK under another name, restating that sparsify computes it exactly."""
+
+    sparsify_k = True
+
+
+def test_each_spec_owns_its_checkpoint_facts(tmp_path: Path) -> None:
+    facts = {name: (get_architecture(name).latent_unit_tensors, get_architecture(name).sparsify_k)
+             for name in ("topk", "batchtopk", "relu", "jumprelu")}
+    assert facts == {"topk": ((), True), "batchtopk": (("threshold",), False), "relu": ((), False),
+                     "jumprelu": (("threshold",), False)}
+    assert (CappedTopK.latent_unit_tensors, CappedTopK.sparsify_k) == (None, False)  # not inherited from TopK
+    for name, spec in (("capped-topk", CappedTopK()), ("exact-topk", ExactTopK())):
+        register_architecture(name, spec)
+        try:
+            sae = SparseAutoencoder(SaeConfig(architecture=name, num_latents=16, k=4), 8,
+                                    generator=torch.Generator().manual_seed(0))
+            save_sae(sae, tmp_path / name, input_scale=2.0)
+        finally:
+            unregister_architecture(name)
+        assert ("k" in json.loads((tmp_path / name / "cfg.json").read_text())) == spec.sparsify_k
+        folded_into = read_checkpoint_cfg(tmp_path / name)["input_scale_folded_into"]
+        assert folded_into == "encoder.weight, W_dec, b_dec"  # not homogeneous

@@ -15,7 +15,7 @@ from saeseeds.data.types import SourcePair
 from saeseeds.sae import load_sae
 from saeseeds.training import list_checkpoints, load_latent_frequencies, read_manifest, train_run
 from saeseeds.training.evaluate import evaluate_sae
-from saeseeds.training.run_dir import eval_batches_for_run
+from saeseeds.training.run_dir import Run
 
 try:
     from helpers.tiny_lm import build_tiny_causal_lm
@@ -36,7 +36,7 @@ def test_frequencies_and_rows_are_stored(tmp_path: Path) -> None:
     assert manifest["eval"]["stored"]["rows"] == 150 and manifest["eval"]["stored"]["complete"]
     assert manifest["eval"]["latents"]["path"] == "eval/latents.safetensors"
     assert manifest["eval"]["fingerprint"] == manifest["fingerprint"]["eval"]
-    batches = eval_batches_for_run(tmp_path / "run")
+    batches = Run.open(tmp_path / "run").held_out_batches()
     assert [b["activations"].shape[0] for b in batches] == [100, 50]
     assert torch.equal(torch.cat([b["activations"] for b in batches]), x[-150:])  # raw, unscaled
     for ref in list_checkpoints(tmp_path / "run"):
@@ -53,7 +53,7 @@ def test_cap_and_disable(tmp_path: Path) -> None:
     x = torch.randn(64 * 4 + 150, 8)
     source = SourcePair(list(x[:-150].split(64)), [x[-150:-50], x[-50:]], {})
     train_run(small(store=120), source, tmp_path / "capped")
-    batches = eval_batches_for_run(tmp_path / "capped")
+    batches = Run.open(tmp_path / "capped").held_out_batches()
     assert [b["activations"].shape[0] for b in batches] == [100, 20]
     assert not read_manifest(tmp_path / "capped")["eval"]["stored"]["complete"]
     train_run(small(store=0), source, tmp_path / "none")

@@ -7,9 +7,7 @@ decided by `SharingRule` (saeseeds.align.sharing), the one definition the whole 
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -18,13 +16,7 @@ import torch
 from saeseeds.align.assignment import max_cosine_assignments
 from saeseeds.align.sharing import SharingRule
 from saeseeds.align.similarity import ScreenMode
-from saeseeds.atomic import atomic_write_npz
 from saeseeds.errors import DataError
-from saeseeds.records import write_record
-
-SCHEMA = "saeseeds.alignment/1"
-"""`schema` of the `<name>.json` that `Alignment.save` writes."""
-PER_LATENT_FIELDS = ("dec_partner", "dec_cos", "enc_partner", "enc_cos", "shared", "dec_max_cos")
 
 
 class HasWeights(Protocol):
@@ -96,15 +88,6 @@ class Alignment:
             "stats": self.stats,
         }
 
-    def save(self, directory: str | Path, name: str) -> tuple[Path, Path]:
-        """Write `<name>.json` (summary, schema `saeseeds.alignment/1`) and `<name>.npz` (per-latent arrays)."""
-        directory = Path(directory)
-        json_path = directory / f"{name}.json"
-        npz_path = directory / f"{name}.npz"
-        write_record(json_path, SCHEMA, self.summary())
-        atomic_write_npz(npz_path, **{key: getattr(self, key) for key in PER_LATENT_FIELDS})
-        return json_path, npz_path
-
     def under(self, rule: SharingRule) -> Alignment:
         """The same matchings judged by another rule's threshold (a change of `absolute` needs new matchings)."""
         if rule.absolute != self.absolute:
@@ -114,29 +97,6 @@ class Alignment:
             )
         shared = rule.shared(self.dec_partner, self.dec_cos, self.enc_partner, self.enc_cos)
         return dataclasses.replace(self, shared=shared, threshold=rule.threshold)
-
-    @classmethod
-    def load(cls, directory: str | Path, name: str) -> Alignment:
-        """Read an alignment written by `save`."""
-        directory = Path(directory)
-        json_path, npz_path = directory / f"{name}.json", directory / f"{name}.npz"
-        try:
-            summary = json.loads(json_path.read_text())
-            with np.load(npz_path) as data:
-                arrays = {key: data[key] for key in PER_LATENT_FIELDS}
-        except (OSError, ValueError, KeyError) as err:
-            raise DataError(f"cannot read alignment {name!r} in {directory}: {err}") from err
-        return cls(
-            **arrays,
-            threshold=float(summary["threshold"]),
-            absolute=bool(summary.get("absolute", False)),
-            num_latents_b=int(summary["num_latents_b"]),
-            dec_total=float(summary.get("dec_total", 0.0)),
-            enc_total=float(summary.get("enc_total", 0.0)),
-            name_a=str(summary.get("a", "a")),
-            name_b=str(summary.get("b", "b")),
-            stats=dict(summary.get("stats", {})),
-        )
 
 
 def align_weights(

@@ -5,9 +5,9 @@ per batch of held-out chunks, and keeps for each activation row its token id and
 the `[n_chunks, ctx_len]` chunk grid (special-token positions have no row). Other sources give activations
 only (no tokens: trigger concentration and LM loss are then unavailable).
 
-`load_eval_data(run_dir)` reads the same rows from the run's stored held-out set (`<run>/eval/`, written by
-the trainer) without running the LM; only the tokenizer (for decoding contexts) and, on request, the model
-(for the LM-loss ablation) are loaded. Runs without a stored set fall back to `build_eval_data`.
+`load_eval_data(run)` reads the same rows from the run's stored held-out set (`<run>/eval/`, written by the
+trainer, read through `saeseeds.training.run_dir.Run.stored_held_out`) without running the LM; only the
+tokenizer (for decoding contexts) and, on request, the model (for the LM-loss ablation) are loaded. Runs without a stored set fall back to `build_eval_data`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from saeseeds.errors import CheckpointError, DataError
+from saeseeds.errors import DataError
+from saeseeds.training.run_dir import Run
 
 
 @dataclass
@@ -104,7 +105,7 @@ def _lm_eval_data(cfg: Any, *, max_chunks: int, progress: bool) -> EvalData:
 
 
 def load_eval_data(
-    run_dir: str | Path,
+    run: Run | str | Path,
     *,
     need_model: bool = False,
     any_model: bool = False,
@@ -119,22 +120,16 @@ def load_eval_data(
     the tokenizer (decoding contexts; None when it cannot be found). `max_chunks` > 0 caps the LM chunks.
     Runs trained before the held-out set was stored are rebuilt with `build_eval_data` (runs the LM).
     """
-    from saeseeds.data.sources import check_run_data
-    from saeseeds.training.eval_store import read_eval_set, stored_info
-    from saeseeds.training.run_dir import load_run_config, read_manifest
-
-    run_dir = Path(run_dir)
-    manifest = read_manifest(run_dir)
-    cfg = load_run_config(run_dir)
-    info = stored_info(manifest)
-    if info is None:
-        check_run_data(cfg, manifest, run_dir)
+    run = Run.open(run)
+    cfg = run.config
+    stored = run.stored_held_out()
+    if stored is None:
+        run.check_data()
         return build_eval_data(cfg, max_chunks=max_chunks, progress=progress)
-    check_stored_eval(run_dir, manifest)
-    acts, rows = read_eval_set(run_dir, info)
+    info, acts, rows = stored
     hookpoints = list(acts)
     sizes = [int(n) for n in rows["batch_rows"]]
-    meta = {"source": manifest.get("data", {}).get("source", cfg.data.source), "stored": info}
+    meta = {"source": run.data.get("source", cfg.data.source), "stored": info}
     if "chunks" not in rows:
         split = {h: a.split(sizes) for h, a in acts.items()}
         batches = [EvalBatch({h: parts[i] for h, parts in split.items()}) for i in range(len(sizes))]
@@ -144,7 +139,7 @@ def load_eval_data(
         chunks = chunks[:max_chunks]
     ctx_len = int(chunks.shape[1]) if chunks.ndim == 2 else 0
     if chunks.numel() == 0:
-        raise DataError(f"{run_dir}: the stored held-out set has no token chunks")
+        raise DataError(f"{run.path}: the stored held-out set has no token chunks")
     keep = positions < chunks.shape[0] * ctx_len
     # the same batches as build_eval_data: one per `lm.lm_batch_size` chunks
     group = torch.div(positions[keep], ctx_len * max(cfg.lm.lm_batch_size, 1), rounding_mode="floor")
@@ -154,28 +149,16 @@ def load_eval_data(
     batches = [
         EvalBatch({h: parts[h][i] for h in hookpoints}, ids[i], pos[i]) for i in range(len(counts)) if counts[i]
     ]
-    loaded = _load_model(cfg, manifest, any_model=any_model) if need_model else None
+    loaded = _load_model(cfg, run.data, any_model=any_model) if need_model else None
     tokenizer = loaded.tokenizer if loaded is not None else (_load_tokenizer(cfg) if need_tokenizer else None)
     vocab = max(len(tokenizer) if tokenizer is not None else 0, int(chunks.max()) + 1)
     special = tuple(int(t) for t in rows["special_ids"])
     return EvalData(batches, hookpoints, chunks, tokenizer, vocab, loaded, special, meta)
 
 
-def check_stored_eval(run_dir: str | Path, manifest: dict[str, Any]) -> None:
-    """CheckpointError in one line unless the run's stored held-out set (`<run>/eval/`) is what run.json records:
-    its row counts and the SHA-256 of its activations (`sha256_acts`), so an edited or cut file is never analysed.
-    Hashing the stored rows costs about a second per GB, read once more."""
-    from saeseeds.training.eval_store import eval_set_problem, stored_info
-
-    info = stored_info(manifest)
-    problem = eval_set_problem(Path(run_dir), info) if info is not None else None
-    if problem:
-        raise CheckpointError(f"{problem} (the run's stored evaluation set is not the one training wrote)")
-
-
-def _load_model(cfg: Any, manifest: dict[str, Any], *, any_model: bool = False) -> Any:
-    """The run's LM when it is causal (only then can LM loss be measured) or `any_model`, else None."""
-    if not any_model and not manifest.get("data", {}).get("is_causal", False):
+def _load_model(cfg: Any, data: dict[str, Any], *, any_model: bool = False) -> Any:
+    """The run's LM when it is causal (only then can LM loss be measured; run.json's `data`) or `any_model`."""
+    if not any_model and not data.get("is_causal", False):
         return None
     from saeseeds.data.lm_source import load_language_model
 

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from saeseeds.align.cross_seed import CrossSeedResult
+from saeseeds.align.cross_seed import CrossSeedResult, StabilityGroups
 from saeseeds.align.sharing import STABILITY_KINDS, SharingRule
 from saeseeds.analysis.ablation import (
     AblationRow,
@@ -139,26 +139,9 @@ class ConfigAnalysis:
 # stability
 
 
-@dataclass(frozen=True)
-class StabilityGroups:
-    """One seed's stability and stable / unstable masks as torch tensors (the analyses compute in torch)."""
-
-    stability: Tensor
-    """float64 [n]: fraction of the other seeds in which the latent is found."""
-    stable: Tensor
-    """bool [n]."""
-    unstable: Tensor
-    """bool [n]."""
-    n_others: int
-
-
-def seed_groups(cross: CrossSeedResult) -> list[StabilityGroups]:
-    """The stable / unstable split of every seed, read from the cross-seed result (no alignment here)."""
-    return [
-        StabilityGroups(torch.from_numpy(g.stability.copy()), torch.from_numpy(g.stable.copy()),
-                        torch.from_numpy(g.unstable.copy()), g.n_others)
-        for g in cross.groups()
-    ]
+def masks(g: StabilityGroups) -> tuple[Tensor, Tensor]:
+    """A seed's (stable, unstable) masks as torch tensors: align keeps them in numpy, the analyses compute in torch."""
+    return torch.from_numpy(g.stable), torch.from_numpy(g.unstable)
 
 
 # --------------------------------------------------------------------------------------------
@@ -196,15 +179,6 @@ def seed_pass(sae: SparseAutoencoder, data: EvalData, hookpoint: str, *, n_top: 
     return SeedPass(acc.stats(), top, abl)
 
 
-def trigger_pass(
-    sae: SparseAutoencoder, data: EvalData, hookpoint: str, *, n_top: int
-) -> tuple[TriggerStats, TopActivations]:
-    """One pass over the evaluation batches: trigger statistics and per-latent top activations."""
-    res = seed_pass(sae, data, hookpoint, n_top=n_top)
-    assert res.top is not None
-    return res.stats, res.top
-
-
 TRIGGER_STATISTICS = ("frequency", "mean_activation", "entropy", "top_token_share", "distinct_tokens")
 
 
@@ -214,9 +188,9 @@ def compare_triggers(
     """Stable vs unstable alive latents of each seed (never pooled), for each trigger statistic (descriptive)."""
     names = TRIGGER_STATISTICS if has_tokens else TRIGGER_STATISTICS[:2]
     out = []
-    for s, g in zip(stats, groups):
+    for s, (stable, unstable) in zip(stats, map(masks, groups)):
         alive = s.fire_count > 0
-        out.append([compare_groups(name, getattr(s, name).double(), g.stable & alive, g.unstable & alive)
+        out.append([compare_groups(name, getattr(s, name).double(), stable & alive, unstable & alive)
                     for name in names])
     return out
 
@@ -242,8 +216,8 @@ def _run_subspaces(
     gen = torch.Generator().manual_seed(opts.seed + 1)
     decs = [s.W_dec.detach().double().cpu() for s in saes]
     d = decs[0].shape[1]
-    unstable = [dec[g.unstable & a] for dec, g, a in zip(decs, groups, alive)]
-    stable = [dec[g.stable & a] for dec, g, a in zip(decs, groups, alive)]
+    unstable = [dec[masks(g)[1] & a] for dec, g, a in zip(decs, groups, alive)]
+    stable = [dec[masks(g)[0] & a] for dec, g, a in zip(decs, groups, alive)]
     cap = opts.subspace_dim if opts.subspace_dim > 0 else max(d // 4, 1)
     out: dict[str, Any] = {"d_in": d, "n_unstable": [u.shape[0] for u in unstable], "n_stable": [s.shape[0] for s in stable]}
     if len(saes) < 2:
@@ -390,6 +364,7 @@ def run_ablation(
     opts: AnalyzeOptions,
     strata: Tensor,
     generator: torch.Generator,
+    *,
     hook_input: bool = False,
     skip_model: str = "",
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
@@ -402,11 +377,12 @@ def run_ablation(
     """
     fvu_fn, fvu_note = _fvu_fn(sae, passed, data, hookpoint)
     fvu = _Recorder(fvu_fn, "fvu")
-    tests = {"fvu": ablation_test(fvu, groups.stable, groups.unstable, strata, opts.n_random, generator)}
+    stable, unstable = masks(groups)
+    tests = {"fvu": ablation_test(fvu, stable, unstable, strata, opts.n_random, generator)}
     if fvu.masks is None:  # no test (an empty group): the table still shows the fixed sets
         alive = strata >= 0
-        fixed = torch.stack([torch.zeros_like(alive), groups.stable & alive, groups.unstable & alive,
-                             ~(groups.stable & alive), ~(groups.unstable & alive), torch.ones_like(alive)])
+        fixed = torch.stack([torch.zeros_like(alive), stable & alive, unstable & alive,
+                             ~(stable & alive), ~(unstable & alive), torch.ones_like(alive)])
         fvu(fixed)
         rows = _Recorder.rows(fvu, 0)
     else:
@@ -417,9 +393,12 @@ def run_ablation(
         draws = max(1, min(opts.n_random, opts.n_random_lm))
         lm = _Recorder(fn, key)
         try:
-            tests[key] = ablation_test(lm, groups.stable, groups.unstable, strata, draws, generator,
+            tests[key] = ablation_test(lm, stable, unstable, strata, draws, generator,
                                        higher_is_worse=False)
-            lm_rows = lm.rows(draws) if lm.masks is not None else []
+            if lm.masks is None:  # no test (an empty group): the fixed sets still give the SAE's own LM loss
+                lm(fvu.masks)
+                draws = 0
+            lm_rows = lm.rows(draws)
         except DataError as err:
             lm_note = f"unavailable: {err}"
             tests[key] = {"p": math.nan, "note": lm_note}
@@ -486,7 +465,7 @@ def analyze_config(
         timings[name] = now - clock
         clock = now
 
-    res.stability = seed_groups(cross.with_rule(opts.rule))
+    res.stability = cross.with_rule(opts.rule).groups()
     lap("stability")
     passes = [seed_pass(sae, tokens, hookpoint, n_top=opts.n_top, tops=i == 0) for i, sae in enumerate(saes)]
     res.triggers = [p.stats for p in passes]
@@ -522,7 +501,7 @@ def analyze_config(
     res.tables["subspaces"] = run_subspaces(saes, res.stability, alive, opts) | {"complement_test": spans}
     lap("subspaces")
     if tokens.has_tokens and tokens.tokenizer is not None:
-        stab, freq = res.stability[0].stability, res.triggers[0].frequency
+        stab, freq = torch.from_numpy(res.stability[0].stability), res.triggers[0].frequency
         by_freq = torch.argsort(freq, descending=True, stable=True)  # ties in stability: most frequent first
         least_order = by_freq[torch.argsort(stab[by_freq], stable=True)]
         most_order = by_freq[torch.argsort(stab[by_freq], descending=True, stable=True)]
@@ -536,7 +515,7 @@ def analyze_config(
     claims = judge_claims(list(seeds), per_seed, opts, lm_metric=lm_metric, spans=spans)
     if opts.alternate:
         other = alternate_rule(opts.rule)
-        alt_groups = seed_groups(cross.with_rule(other))
+        alt_groups = cross.with_rule(other).groups()
         res.tables["stability"]["alternate"] = {"rule": other.to_dict(),
                                                 "per_seed": stability_counts(seeds, alt_groups, alive)}
         alt_per_seed, _, alt_spans = claim_tests(
@@ -557,15 +536,15 @@ def stability_counts(seeds: Sequence[int], groups: Sequence[StabilityGroups], al
     return [
         {
             "seed": seed,
-            "n_latents": int(g.stability.numel()),
-            "n_stable": int(g.stable.sum()),
-            "n_unstable": int(g.unstable.sum()),
-            "n_stable_alive": int((g.stable & a).sum()),
-            "n_unstable_alive": int((g.unstable & a).sum()),
+            "n_latents": int(g.stability.size),
+            "n_stable": int(stable.sum()),
+            "n_unstable": int(unstable.sum()),
+            "n_stable_alive": int((stable & a).sum()),
+            "n_unstable_alive": int((unstable & a).sum()),
             "n_dead": int((~a).sum()),
             "mean_stability": float(g.stability.mean()),
         }
-        for seed, g, a in zip(seeds, groups, alive)
+        for seed, g, (stable, unstable), a in zip(seeds, groups, map(masks, groups), alive)
     ]
 
 
@@ -612,8 +591,8 @@ def claim_tests(groups: Sequence[StabilityGroups], inputs: ClaimInputs, opts: An
     abl_tables = []
     for i, (sae, g, p, st, a) in enumerate(zip(inputs.saes, groups, inputs.passes, inputs.strata, inputs.alive)):
         gen = torch.Generator().manual_seed(opts.seed * 1000 + i)
-        table, tests = run_ablation(sae, g, p, inputs.data, inputs.hookpoint, opts, st, gen, inputs.hook_input,
-                                    skip_model)
+        table, tests = run_ablation(sae, g, p, inputs.data, inputs.hookpoint, opts, st, gen,
+                                    hook_input=inputs.hook_input, skip_model=skip_model)
         if tables:
             abl_tables.append({"seed": inputs.seeds[i], **table})
         n_dead = int((~a).sum())
@@ -622,11 +601,11 @@ def claim_tests(groups: Sequence[StabilityGroups], inputs: ClaimInputs, opts: An
         per_seed["stable_carry_prediction"].append(pred | {"n_dead": n_dead, "metric": table["lm_metric"]})
         one = torch.where(a, 0, -1)  # frequency is the outcome: one stratum of the alive latents
         per_seed["unstable_rarer"].append(
-            _rank_row(stratified_rank_test(p.stats.frequency, g.stable & a, g.unstable & a, one,
+            _rank_row(stratified_rank_test(p.stats.frequency, masks(g)[0] & a, masks(g)[1] & a, one,
                                            opts.n_random, gen), "stable", "unstable", n_dead))
         if inputs.has_tokens:
             per_seed["unstable_more_token_specific"].append(
-                _rank_row(stratified_rank_test(p.stats.top_token_share, g.unstable & a, g.stable & a, st,
+                _rank_row(stratified_rank_test(p.stats.top_token_share, masks(g)[1] & a, masks(g)[0] & a, st,
                                                opts.n_random, gen), "unstable", "stable", n_dead))
         else:
             per_seed["unstable_more_token_specific"].append(
@@ -648,8 +627,8 @@ def span_tests(groups: Sequence[StabilityGroups], inputs: ClaimInputs, opts: Ana
     """
     decs = [s.W_dec.detach().double().cpu() for s in inputs.saes]
     d = decs[0].shape[1]
-    stable = [dec[g.stable & a] for dec, g, a in zip(decs, groups, inputs.alive)]
-    unstable = [dec[g.unstable & a] for dec, g, a in zip(decs, groups, inputs.alive)]
+    stable = [dec[masks(g)[0] & a] for dec, g, a in zip(decs, groups, inputs.alive)]
+    unstable = [dec[masks(g)[1] & a] for dec, g, a in zip(decs, groups, inputs.alive)]
     comp = stable_complement(stable, d)
     d_c = comp.basis.shape[1]
     cap = opts.subspace_dim if opts.subspace_dim > 0 else max(d_c // 4, 1)

@@ -4,12 +4,18 @@ docs/definitions.md: loss recovered = (CE_zero − CE_sae) / (CE_zero − CE_cle
 with KL(clean ‖ spliced) averaged over predicted positions. The splice is a forward hook that replaces the
 hookpoint's output (or input) by `replace_fn(activation [batch, seq, d])`; positions holding special tokens
 (BOS/separators) can be left untouched, as SAEs are trained without them.
+
+`lm_loss_of_run` / `write_lm_loss` score every SAE of a run on its stored held-out chunks (`<run>/lm_loss.json`,
+schema `saeseeds.lm_loss/1`): what `train` writes after a causal-LM run and `demo` reads.
 """
 
 from __future__ import annotations
 
+import math
+import statistics
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -245,3 +251,129 @@ def evaluate_lm_loss(
             tokens=n,
         )
     return reports
+
+
+# --------------------------------------------------------------------------------------------
+# every SAE of a run, on its stored held-out chunks: <run>/lm_loss.json
+
+LM_LOSS_SCHEMA = "saeseeds.lm_loss/1"
+LM_LOSS_FIELDS = ("ce_clean", "ce_spliced", "ce_zero", "ce_loss_recovered", "kl_spliced")
+"""The fields of every row of lm_loss.json (docs/formats.md), beside hookpoint, sae and seed."""
+LM_LOSS_DEFINITION = ("ce_*: mean next-token cross-entropy (nats) of the clean model, with the SAE's reconstruction "
+                      "spliced in at the hookpoint, and with the hookpoint zero-ablated; ce_loss_recovered = "
+                      "(ce_zero - ce_spliced) / (ce_zero - ce_clean); kl_spliced: mean KL(clean || spliced) per "
+                      "scored token (docs/definitions.md)")
+
+
+def lm_loss_of_run(run_dir: str | Path, loaded: Any = None, *, progress: bool = False) -> dict[str, Any] | None:
+    """LM loss of every SAE of a run with its reconstruction spliced in, on the run's stored held-out chunks.
+
+    Reads the chunks and special-token ids of `<run>/eval/` (never re-tokenises), so the cost is bounded by
+    `train.store_eval_tokens`: per batch of chunks one clean, one zero-ablated and one spliced pass per SAE.
+    `loaded` is the run's `LoadedModel` (or a bare causal LM module) when the caller holds it; else the run's
+    model is loaded. None when the run has no stored token chunks or its model is not a causal LM.
+    """
+    from saeseeds.training.eval_store import read_eval_rows, stored_info
+    from saeseeds.training.run_dir import load_run_config, read_manifest
+
+    run_dir = Path(run_dir)
+    manifest = read_manifest(run_dir)
+    info = stored_info(manifest)
+    data = manifest.get("data") if isinstance(manifest.get("data"), dict) else {}
+    if info is None or not info.get("has_tokens") or not data.get("is_causal"):
+        return None
+    rows = read_eval_rows(run_dir, info)
+    cfg = load_run_config(run_dir)
+    if loaded is None:
+        from saeseeds.data.lm_source import load_language_model
+
+        loaded = load_language_model(cfg.lm)
+    model = getattr(loaded, "model", loaded)
+    chunks, special = rows["chunks"], [int(t) for t in rows["special_ids"]]
+    reports = _run_reports(run_dir, model, chunks, special, hook_input=cfg.lm.hook_input,
+                           batch_size=cfg.lm.lm_batch_size, progress=progress)
+    tokens = next(iter(reports.values()))[1].tokens if reports else 0
+    return {
+        "definition": LM_LOSS_DEFINITION,
+        "model": data.get("model"),
+        "hook_input": cfg.lm.hook_input,
+        "chunks": int(chunks.shape[0]),
+        "ctx_len": int(chunks.shape[1]),
+        "tokens": tokens,
+        "rows": [_row(ref, report) for ref, report in reports.values()],
+    }
+
+
+def _run_reports(run_dir: Path, model: nn.Module, chunks: Tensor, special: Sequence[int], *, hook_input: bool,
+                 batch_size: int, progress: bool) -> dict[str, tuple[Any, LmLossReport]]:
+    """(checkpoint, report) per SAE of the run, sharing the clean and zero-ablation passes per hookpoint."""
+    from saeseeds.sae import load_sae
+    from saeseeds.training.run_dir import list_checkpoints
+
+    device = str(next(model.parameters()).device)
+    refs: dict[str, dict[str, Any]] = {}
+    for ref in list_checkpoints(run_dir):
+        refs.setdefault(ref.hookpoint, {})[f"{ref.hookpoint}/{ref.sae_name}/seed{ref.seed}"] = ref
+    out: dict[str, tuple[Any, LmLossReport]] = {}
+    for hookpoint, by_key in refs.items():
+        fns = {key: sae_replace_fn(load_sae(ref.path, device=device)) for key, ref in by_key.items()}
+        reports = evaluate_lm_loss(model, chunks, hookpoint, fns, hook_input=hook_input, batch_size=batch_size,
+                                   special_ids=special, progress=progress)
+        out.update({key: (by_key[key], report) for key, report in reports.items()})
+    return out
+
+
+def _row(ref: Any, report: LmLossReport) -> dict[str, Any]:
+    """One row of lm_loss.json."""
+    return {
+        "hookpoint": ref.hookpoint, "sae": ref.sae_name, "seed": ref.seed,
+        "ce_clean": report.ce_clean, "ce_spliced": report.ce_replaced, "ce_zero": report.ce_zero,
+        "ce_loss_recovered": report.loss_recovered, "kl_spliced": report.kl_replaced,
+        "kl_zero": report.kl_zero, "kl_recovered": report.kl_recovered, "tokens": report.tokens,
+    }
+
+
+def write_lm_loss(run_dir: str | Path, loaded: Any = None, *, progress: bool = False) -> dict[str, Any] | None:
+    """`lm_loss_of_run`, written to `<run>/lm_loss.json` (schema saeseeds.lm_loss/1); None (nothing written)
+    when the run has no causal model or stored chunks."""
+    from saeseeds.records import write_record
+    from saeseeds.run_layout import LM_LOSS
+
+    record = lm_loss_of_run(run_dir, loaded, progress=progress)
+    if record is not None:
+        write_record(Path(run_dir) / LM_LOSS, LM_LOSS_SCHEMA, record)
+    return record
+
+
+def read_lm_loss(run_dir: str | Path) -> dict[str, Any] | None:
+    """A run's lm_loss.json, or None when it has none (or it does not parse)."""
+    import json
+
+    from saeseeds.run_layout import LM_LOSS
+
+    try:
+        record = json.loads((Path(run_dir) / LM_LOSS).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("rows"), list) else None
+
+
+def summary_lines(record: Mapping[str, Any]) -> list[str]:
+    """One line per SAE configuration: loss recovered and KL, mean ± sd over its seeds, and the CE it comes from."""
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for row in record.get("rows", []):
+        groups.setdefault((row["hookpoint"], row["sae"]), []).append(row)
+    lines = []
+    for (hookpoint, sae), rows in sorted(groups.items()):
+        rec, kl = _mean_sd([r["ce_loss_recovered"] for r in rows]), _mean_sd([r["kl_spliced"] for r in rows])
+        ce = sum(r["ce_spliced"] for r in rows) / len(rows)
+        lines.append(f"{hookpoint}/{sae}: LM loss recovered {rec[0]:.3f} ± {rec[1]:.3f}, KL {kl[0]:.4f} ± {kl[1]:.4f} "
+                     f"nats/token over {len(rows)} seed(s) (CE clean {rows[0]['ce_clean']:.3f}, spliced {ce:.3f}, "
+                     f"zero-ablated {rows[0]['ce_zero']:.3f}; {record.get('tokens', 0):,} held-out tokens)")
+    return lines
+
+
+def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one value; NaN values propagate)."""
+    mean = sum(values) / len(values)
+    return mean, statistics.stdev(values) if len(values) > 1 and not any(map(math.isnan, values)) else 0.0

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -26,6 +25,7 @@ from torch import Tensor
 
 from saeseeds.analysis.eval_data import EvalBatch, EvalData
 from saeseeds.errors import DataError
+from saeseeds.training.run_dir import Run
 
 
 def _rows(data: EvalData) -> int:
@@ -54,7 +54,7 @@ LM_ROWS_HINT = "an LM run's training rows need an LM forward: ask with `saeseeds
 
 
 def analysis_tokens(
-    run_dir: str | Path,
+    run: Run,
     eval_data: EvalData,
     *,
     max_tokens: int,
@@ -66,24 +66,20 @@ def analysis_tokens(
 
     An LM run's training rows are added only with `lm_train_rows` (they cost an LM forward unless `train_stream`
     replays them); other sources' stored or generated rows are read without asking. No row is used twice."""
-    from saeseeds.training.run_dir import load_run_config, read_manifest
-
     n_eval = _rows(eval_data)
     if max_tokens <= 0 or max_tokens <= n_eval:
         data = _truncate(eval_data, max_tokens) if max_tokens > 0 else eval_data
         return data, _held_out_only(max_tokens, _rows(data), "held-out rows only (the budget is not above them)")
-    run_dir = Path(run_dir)
-    manifest = read_manifest(run_dir)
-    cfg = load_run_config(run_dir)
+    cfg = run.config
     need = max_tokens - n_eval
     lm_run = eval_data.has_tokens and cfg.data.source == "lm"
     if lm_run and not lm_train_rows:
         return eval_data, _held_out_only(max_tokens, n_eval, f"held-out rows only, no LM forward ({LM_ROWS_HINT})")
     available: int | None
     if lm_run:
-        extra, chunks_used, note, available = _lm_rows(cfg, manifest, eval_data, need, train_stream, progress)
+        extra, chunks_used, note, available = _lm_rows(run, eval_data, need, train_stream, progress)
     else:
-        (extra, available), chunks_used, note = _source_rows(cfg, eval_data, need, train_stream), None, \
+        (extra, available), chunks_used, note = _source_rows(run, eval_data, need, train_stream), None, \
             "the source's training rows, each once"
     batches = list(eval_data.batches) + extra
     chunks = eval_data.chunks
@@ -124,22 +120,17 @@ def describe(info: Mapping[str, Any]) -> str:
     return line
 
 
-def _lm_rows(cfg: Any, manifest: dict[str, Any], eval_data: EvalData, need: int,
-             train_stream: Iterable[Mapping[str, Tensor]] | None, progress: bool
-             ) -> tuple[list[EvalBatch], Tensor, str, int]:
+def _lm_rows(run: Run, eval_data: EvalData, need: int, train_stream: Iterable[Mapping[str, Tensor]] | None,
+             progress: bool) -> tuple[list[EvalBatch], Tensor, str, int]:
     """Rows of the training chunks (one pass, each chunk once), the chunks used, where from, rows available."""
-    from saeseeds.data.corpus import build_token_chunks
     from saeseeds.progress import tqdm
 
+    cfg = run.config
     tokenizer = eval_data.loaded.tokenizer if eval_data.loaded is not None else eval_data.tokenizer
     if tokenizer is None:
         raise DataError("more analysis tokens need the run's tokenizer, which could not be loaded; "
                         "leave out --analysis-tokens to use the held-out rows only")
-    chunks = build_token_chunks(cfg.lm, tokenizer, shuffle=cfg.data.shuffle, shuffle_seed=cfg.data.shuffle_seed)
-    want = manifest.get("data", {}).get("token_fingerprint")
-    if want and chunks.fingerprint != want:
-        raise DataError("the run's corpus no longer tokenises to the chunks it was trained on (token fingerprint "
-                        "differs); leave out --analysis-tokens to use the stored held-out rows only")
+    chunks = run.train_chunks(tokenizer, hint="; leave out --analysis-tokens to use the stored held-out rows only")
     special = tuple(chunks.special_ids) if cfg.lm.exclude_special_tokens else ()
     ctx_len = chunks.train.shape[1]
     step = max(cfg.lm.lm_batch_size, 1)
@@ -183,15 +174,15 @@ def _lm_rows(cfg: Any, manifest: dict[str, Any], eval_data: EvalData, need: int,
     return out, chunks.train[:start], note, available
 
 
-def _source_rows(cfg: Any, eval_data: EvalData, need: int,
+def _source_rows(run: Run, eval_data: EvalData, need: int,
                  train_stream: Iterable[Mapping[str, Tensor]] | None) -> tuple[list[EvalBatch], int | None]:
     """The first distinct training rows of a stored or generated source, at most `need`; and how many exist.
 
     The stream stops after one pass over the source's rows (`distinct_rows`), however often training cycled them."""
-    from saeseeds.data.sources import build_source
     from saeseeds.data.types import as_mapping
 
-    source = build_source(cfg).train
+    cfg = run.config
+    source = run.rebuild_source().train
     available = distinct_rows(source)
     if train_stream is None:
         train_stream = (as_mapping(b, cfg.data.hookpoint) for b in one_pass(source))

@@ -25,6 +25,7 @@ _WHERE = {
     "save_comparison": "saeseeds.api.comparison", "seed_sets": "saeseeds.api.discovery",
     "load": "saeseeds.api.loading", "PoolResult": "saeseeds.api.pooling", "pool": "saeseeds.api.pooling",
     "write_report": "saeseeds.api.report", "study": "saeseeds.api.study", "train": "saeseeds.api.training",
+    "synthetic": "saeseeds.api.synthetic_experiment",
     "PoolOptions": "saeseeds.pooling.options",
 }
 
@@ -63,5 +64,6 @@ __all__ = [
     "save_comparison",
     "seed_sets",
     "study",
+    "synthetic",
     "train",
 ]

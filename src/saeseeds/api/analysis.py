@@ -27,15 +27,14 @@ from saeseeds.analysis.token_budget import analysis_tokens
 from saeseeds.analysis.token_budget import describe as describe_tokens
 from saeseeds.analysis.verdicts import run_level_holm
 from saeseeds.api.comparison import compare_all, load_comparison
-from saeseeds.api.discovery import seed_sets, slug
+from saeseeds.api.discovery import slug
 from saeseeds.atomic import atomic_dir
-from saeseeds.data.sources import check_run_data
 from saeseeds.errors import CheckpointError, DataError
 from saeseeds.names import name_problem, safe_slug
 from saeseeds.outputs import check_output_dir, mark_output
 from saeseeds.records import relative_path, write_record
 from saeseeds.sae import load_sae
-from saeseeds.training.run_dir import load_run_config, read_manifest
+from saeseeds.training.run_dir import Run
 
 FORMAT = "saeseeds.analyze/1"
 TABLES = ("stability", "triggers", "ablation", "subspaces", "claims")
@@ -45,7 +44,7 @@ log = logging.getLogger(__name__)
 
 
 def analyze(
-    run_dir: str | Path,
+    run_dir: Run | str | Path,
     *,
     cross: Sequence[CrossSeedResult] | str | Path | None = None,
     options: AnalyzeOptions | None = None,
@@ -74,17 +73,16 @@ def analyze(
     `say` too, else at DEBUG (the CLI prints them itself: `claim_line`).
     """
     status, result_line = (say, say) if say is not None else (log.info, log.debug)
-    run_dir = Path(run_dir)
-    read_manifest(run_dir)  # a run directory, or one line saying it is not
+    run = Run.open(run_dir)  # a run directory, or one line saying it is not
+    sets = [s for s in run.seed_sets() if len(s) >= 2 and (not configs or s.sae_name in set(configs))]
+    if not sets:
+        named = f" named {list(configs)}" if configs else ""
+        raise CheckpointError(f"{run.path}: no SAE configuration with two or more seeds to analyse{named}")
     if train_stream is None:  # training rows come from the run's data file: the one it was trained on, or refused
-        check_run_data(load_run_config(run_dir), read_manifest(run_dir), run_dir)
+        run.check_data()
     opts = options or AnalyzeOptions()
     if out is not None:
         check_output_dir(out, KIND, overwrite=overwrite)
-    sets = [s for s in seed_sets(run_dir) if len(s) >= 2 and (not configs or s.sae_name in set(configs))]
-    if not sets:
-        named = f" named {list(configs)}" if configs else ""
-        raise CheckpointError(f"{run_dir}: no SAE configuration with two or more seeds to analyse{named}")
     computed = False
     if cross is None:
         results = compare_all(sets, rule=opts.rule, progress=opts.progress)
@@ -92,13 +90,13 @@ def analyze(
     else:
         results = load_comparison(cross) if isinstance(cross, (str, Path)) else list(cross)
     t0 = time.perf_counter()
-    cfg = load_run_config(run_dir)
+    cfg = run.config
     if eval_data is None:
         # any model: a causal LM for LM loss, an encoder for output recovered
-        eval_data = load_eval_data(run_dir, need_model=opts.lm_loss, any_model=True, max_chunks=max_eval_chunks,
+        eval_data = load_eval_data(run, need_model=opts.lm_loss, any_model=True, max_chunks=max_eval_chunks,
                                    progress=opts.progress)
     hook_input = bool(getattr(cfg.lm, "hook_input", False)) and cfg.data.source == "lm"
-    tokens, token_info = analysis_tokens(run_dir, eval_data, max_tokens=opts.max_tokens,
+    tokens, token_info = analysis_tokens(run, eval_data, max_tokens=opts.max_tokens,
                                          lm_train_rows=opts.lm_train_rows, train_stream=train_stream,
                                          progress=opts.progress)
     status(f"evaluation data: {len(eval_data.batches)} held-out batches; {describe_tokens(token_info)}; hookpoints "
@@ -119,7 +117,7 @@ def analyze(
             result_line(f"  {claim_line(claim, verdict)}")
     attach_run_holm([a for a, _ in analyses], alpha=opts.alpha)
     if out is not None:
-        write_analysis(run_dir, [a for a, _ in analyses], Path(out),
+        write_analysis(run.path, [a for a, _ in analyses], Path(out),
                        cross=[r for _, r in analyses] if computed else None)
         result_line(f"wrote {Path(out) / 'analysis.json'}")
     return [a for a, _ in analyses]
@@ -238,7 +236,7 @@ def write_config_outputs(res: ConfigAnalysis, target: Path) -> list[str]:
     latents = {"seed": res.seeds[0], "stability": base.stability.tolist(), **res.triggers[0].table()}
     write_record(target / "latents.json", "saeseeds.latents/1", latents)
     files.append("latents.json")
-    stab = torch.cat([g.stability for g in res.stability])
+    stab = torch.cat([torch.from_numpy(g.stability) for g in res.stability])
     fired = torch.cat([t.fire_count for t in res.triggers]) > 0
     freq = torch.cat([t.frequency for t in res.triggers])
     config = f"{res.hookpoint}/{res.sae_name}"  # named in every figure's title

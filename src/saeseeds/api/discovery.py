@@ -5,18 +5,16 @@ of `seed<N>` checkpoints (sparsify's `--init_seeds` layout) one per parent folde
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from saeseeds.align.cross_seed import SeedSet
 from saeseeds.errors import CheckpointError, ConfigError
 from saeseeds.names import safe_slug
+from saeseeds.run_layout import SEED_DIR, seed_dir_name
 from saeseeds.sae.formats import is_checkpoint_dir
 from saeseeds.sae.hub import HF_PREFIX, SAELENS_PREFIX, normalized, resolve_checkpoint
-from saeseeds.training.run_dir import group_by_config, is_run_dir, list_checkpoints
-
-_SEED_DIR = re.compile(r"^seed(-?\d+)$")
+from saeseeds.training.run_dir import Run
 
 
 def seed_sets(inputs: Sequence[str | Path] | str | Path, *, names: Sequence[str] | None = None) -> list[SeedSet]:
@@ -39,14 +37,8 @@ def seed_sets(inputs: Sequence[str | Path] | str | Path, *, names: Sequence[str]
                 loose_keys.append(tuple(text.split("/")))
             else:  # a hub folder of seed<N> checkpoints
                 sets.extend(folder_seed_sets(local, prefix=text if len(paths) > 1 else ""))
-        elif is_run_dir(path):
-            refs = list_checkpoints(path)
-            if not refs:
-                raise CheckpointError(f"run directory {path} holds no SAE checkpoints")
-            for (hook, name), members in group_by_config(refs).items():
-                label = f"{path.name}:{hook}/{name}" if len(paths) > 1 else f"{hook}/{name}"
-                sets.append(SeedSet(label, tuple(f"seed{m.seed}" for m in members), tuple(m.path for m in members),
-                                    hook, name, tuple(m.seed for m in members), path))
+        elif Run.is_run(path):
+            sets.extend(Run.open(path).seed_sets(label_prefix=path.name if len(paths) > 1 else ""))
         elif is_checkpoint_dir(path) or not path.is_dir():
             loose_paths.append(path)
             loose_keys.append(path.resolve().parts[1:] or (str(path),))
@@ -65,7 +57,7 @@ def folder_seed_sets(root: Path, *, prefix: str = "") -> list[SeedSet]:
     found = checkpoint_dirs(root)
     groups: dict[Path, list[tuple[int, Path]]] = {}
     for ckpt in found:
-        match = _SEED_DIR.match(ckpt.name)
+        match = SEED_DIR.match(ckpt.name)
         if match:
             groups.setdefault(ckpt.parent, []).append((int(match.group(1)), ckpt))
     if not groups:
@@ -85,7 +77,7 @@ def folder_seed_sets(root: Path, *, prefix: str = "") -> list[SeedSet]:
         members.sort()
         hook = parent.name if parent == root else str(parent.relative_to(root))
         label = f"{prefix}:{hook}" if prefix else hook
-        sets.append(SeedSet(label, tuple(f"seed{s}" for s, _ in members), tuple(p for _, p in members),
+        sets.append(SeedSet(label, tuple(seed_dir_name(s) for s, _ in members), tuple(p for _, p in members),
                             hook, "", tuple(s for s, _ in members)))
     return sets
 

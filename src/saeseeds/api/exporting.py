@@ -47,14 +47,10 @@ def export_run(sources: Sequence[str | Path], out: str | Path, *, lm: LmConfig, 
     `lm` names the model, the one hookpoint the SAEs read and the corpus (`lm.model` "" is the embedded default).
     The SAEs must share architecture, width and d_in. Every SAE is taken as it loads: raw activations in.
     """
+    from saeseeds.run_layout import MANIFEST as RUN_MANIFEST
+    from saeseeds.run_layout import RUN_SCHEMA
     from saeseeds.sae.formats import load_any
-    from saeseeds.training.run_dir import (
-        MANIFEST,
-        RUN_SCHEMA,
-        checkpoint_dir,
-        is_run_dir,
-        read_manifest,
-    )
+    from saeseeds.training.run_dir import Run, checkpoint_dir
 
     out = Path(out)
     if len(lm.hookpoints) != 1:
@@ -66,7 +62,7 @@ def export_run(sources: Sequence[str | Path], out: str | Path, *, lm: LmConfig, 
         check_name(name, "--name", ConfigError)
     recover_out(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        own = is_run_dir(out) and read_manifest(out).get("status") == IMPORTED
+        own = Run.is_run(out) and Run.open(out).manifest.get("status") == IMPORTED
         if not (own and overwrite):
             raise ConfigError(f"--out {out}: exists and is not empty" + ("; pass --overwrite to replace it"
                                                                           if own else "; choose a new directory"))
@@ -78,7 +74,8 @@ def export_run(sources: Sequence[str | Path], out: str | Path, *, lm: LmConfig, 
                 f"{source}: {sae.architecture} with {sae.num_latents} latents on d_in {sae.d_in}, but {sources[0]} "
                 f"is {first.architecture} with {first.num_latents} on d_in {first.d_in}; seeds must match"
             )
-    hookpoint = lm.hookpoints[0]
+    hookpoint = checked_hookpoint(lm, first.d_in)
+    lm = dataclasses.replace(lm, hookpoints=[hookpoint])
     sae_cfg = dataclasses.replace(first.cfg, name=name or f"{first.architecture}-{first.num_latents}")
     cfg = RunConfig(data=DataConfig(source="lm"), lm=lm, train=TrainConfig(seeds=list(range(len(saes)))),
                     saes=[sae_cfg])
@@ -93,7 +90,7 @@ def export_run(sources: Sequence[str | Path], out: str | Path, *, lm: LmConfig, 
                             "architecture": sae.architecture, "num_latents": sae.num_latents,
                             "path": checkpoint_dir(Path("."), hookpoint, sae_cfg.name, seed).as_posix(),
                             "source": source_text(source, tmp)})
-        write_record(tmp / MANIFEST, RUN_SCHEMA, {
+        write_record(tmp / RUN_MANIFEST, RUN_SCHEMA, {
             "created": now, "updated": now, "status": IMPORTED,
             "about": "SAEs trained elsewhere, wrapped by `saeseeds export --format run` for analyze; not trained "
                      "here (no data fingerprint, no stored held-out set)",
@@ -103,7 +100,26 @@ def export_run(sources: Sequence[str | Path], out: str | Path, *, lm: LmConfig, 
             "hookpoints": {hookpoint: {"d_in": first.d_in, "input_scale": 1.0}},
             "saes": entries,
         })
-    return out / MANIFEST
+    return out / RUN_MANIFEST
+
+
+def checked_hookpoint(lm: LmConfig, d_in: int) -> str:
+    """The model's module for `lm.hookpoints[0]` (sparsify and TransformerLens spellings resolved), checked now
+    by one short forward to exist and to give activations of width `d_in`: a wrong hookpoint is refused here,
+    not later in `analyze`."""
+    import torch
+
+    from saeseeds.data.hookpoints import resolve_hookpoints
+    from saeseeds.data.lm_source import chunk_activations, load_language_model
+
+    loaded = load_language_model(lm)
+    hookpoint = resolve_hookpoints(loaded.model, lm.hookpoints)[0]
+    probe = torch.tensor([[loaded.tokenizer.bos_token_id or loaded.tokenizer.cls_token_id or 0] * 4])
+    width = int(chunk_activations(loaded.model, probe, [hookpoint], hook_input=lm.hook_input)[hookpoint].shape[-1])
+    if width != d_in:
+        raise CheckpointError(f"--hookpoint {hookpoint}: the model's activations there are {width} wide, but the "
+                              f"SAEs read d_in {d_in}; name the module they were trained on")
+    return hookpoint
 
 
 def export_targets(source: str | Path) -> list[tuple[Path, Path]]:
@@ -112,13 +128,13 @@ def export_targets(source: str | Path) -> list[tuple[Path, Path]]:
     from saeseeds.api.discovery import checkpoint_dirs
     from saeseeds.sae.formats import is_checkpoint_dir
     from saeseeds.sae.hub import resolve_checkpoint
-    from saeseeds.training.run_dir import is_run_dir, list_checkpoints
+    from saeseeds.training.run_dir import Run
 
     root = resolve_checkpoint(str(source))
     if is_checkpoint_dir(root):
         return [(root, Path("."))]
-    if is_run_dir(root):
-        return [(ref.path, _inside(ref.path, root)) for ref in list_checkpoints(root)]
+    if Run.is_run(root):
+        return [(ref.path, _inside(ref.path, root)) for ref in Run.open(root).checkpoints()]
     found = checkpoint_dirs(root) if root.is_dir() else []
     if not found:
         raise CheckpointError(f"{root} holds no SAE checkpoint to export (nor a run directory with run.json)")

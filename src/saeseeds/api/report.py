@@ -68,11 +68,14 @@ class _Contexts:
         checkpoint = Path(result.paths[0])
         if not checkpoint.is_dir():
             raise DataError(f"checkpoint {checkpoint} is not there (moved or deleted)")
-        run_dir = next((p for p in checkpoint.parents[:RUN_DEPTH] if (p / "run.json").is_file()), None)
-        if run_dir is None:
+        from saeseeds.training.run_dir import Run
+
+        run = Run.containing(checkpoint, depth=RUN_DEPTH)
+        if run is None:
             raise DataError(f"{checkpoint} is not inside a saeseeds run (no run.json), so no held-out tokens")
+        run_dir = run.path
         if run_dir not in self.eval_data:
-            self.eval_data[run_dir] = _stored_eval_data(run_dir)
+            self.eval_data[run_dir] = _stored_eval_data(run)
         data = self.eval_data[run_dir]
         if not data.has_tokens or data.tokenizer is None:
             raise DataError(f"the held-out set of {run_dir} has no token ids or tokenizer (e.g. synthetic data)")
@@ -87,19 +90,16 @@ class _Contexts:
         return top_contexts(top, latents, data.chunks, data.tokenizer.decode, window_before=10, window_after=4)
 
 
-def _stored_eval_data(run_dir: Path) -> Any:
+def _stored_eval_data(run: Any) -> Any:
     """The run's stored held-out set, at most CONTEXT_TOKENS of it (never a new LM pass: that is analyze's job)."""
     from saeseeds.analysis.eval_data import load_eval_data
-    from saeseeds.training.eval_store import stored_info
-    from saeseeds.training.run_dir import read_manifest
 
-    manifest = read_manifest(run_dir)
-    if stored_info(manifest) is None:
-        raise DataError(f"{run_dir} stored no held-out set (train.store_eval_tokens = 0); "
+    if run.held_out_info is None:
+        raise DataError(f"{run.path} stored no held-out set (train.store_eval_tokens = 0); "
                         "the contexts would need the language model run again")
-    ctx_len = int(manifest.get("data", {}).get("ctx_len") or 0)
+    ctx_len = int(run.data.get("ctx_len") or 0)
     max_chunks = max(1, CONTEXT_TOKENS // ctx_len) if ctx_len > 0 else 0
-    return load_eval_data(run_dir, need_tokenizer=True, max_chunks=max_chunks)
+    return load_eval_data(run, need_tokenizer=True, max_chunks=max_chunks)
 
 
 def _latent_pages(cap: int, contexts: _Contexts) -> Any:
@@ -125,6 +125,9 @@ def _description(kinds: list[str], sections: list[Any]) -> str:
     """The page's opening sentence: what is in it."""
     text = (f"Everything saeseeds wrote under this directory ({', '.join(kinds)}), one section per output; "
             "figures are embedded, so this file is all a reader needs.")
+    if sections and sections[0].kind == "headline":
+        text = ("The headline first: per configuration, what the seeds share, in numbers and words. Then "
+                + text[0].lower() + text[1:])
     if any(sub.kind == "latents" for sec in sections for sub in sec.subsections):
         text += (" Each configuration's latent page lists latents with their partners in the other seeds, "
                  "stability, firing frequency and top contexts; filter it by id or context text.")

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 from saeseeds.align.cross_seed import CrossSeedResult, SeedSet
 from saeseeds.align.sharing import SharingRule
 from saeseeds.api.comparison import compare_all, load_comparison, save_comparison
-from saeseeds.api.discovery import seed_sets
+from saeseeds.api.training import lm_loss_hook
 from saeseeds.atomic import atomic_write_text
 from saeseeds.config import RunConfig, to_dict
 from saeseeds.config.study import StudyConfig, load_study_config
@@ -32,10 +32,11 @@ from saeseeds.distributed import current_world
 from saeseeds.errors import CheckpointError, ConfigError
 from saeseeds.outputs import check_output_dir, mark_output, output_kind
 from saeseeds.records import relative_path, stamp, write_record
+from saeseeds.run_layout import CHECKPOINT_CONFIG, MANIFEST, POINTER, STATE_DIR
 from saeseeds.study.aggregate import only_in_base_fractions, similarity_by_frequency, study_row
 from saeseeds.study.grid import GridPoint, pass_configs
 from saeseeds.study.table import write_table
-from saeseeds.training.run_dir import MANIFEST, STATE_DIR, checkpoint_dir, read_manifest
+from saeseeds.training.run_dir import Run, checkpoint_dir
 
 FORMAT = "saeseeds.study/1"
 KIND = "study"
@@ -89,8 +90,7 @@ def check_study_resume(out: Path, study: StudyConfig, configs: Sequence[RunConfi
     if recorded is not None:
         check_resume_config({"study": recorded}, {"study": requested})
     for cfg, run_dir in zip(configs, run_dirs):
-        manifest = read_manifest(run_dir) if (run_dir / MANIFEST).is_file() else {}
-        if manifest.get("status") == "complete":
+        if Run.is_run(run_dir) and Run.open(run_dir).complete:
             trained = _recorded(run_dir / MANIFEST, "config", RunConfig)
             if trained is not None:
                 check_resume_config(trained, to_dict(cfg))
@@ -112,44 +112,37 @@ def _train_pass(cfg: RunConfig, run_dir: Path, build: Callable[[RunConfig], Sour
                 say: Callable[[str], None]) -> None:
     from saeseeds.training import train_run
 
-    if (run_dir / MANIFEST).is_file() and read_manifest(run_dir).get("status") == "complete":
+    if Run.is_run(run_dir) and Run.open(run_dir).complete:
         say(f"  {run_dir.name}: complete, kept")
         return
-    again = resume and (run_dir / STATE_DIR / "trainer.json").is_file()
-    train_run(cfg, build(cfg), run_dir, resume=again, overwrite=not again and run_dir.exists())
+    again = resume and (run_dir / STATE_DIR / POINTER).is_file()
+    train_run(cfg, build(cfg), run_dir, resume=again, overwrite=not again and run_dir.exists(),
+              on_complete=lm_loss_hook(cfg))
 
 
-def _seed_sets(run_dirs: list[Path], step: int, total: int) -> list[SeedSet]:
+def _seed_sets(runs: list[Run], step: int, total: int) -> list[SeedSet]:
     """Every seed set of the passes at a milestone step (the run's own checkpoints at the end of training)."""
-    from saeseeds.training.trainer import milestone_dir
-
     sets = []
-    for run_dir in run_dirs:
-        for s in seed_sets(run_dir):
+    for run in runs:
+        for s in run.seed_sets():
             if step == total:
                 sets.append(s)
                 continue
-            where = milestone_dir(run_dir, step)
+            where = run.milestone(step)
             paths = tuple(checkpoint_dir(where, s.hookpoint, s.sae_name, int(seed)) for seed in s.seeds)
-            missing = [p for p in paths if not (p / "cfg.json").is_file()]
+            missing = [p for p in paths if not (p / CHECKPOINT_CONFIG).is_file()]
             if missing:
                 raise CheckpointError(f"{missing[0]}: milestone checkpoint is missing (run.json lists step {step})")
             sets.append(dataclasses.replace(s, paths=paths, run_dir=None))
     return sets
 
 
-def _metrics(run_dirs: list[Path]) -> dict[tuple[str, int], dict[str, Any]]:
+def _metrics(runs: list[Run]) -> dict[tuple[str, int], dict[str, Any]]:
     """Every evaluation record of the passes, by (member key, step)."""
-    from saeseeds.training.trainer import METRICS
-
     out: dict[tuple[str, int], dict[str, Any]] = {}
-    for run_dir in run_dirs:
-        path = run_dir / METRICS
-        if not path.is_file():
-            continue
-        for line in path.read_text().splitlines():
+    for run in runs:
+        for rec in run.metrics():
             try:
-                rec = json.loads(line)
                 if rec.get("kind", "eval") == "eval":  # per-step training lines (kind "train") are not evaluations
                     out[(str(rec["key"]), int(rec["step"]))] = rec
             except (ValueError, KeyError, TypeError):
@@ -208,17 +201,17 @@ def run_study(
         _train_pass(cfg, run_dir, build_source, resume, say)
         log.debug("pass %d (%s) in %.1fs", i + 1, run_dir, time.perf_counter() - t0)
 
-    manifest = read_manifest(run_dirs[0])
-    total = int(manifest["total_steps"])
-    milestones = [m for m in manifest.get("milestones", []) if m.get("done")]
-    metrics = _metrics(run_dirs)
+    runs = [Run.open(d) for d in run_dirs]
+    total = int(runs[0].manifest["total_steps"])
+    milestones = [m for m in runs[0].manifest.get("milestones", []) if m.get("done")]
+    metrics = _metrics(runs)
     results: dict[int, list[CrossSeedResult]] = {}
     rows: list[dict[str, Any]] = []
     milestone_records = []
     for m in milestones:
         step = int(m["step"])
         where = out / "compare" / f"step{step:08d}"
-        sets = _seed_sets(run_dirs, step, total)
+        sets = _seed_sets(runs, step, total)
         stored = load_comparison(where) if (where / "summary.json").is_file() else []
         if stored and sorted(r.label for r in stored) == sorted(s.label for s in sets):
             found = [r.with_rule(rule) for r in stored]

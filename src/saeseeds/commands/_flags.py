@@ -72,3 +72,10 @@ def add_threads_flag(parser: argparse.ArgumentParser, default: int | str = 0, wh
 def has_flag(parser: argparse.ArgumentParser, flag: str) -> bool:
     """True when `parser` already defines option `flag`."""
     return flag in parser._option_string_actions
+
+
+def add_lm_model_flag(parser: argparse.ArgumentParser) -> None:
+    """`--lm.model PATH`: read the run's language model from PATH (a moved model), checked against run.json."""
+    parser.add_argument("--lm.model", dest="lm_model", default=None, metavar="PATH",
+                        help="the run's language model from this local directory instead of the one run.json "
+                             "records (it must have the recorded architecture and shape)")

@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from saeseeds.commands._flags import (
+    add_lm_model_flag,
     add_overwrite_flag,
     add_quiet_flag,
     add_rule_flags,
@@ -68,6 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lm-max-chunks", type=int, default=0,
                    help="held-out chunks for the model-based ablation, one model pass per set (0: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random controls")
+    add_lm_model_flag(p)
     add_quiet_flag(p)
     p.set_defaults(func=run)
 
@@ -111,8 +113,11 @@ def run(args: argparse.Namespace) -> int:
         lm_max_chunks=args.lm_max_chunks, alternate=not args.no_alternate,
         seed=args.seed, progress=not args.quiet,
     )
-    analyses = analyze(args.run_dir, cross=args.compare, options=opts, configs=args.config,  # status: the logger
-                       max_eval_chunks=args.max_eval_chunks, out=args.out, overwrite=args.overwrite)
+    from saeseeds.data.run_model import model_override
+
+    with model_override(args.lm_model):  # --lm.model: every read of the run's config uses that model
+        analyses = analyze(args.run_dir, cross=args.compare, options=opts, configs=args.config,  # status: logger
+                           max_eval_chunks=args.max_eval_chunks, out=args.out, overwrite=args.overwrite)
     if not args.quiet:
         print_claims(analyses)
         if analyses:  # how many distinct rows, and whether the LM ran (or how to ask for it)

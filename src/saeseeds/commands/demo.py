@@ -15,7 +15,6 @@ import logging
 import shutil
 import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -73,25 +72,17 @@ class _Clock:
         return time.perf_counter() - self.start
 
 
-def _lm_loss(cfg: Any, loaded: Any, chunks: Any, run_dir: Path) -> dict[str, dict[str, float]]:
-    """LM loss recovered of every checkpoint of the run, sharing the clean and zero-ablation passes per hookpoint."""
-    from saeseeds.analysis.lm_loss import evaluate_lm_loss, sae_replace_fn
-    from saeseeds.sae import load_sae
-    from saeseeds.training import list_checkpoints
+def _lm_loss(loaded: Any, run_dir: Path, progress: bool) -> dict[str, dict[str, float]] | None:
+    """Each SAE's LM loss on the run's stored held-out chunks (`<run>/lm_loss.json`, written here unless training
+    did), keyed `<hookpoint>/<sae>/seed<N>`."""
+    from saeseeds.analysis.lm_loss import read_lm_loss, write_lm_loss
 
-    by_hook: dict[str, dict[str, Any]] = defaultdict(dict)
-    for ref in list_checkpoints(run_dir):
-        sae = load_sae(ref.path, device=str(loaded.device))
-        by_hook[ref.hookpoint][f"{ref.hookpoint}/{ref.sae_name}/seed{ref.seed}"] = sae_replace_fn(sae)
-    special = chunks.special_ids if cfg.lm.exclude_special_tokens else ()
-    out: dict[str, dict[str, float]] = {}
-    for hookpoint, fns in by_hook.items():
-        reports = evaluate_lm_loss(
-            loaded.model, chunks.eval, hookpoint, fns, hook_input=cfg.lm.hook_input,
-            batch_size=cfg.lm.lm_batch_size, special_ids=special, progress=cfg.train.progress,
-        )
-        out.update({key: report.to_dict() for key, report in reports.items()})
-    return out
+    record = read_lm_loss(run_dir) or write_lm_loss(run_dir, loaded, progress=progress)
+    if record is None:
+        return None
+    return {f"{r['hookpoint']}/{r['sae']}/seed{r['seed']}": {k: v for k, v in r.items()
+                                                           if k not in ("hookpoint", "sae", "seed")}
+            for r in record["rows"]}
 
 
 def _print_training_table(metrics: dict[str, dict[str, Any]], lm_loss: dict[str, dict[str, float]] | None) -> None:
@@ -100,7 +91,7 @@ def _print_training_table(metrics: dict[str, dict[str, Any]], lm_loss: dict[str,
     print("-" * len(header))
     for key in sorted(metrics):
         m = metrics[key]
-        rec = f"{lm_loss[key]['loss_recovered']:>9.3f}" if lm_loss and key in lm_loss else f"{'n/a':>9}"
+        rec = f"{lm_loss[key]['ce_loss_recovered']:>9.3f}" if lm_loss and key in lm_loss else f"{'n/a':>9}"
         print(f"{key:<48} {m['fvu']:>7.4f} {m['l0']:>7.1f} {m['dead_fraction']:>6.1%} {rec}")
 
 
@@ -189,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
     lm_loss = None
     if loaded.is_causal:
         clock.stage("LM loss with each SAE spliced in (vs clean and zero-ablated)")
-        lm_loss = _lm_loss(run_cfg, loaded, chunks, run_dir)
+        lm_loss = _lm_loss(loaded, run_dir, run_cfg.train.progress)
     else:
         clock.stage(f"LM loss recovered: skipped ({loaded.name} is an encoder, not a causal LM; "
                     "see docs/default_model.md)")

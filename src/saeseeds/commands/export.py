@@ -1,13 +1,16 @@
-"""`saeseeds export SOURCE --format saelens --out DIR`: write SAEs in another library's format, or
-`saeseeds export CKPT CKPT [...] --format run --hookpoint H [--model M] --out RUN`: wrap seeds trained elsewhere
-into a run directory that `saeseeds analyze RUN` reads.
+"""`saeseeds export SOURCE... --out DIR`: write SAEs in SAELens's format, or wrap foreign seeds into a run.
+
+  saeseeds export SOURCE --format saelens --out DIR
+  saeseeds export CKPT CKPT [...] --format run --hookpoint H [--model M] --out RUN
 
 saelens: `cfg.json` + `sae_weights.safetensors` per SAE, read by `sae_lens.SAE.load_from_disk(DIR)` for every
 architecture (topk → topk, relu → standard, jumprelu and batchtopk → jumprelu). A checkpoint (or hub name) is
 written into DIR itself; a run or a folder of checkpoints keeps its layout (DIR/<hookpoint>/<config>/seed<N>/).
-DIR/export.json lists what was written and from where. run: the checkpoints (any format saeseeds reads, hub names
-too) become the seeds of one configuration; analyze then runs the model (--model, default the embedded one) at
---hookpoint over the corpus (--dataset, default the embedded one) to build its held-out set (docs/ecosystem.md).
+DIR/export.json lists what was written and from where.
+
+run: the checkpoints (any format saeseeds reads, hub names too) become the seeds of one configuration, which
+`saeseeds analyze RUN` reads; analyze then runs the model (--model, default the embedded one) at --hookpoint over
+the corpus (--dataset, default the embedded one) to build its held-out set (docs/ecosystem.md).
 """
 
 from __future__ import annotations
@@ -29,10 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="target format (default saelens)")
     p.add_argument("--out", type=Path, required=True, help="output directory (new, empty, or an earlier export)")
     group = p.add_argument_group("--format run: where the SAEs' activations come from")
-    group.add_argument("--model", default="", help="Hugging Face model id ('' = the embedded default model)")
+    group.add_argument("--model", default="", help="Hugging Face model id or local directory (default: the embedded "
+                       "model)")
     group.add_argument("--hookpoint", default=None, help="the module whose output the SAEs read (required)")
     group.add_argument("--hook-input", action="store_true", help="the SAEs read the module's input instead")
-    group.add_argument("--dataset", default="", help="corpus for held-out activations ('' = the embedded one)")
+    group.add_argument("--dataset", default="", help="corpus for held-out activations (default: the embedded one)")
     group.add_argument("--ctx-len", type=int, default=128, help="tokens per chunk (default 128)")
     group.add_argument("--keep-special-tokens", action="store_true",
                        help="the SAEs were trained with special tokens ([CLS], [SEP], BOS) included")

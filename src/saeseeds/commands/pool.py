@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from saeseeds.commands._flags import (
+    add_lm_model_flag,
     add_overwrite_flag,
     add_quiet_flag,
     add_rule_flags,
@@ -52,6 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="'equal explained variance': pooled ≥ the comparison's − this (default 0.01)")
     p.add_argument("--alpha", type=float, default=0.05, help="level of the sign-flip test over splits (default 0.05)")
     p.add_argument("--device", default="cpu", help="where the fits run: cpu (default), auto, cuda, cuda:N")
+    add_lm_model_flag(p)
     add_quiet_flag(p)
     add_rule_flags(p)
     add_overwrite_flag(p)
@@ -78,9 +80,11 @@ def run(args: argparse.Namespace) -> int:
 
 
     from saeseeds.api.pooling import headline, pool
+    from saeseeds.data.run_model import model_override
 
-    result = pool(args.source, out=args.out, options=options, config=args.config, run_dir=args.run,
-                  overwrite=args.overwrite)  # status lines: the saeseeds logger
+    with model_override(args.lm_model):  # --lm.model: every read of the run's config uses that model
+        result = pool(args.source, out=args.out, options=options, config=args.config, run_dir=args.run,
+                      overwrite=args.overwrite)  # status lines: the saeseeds logger
     if not args.quiet:
         print(headline(result.record))
         print(f"wrote {args.out / 'pool.json'}, the pooled SAE in {args.out / 'pooled'}, figures in "

@@ -1,96 +1,62 @@
-"""The architecture registry: name → `ArchitectureSpec`; the built-ins (topk, batchtopk, relu, jumprelu) load lazily.
+"""Config's seam to the architectures: the registered names and each one's own check of the `[[sae]]` fields it uses.
 
-It lives with the schema because the schema validates `[[sae]].architecture` against it: the model layer
-(`saeseeds.sae`) registers into it, so no import runs from the config up to the model. It imports nothing heavy
-and holds specs without importing their class (`saeseeds.sae.spec.ArchitectureSpec`); callers that need the
-full type annotate it (`spec: ArchitectureSpec = get_architecture(name)`). A new architecture is one module
-that calls `register_architecture(name, spec)` (see tests/sae/test_registry.py for one defined outside the
-package).
+The registry lives with the model (`saeseeds.sae.registry`; each architecture module registers its spec there).
+Config sits below the model and imports nothing from it: the package wires this seam to the registry when
+`saeseeds` is imported (`provide_architectures`, in `saeseeds/__init__.py`), and the model layer loads only when
+a config is first validated. Anything with `validate` and `sparsity_penalty` (an `ArchitectureSpec` is one)
+answers here.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Protocol
 
 from saeseeds.errors import ConfigError
 
-BUILTIN_MODULES = ("saeseeds.sae.topk", "saeseeds.sae.batchtopk", "saeseeds.sae.relu", "saeseeds.sae.jumprelu")
-"""Modules that register the built-in architectures when imported."""
-
-_REGISTRY: dict[str, Any] = {}
-"""name → ArchitectureSpec instance."""
-_builtins_loaded = False
+if TYPE_CHECKING:
+    from saeseeds.config.schema import SaeConfig
 
 
-def _load_builtins() -> None:
-    """Import the built-in architecture modules once (each registers itself)."""
-    global _builtins_loaded
-    if not _builtins_loaded:
-        for module in BUILTIN_MODULES:
-            importlib.import_module(module)
-        _builtins_loaded = True
+class ArchitectureKnobs(Protocol):
+    """What config asks of an architecture: its checks of the fields it reads, and whether it has a sparsity
+    penalty (only a penalty can be steered to a target L0)."""
+
+    def validate(self, cfg: SaeConfig, where: str, d_in: int | None) -> None: ...
+
+    def sparsity_penalty(self, cfg: SaeConfig) -> object | None: ...
 
 
-def register_architecture(name: str, spec: Any, *, replace: bool = False) -> Any:
-    """Make `spec` available as `SaeConfig.architecture = name`; re-registering a name needs `replace=True`."""
-    if not name or not name.replace("-", "").replace("_", "").isalnum():
-        raise ConfigError(f"architecture name {name!r} is invalid; allowed: letters, digits, '-' and '_'")
-    if name in _REGISTRY and _REGISTRY[name] is not spec and not replace:
-        raise ConfigError(f"architecture {name!r} is already registered; pass replace=True to override it")
-    _REGISTRY[name] = spec
-    return spec
+_provider: Callable[[], Mapping[str, ArchitectureKnobs]] | None = None
 
 
-def unregister_architecture(name: str) -> None:
-    """Remove a registered architecture (e.g. one a test registered); unknown names raise ConfigError."""
-    get_architecture(name)
-    del _REGISTRY[name]
+def provide_architectures(provider: Callable[[], Mapping[str, ArchitectureKnobs]]) -> None:
+    """Install where the registered architectures come from (called once, by the package, at import)."""
+    global _provider
+    _provider = provider
 
 
-def get_architecture(name: str) -> Any:
-    """The spec registered as `name`; an unknown name raises ConfigError listing the registered ones."""
-    _load_builtins()
-    spec = _REGISTRY.get(name)
-    if spec is None:
-        raise ConfigError(
-            f"architecture = {name!r} is not registered; allowed: one of {', '.join(architecture_names())}"
-        )
-    return spec
+def _registered() -> Mapping[str, ArchitectureKnobs]:
+    """Every registered architecture by name, in registration order (the provider loads the model layer)."""
+    if _provider is None:  # `import saeseeds` (which every saeseeds import runs first) installs it
+        raise RuntimeError("no architecture registry is wired to saeseeds.config")
+    return _provider()
 
 
 def architecture_names() -> tuple[str, ...]:
-    """Registered architecture names, built-ins first, in registration order."""
-    _load_builtins()
-    return tuple(_REGISTRY)
+    """Registered architecture names, built-ins first."""
+    return tuple(_registered())
 
 
-def architecture_for_alias(fmt: str, alias: str) -> str | None:
-    """Our architecture for a foreign format's name (`fmt` 'saelens' or 'dictionary_learning'), None if unsupported."""
-    for name, spec in _items():
-        if alias in _foreign_names(spec, fmt):
-            return name
-    return None
+def architecture_knobs(name: str) -> ArchitectureKnobs:
+    """The architecture registered as `name`; an unknown name raises ConfigError listing the registered ones."""
+    specs = _registered()
+    if name not in specs:
+        raise ConfigError(f"architecture = {name!r} is not registered; allowed: one of {', '.join(specs)}")
+    return specs[name]
 
 
-def aliases(fmt: str) -> tuple[str, ...]:
-    """Every foreign name of format `fmt` that some registered architecture accepts."""
-    out: list[str] = []
-    for _, spec in _items():
-        out.extend(_foreign_names(spec, fmt))
-    return tuple(out)
-
-
-def _foreign_names(spec: Any, fmt: str) -> tuple[str, ...]:
-    """The names under which format `fmt` stores `spec`'s architecture."""
-    if fmt == "saelens":
-        return spec.saelens_names
-    if fmt == "dictionary_learning":
-        return spec.dictionary_learning_classes
-    raise ValueError(f"unknown checkpoint format {fmt!r}; expected saelens or dictionary_learning")
-
-
-def _items() -> list[tuple[str, Any]]:
-    """Registered (name, spec) pairs, built-ins loaded."""
-    _load_builtins()
-    return list(_REGISTRY.items())
+def has_sparsity_penalty(cfg: SaeConfig) -> bool:
+    """Whether `cfg`'s architecture sets its sparsity by a penalty weight (relu, jumprelu), not by k (topk,
+    batchtopk); only a penalty can be steered to a target L0."""
+    return architecture_knobs(cfg.architecture).sparsity_penalty(cfg) is not None

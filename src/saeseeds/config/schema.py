@@ -5,7 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
-from saeseeds.config.architectures import architecture_names, get_architecture
+from saeseeds.config.architectures import (
+    architecture_knobs,
+    architecture_names,
+    has_sparsity_penalty,
+)
 from saeseeds.config.checks import (
     check_bool,
     check_choice,
@@ -39,7 +43,7 @@ class SaeConfig:
     """One SAE configuration of a run; every seed of the run trains one SAE of each configuration."""
 
     architecture: str = "topk"
-    """A registered architecture (`saeseeds.config.architectures`): topk (Gao et al.), batchtopk (Bussmann et al.),
+    """A registered architecture (`saeseeds.sae.registry`): topk (Gao et al.), batchtopk (Bussmann et al.),
     relu + L1 (Bricken/Conerly), jumprelu (Rajamanoharan et al.)."""
     num_latents: int = 0
     """Dictionary size; 0 means expansion_factor * d_in. The encoder and decoder must fit in this machine's memory."""
@@ -102,13 +106,13 @@ class SaeConfig:
         if d_in is not None:
             check_int("d_in", d_in, 1)
             check_fits_memory(where, self, d_in)
-        get_architecture(self.architecture).validate(self, where, d_in)
+        architecture_knobs(self.architecture).validate(self, where, d_in)
         check_float(f"{where}.lr", self.lr, 0.0, note="0 means train.lr")
         check_int(f"{where}.lr_warmup_steps", self.lr_warmup_steps, 0, note="0 means train.lr_warmup_steps")
         check_float(f"{where}.target_l0", self.target_l0, 0.0, note="0 turns the L0 controller off")
         check_float(f"{where}.l0_control_until", self.l0_control_until, 0.0, 1.0, lo_open=True,
                     note="a fraction of training")
-        if self.target_l0 > 0 and get_architecture(self.architecture).sparsity_penalty(self) is None:
+        if self.target_l0 > 0 and not has_sparsity_penalty(self):
             raise fail(f"{where}.target_l0", self.target_l0, "0 for an architecture without a sparsity penalty",
                        f"cannot steer {self.architecture}, whose L0 is set by k")
 
@@ -164,6 +168,9 @@ class TrainConfig:
     """Scale inputs by a constant so their mean squared norm is d_in (estimated on the first batch, saved)."""
     store_eval_tokens: int = 262_144
     """Held-out rows kept in <run>/eval/ (raw activations, token ids) for analyses; 0 stores none."""
+    lm_loss: bool = True
+    """After training a causal-LM run: each SAE's reconstruction spliced into the model on the stored held-out
+    chunks (CE, KL, loss recovered) into <run>/lm_loss.json; costs (2 + SAEs) model passes over those chunks."""
     progress: bool = True
     """Show progress (a bar on a terminal, a status line every 30 s off it); the CLI's --quiet turns it off."""
     log_every: int = 0
@@ -215,6 +222,7 @@ class TrainConfig:
         check_bool(f"{where}.normalize_activations", self.normalize_activations)
         check_int(f"{where}.store_eval_tokens", self.store_eval_tokens, 0, note="0 stores none")
         check_bool(f"{where}.progress", self.progress)
+        check_bool(f"{where}.lm_loss", self.lm_loss)
         check_bool(f"{where}.batched_seeds", self.batched_seeds)
         check_int(f"{where}.log_every", self.log_every, 0, note="0 means max(10, steps // 1000)")
         check_bool(f"{where}.tensorboard", self.tensorboard)

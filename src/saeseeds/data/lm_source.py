@@ -26,6 +26,7 @@ from saeseeds.data.default_model import (
 )
 from saeseeds.data.hookpoints import capture_activations, resolve_hookpoints
 from saeseeds.data.replay import Replay
+from saeseeds.data.run_model import model_identity
 from saeseeds.data.types import Activations, SourcePair
 from saeseeds.device import resolve_device
 from saeseeds.distributed import current_world
@@ -274,12 +275,14 @@ def lm_info(
         "model": loaded.name,
         "revision": loaded.revision,
         "is_causal": loaded.is_causal,
+        "model_identity": model_identity(getattr(loaded.model, "config", None)),
         "model_dtype": str(loaded.dtype).removeprefix("torch."),
         "hookpoints": list(hookpoints),
         "hook_input": cfg.hook_input,
         "d_in": dict(d_in),
         "corpus": chunks.corpus,
         "ctx_len": cfg.ctx_len,
+        "prepend_bos": leads_with_special(chunks),
         "train_chunks": int(chunks.train.shape[0]),
         "eval_chunks": int(chunks.eval.shape[0]),
         "lm_batch_size": cfg.lm_batch_size,
@@ -288,6 +291,12 @@ def lm_info(
         "token_fingerprint": chunks.fingerprint,
         "output": "mapping",
     }
+
+
+def leads_with_special(chunks: TokenChunks) -> bool:
+    """Whether every chunk starts with the same special token (the BOS/CLS prefix `pack_documents` adds)."""
+    first = torch.cat([chunks.train[:, :1], chunks.eval[:, :1]]).flatten()  # one column: no copy of the grid
+    return first.numel() > 0 and bool((first == first[0]).all()) and int(first[0]) in set(chunks.special_ids)
 
 
 def prepare_lm(cfg: RunConfig, *, progress: bool | None = None) -> tuple[LoadedModel, TokenChunks, list[str]]:

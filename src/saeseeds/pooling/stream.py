@@ -3,14 +3,13 @@ batches of one hookpoint, in training order, the run's own batches first.
 
 An LM source is run once (one pass over the corpus, kept in memory) and replayed, as `lm.epochs` does in
 training; a synthetic source draws the same batches and then continues its generator; other sources are
-re-read from the start when they run out. The rebuilt source must describe the run's data: an LM source's
-token fingerprint, a synthetic source's ground-truth digest and an array file's digest and shape must equal the
-ones in run.json.
+re-read from the start when they run out. The source is rebuilt by `Run.rebuild_source`, which checks that it
+describes the run's data (an LM source's token fingerprint, a synthetic source's ground-truth digest and an array
+file's digest and shape must equal the ones in run.json).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -19,15 +18,16 @@ from torch import Tensor
 from saeseeds.data.batching import rebatch
 from saeseeds.data.types import as_mapping
 from saeseeds.errors import DataError
+from saeseeds.training.run_dir import Run
 
 
 class RunStream:
     """Re-iterable: `batches(tokens)` yields `tokens // batch_size` batches of raw activations at `hookpoint`."""
 
-    def __init__(self, cfg: Any, hookpoint: str, *, train_stream: Iterable[Any] | None = None,
-                 max_tokens: int = 0, manifest: Mapping[str, Any] | None = None) -> None:
-        self.cfg = cfg
-        self.manifest = dict(manifest or {})
+    def __init__(self, run: Run, hookpoint: str, *, train_stream: Iterable[Any] | None = None,
+                 max_tokens: int = 0) -> None:
+        self.run = run
+        self.cfg = cfg = run.config
         self.hookpoint = hookpoint
         self.batch_size = int(cfg.train.batch_size)
         self._given = train_stream
@@ -42,17 +42,7 @@ class RunStream:
         if self._given is not None:
             return self._given
         if self._source is None:
-            from saeseeds.data.sources import build_source
-
-            cfg = self.cfg
-            if cfg.data.source == "lm":
-                cfg = dataclasses.replace(cfg, lm=dataclasses.replace(cfg.lm, epochs=1))
-            elif cfg.data.source == "synthetic":
-                tokens = max(int(cfg.train.num_tokens), self._max_tokens)
-                cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, num_tokens=tokens))
-            pair = build_source(cfg)
-            _check_same_data(pair.info, self.manifest.get("data", {}))
-            self._source = pair.train
+            self._source = self.run.rebuild_source(min_tokens=self._max_tokens).train
         return self._source
 
     def _passes(self) -> Iterator[Any]:
@@ -96,16 +86,6 @@ class RunStream:
             yield _pick(batch, self.hookpoint)
             if i + 1 >= steps:
                 return
-
-
-def _check_same_data(info: Mapping[str, Any], recorded: Mapping[str, Any]) -> None:
-    """The rebuilt source must be the run's: same token fingerprint (LM), ground truth (synthetic), file digest,
-    row count and width (array files; runs from before file digests are checked by shape only)."""
-    for key in ("token_fingerprint", "ground_truth_sha256", "file_sha256", "rows", "d_in"):
-        if recorded.get(key) and info.get(key) and recorded[key] != info[key]:
-            where = f"{info['path']}: " if info.get("path") else ""
-            raise DataError(f"{where}the run's data source no longer gives the data it was trained on ({key} "
-                            f"{info[key]!r}, run.json records {recorded[key]!r})")
 
 
 def _pick(batch: Mapping[str, Tensor], hookpoint: str) -> Tensor:

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from saeseeds.config.architectures import register_architecture
 from saeseeds.config.checks import check_float
 from saeseeds.sae.outputs import Encoding
+from saeseeds.sae.registry import register_architecture
 from saeseeds.sae.spec import per_latent, pre_activations
 from saeseeds.sae.topk import TopK
 
@@ -53,6 +53,7 @@ class BatchTopK(TopK):
     fields = (*TopK.fields, "batchtopk_threshold_momentum")
     saelens_names = ()  # SAELens saves trained BatchTopK SAEs as JumpReLU (see jumprelu.py)
     dictionary_learning_classes = ("BatchTopKSAE",)
+    latent_unit_tensors = ("threshold",)
 
     def validate(self, cfg: SaeConfig, where: str, d_in: int | None) -> None:
         """TopK's checks; momentum in [0, 1)."""

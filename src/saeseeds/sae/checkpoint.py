@@ -17,11 +17,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from saeseeds.atomic import atomic_dir, json_text
+from saeseeds.atomic import atomic_dir, atomic_write_text, json_text
 from saeseeds.config import SaeConfig, from_dict
-from saeseeds.config.architectures import architecture_names, get_architecture
 from saeseeds.errors import CheckpointError, ConfigError
 from saeseeds.sae.model import SparseAutoencoder
+from saeseeds.sae.registry import architecture_names, get_architecture
 from saeseeds.sae.spec import ArchitectureSpec
 from saeseeds.version import __version__
 
@@ -30,14 +30,8 @@ WEIGHTS_FILE = "sae.safetensors"
 BASE_TENSORS = ("encoder.weight", "encoder.bias", "W_dec", "b_dec")
 SCHEMA = "saeseeds.checkpoint/2"
 """cfg.json's `schema`; a cfg.json without one is format 1 (or sparsify's own)."""
-SPARSIFY_ACTIVATIONS = ("topk",)
-"""Architectures sparsify computes exactly; only these get sparsify's `k` in cfg.json (see `checkpoint_cfg`)."""
-LATENT_UNIT_TENSORS: dict[str, tuple[str, ...]] = {
-    "topk": (), "batchtopk": ("threshold",), "relu": (), "jumprelu": ("threshold",)
-}
-"""Positively homogeneous architectures (f(a·z) = a·f(z) for a > 0 once their thresholds are scaled by a too),
-with those threshold tensors. Another architecture opts in with a `latent_unit_tensors` attribute on its spec;
-without one its input scale is folded into the weights (exact for any architecture, decoder rows not unit)."""
+WEIGHT_FOLD = ("encoder.weight", "W_dec", "b_dec")
+"""Where an input scale goes when it cannot go into the biases (`_fold`): exact for any architecture."""
 UNIT_NORM_ATOL = 1e-4
 
 
@@ -65,9 +59,8 @@ def checkpoint_cfg(
 ) -> dict[str, Any]:
     """cfg.json: sparsify's fields (so its loader reads a TopK SAE) followed by ours.
 
-    Only TopK gets sparsify's `k`: sparsify refuses any other `activation`, and without `k` SAELens's sparsify
-    loader fails instead of reading a ReLU or JumpReLU SAE as a TopK one. `normalize_decoder` states whether the
-    saved decoder rows are unit-norm. `data` (the run's data description) adds the model revision, whether the
+    Only an architecture sparsify computes exactly (`ArchitectureSpec.sparsify_k`: TopK) gets sparsify's `k`.
+    `normalize_decoder` states whether the saved decoder rows are unit-norm. `data` (the run's data description) adds the model revision, whether the
     hook read the module's input, and the special tokens left out of training.
     """
     cfg, data = sae.cfg, dict(data or {})
@@ -79,7 +72,7 @@ def checkpoint_cfg(
         "normalize_decoder": unit,
         "num_latents": sae.num_latents,
     }
-    if sae.architecture in SPARSIFY_ACTIVATIONS:
+    if sae.spec.sparsify_k:
         out["k"] = cfg.k
     exclude = data.get("exclude_special_tokens")
     out |= {
@@ -123,13 +116,43 @@ def save_sae(
     path = Path(path)
     folded_into = None
     if input_scale is not None:
-        sae, folded_into = _fold(sae, input_scale)
+        sae, took_scale = _fold(sae, input_scale)
+        folded_into = ", ".join(took_scale)  # cfg.json's input_scale_folded_into
     with atomic_dir(path) as tmp:
         save_file(checkpoint_tensors(sae), str(tmp / WEIGHTS_FILE))
         cfg = checkpoint_cfg(sae, hookpoint=hookpoint, model=model, seed=seed, input_scale=input_scale,
                              folded_into=folded_into, data=data)
-        (tmp / CFG_FILE).write_text(json_text(cfg) + "\n")
+        write_checkpoint_cfg(tmp, cfg)
     return path
+
+
+EXTRA_FILE = "saeseeds.json"
+"""Beside cfg.json: every key of a checkpoint's configuration that sparsify's SparseCoderConfig does not know."""
+SPARSIFY_KEYS = ("activation", "expansion_factor", "normalize_decoder", "num_latents", "k", "multi_topk",
+                 "skip_connection", "transcode", "d_in")
+"""cfg.json's keys: sparsify's SparseCoderConfig fields and `d_in`, so `SparseCoder.load_from_disk` drops nothing
+(and warns about nothing)."""
+
+
+def write_checkpoint_cfg(directory: Path, cfg: Mapping[str, Any]) -> None:
+    """Write a checkpoint's configuration: sparsify's keys in cfg.json, the rest (schema first) in saeseeds.json."""
+    (directory / CFG_FILE).write_text(json_text({k: v for k, v in cfg.items() if k in SPARSIFY_KEYS}) + "\n")
+    (directory / EXTRA_FILE).write_text(json_text({k: v for k, v in cfg.items() if k not in SPARSIFY_KEYS}) + "\n")
+
+
+def read_checkpoint_cfg(path: str | Path) -> dict[str, Any]:
+    """A checkpoint's configuration: saeseeds.json (when there) under cfg.json. Checkpoints written before the split,
+    and sparsify's own, hold everything in cfg.json; a key in both reads as cfg.json has it (a hand edit counts)."""
+    path = Path(path)
+    extra = read_json(path / EXTRA_FILE) if (path / EXTRA_FILE).is_file() else {}
+    return extra | read_json(path / CFG_FILE)
+
+
+def update_checkpoint_extra(path: str | Path, **fields: Any) -> None:
+    """Add `fields` to a saved checkpoint's saeseeds.json (e.g. a pooled SAE's provenance), atomically."""
+    path = Path(path)
+    extra = read_json(path / EXTRA_FILE) if (path / EXTRA_FILE).is_file() else {}
+    atomic_write_text(path / EXTRA_FILE, json_text(extra | fields) + "\n")
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -293,7 +316,7 @@ def load_sae(path: str | Path, device: str | torch.device = "cpu") -> SparseAuto
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"checkpoint directory {path} does not exist")
-    cfg_json = read_json(path / CFG_FILE)
+    cfg_json = read_checkpoint_cfg(path)
     tensors = read_safetensors(path / WEIGHTS_FILE)
     check_supported(cfg_json, tensors, path)
     missing = [name for name in BASE_TENSORS if name not in tensors]
@@ -333,8 +356,8 @@ def load_sae(path: str | Path, device: str | torch.device = "cpu") -> SparseAuto
 def fold_input_scale(sae: SparseAutoencoder, scale: float) -> SparseAutoencoder:
     """An SAE on raw activations x whose reconstruction is `sae`'s of `scale · x`, divided by `scale`.
 
-    Homogeneous architectures (`LATENT_UNIT_TENSORS`): pre-acts W(s·x − b) + c = s·(W(x − b/s) + c/s), so
-    b_enc, b_dec and the thresholds are divided by s, the encoder and the (unit-norm) decoder are unchanged, the
+    Homogeneous architectures (`ArchitectureSpec.latent_unit_tensors`): pre-acts W(s·x − b) + c =
+    s·(W(x − b/s) + c/s), so b_enc, b_dec and the thresholds are divided by s, the encoder and the (unit-norm) decoder are unchanged, the
     same latents fire and their values are 1/s of `sae`'s. Any other architecture: the encoder is multiplied and
     the decoder divided by s (latents unchanged, decoder rows 1/s long).
     """
@@ -348,13 +371,13 @@ def unfold_input_scale(sae: SparseAutoencoder, scale: float, folded_into: str | 
     "encoder.weight, W_dec, b_dec" (the weights)."""
     if scale <= 0 or not math.isfinite(scale):
         raise CheckpointError(f"input scale must be positive and finite, got {scale}")
-    homogeneous = folded_into is not None and "W_dec" not in folded_into
-    return _fold(sae, scale, homogeneous=homogeneous, invert=True)[0]
+    took_scale = WEIGHT_FOLD if folded_into is None else tuple(name.strip() for name in folded_into.split(","))
+    return _fold(sae, scale, homogeneous="W_dec" not in took_scale, invert=True)[0]
 
 
 def _fold(sae: SparseAutoencoder, scale: float, *, homogeneous: bool | None = None,
-          invert: bool = False) -> tuple[SparseAutoencoder, str]:
-    """`fold_input_scale` (or, `invert`ed, its inverse) and which tensors took the scale (recorded in cfg.json).
+          invert: bool = False) -> tuple[SparseAutoencoder, tuple[str, ...]]:
+    """`fold_input_scale` (or, `invert`ed, its inverse) and the names of the tensors that took the scale.
     `homogeneous` picks the biases-and-thresholds form; None: whenever the architecture allows it."""
     if scale <= 0 or not math.isfinite(scale):
         raise ValueError(f"input scale must be positive and finite, got {scale}")
@@ -366,19 +389,16 @@ def _fold(sae: SparseAutoencoder, scale: float, *, homogeneous: bool | None = No
         return t / scale if invert else t * scale
 
     extra = sae.spec.checkpoint_tensors(sae)
-    units = getattr(sae.spec, "latent_unit_tensors", None)
-    units = tuple(units) if units is not None else LATENT_UNIT_TENSORS.get(sae.architecture)
+    units = sae.spec.latent_unit_tensors
     W, c, W_dec, b = (t.detach() for t in (sae.encoder.weight, sae.encoder.bias, sae.W_dec, sae.b_dec))
     if homogeneous is None:
         homogeneous = units is not None and set(extra) <= set(units)
     if homogeneous:
         # a negative threshold means "not estimated yet" (batchtopk) and stays as it is
         extra = {name: torch.where(t < 0, t, down(t)) for name, t in extra.items()}
-        weights, where = (W, down(c), W_dec, down(b)), "encoder.bias, b_dec" + "".join(
-            f", {name}" for name in extra
-        )
+        weights, where = (W, down(c), W_dec, down(b)), ("encoder.bias", "b_dec", *extra)
     else:
-        weights, where = (up(W), c, down(W_dec), down(b)), "encoder.weight, W_dec, b_dec"
+        weights, where = (up(W), c, down(W_dec), down(b)), WEIGHT_FOLD
     folded = build_sae(
         sae.architecture,
         encoder_weight=weights[0],

@@ -18,7 +18,8 @@ from safetensors.torch import save_file
 
 from saeseeds.errors import CheckpointError
 from saeseeds.records import write_record
-from saeseeds.sae.checkpoint import CFG_FILE, WEIGHTS_FILE
+from saeseeds.run_layout import MANIFEST as RUN_MANIFEST
+from saeseeds.sae.checkpoint import WEIGHTS_FILE, read_checkpoint_cfg
 from saeseeds.sae.model import SparseAutoencoder
 from saeseeds.version import __version__
 
@@ -85,6 +86,9 @@ def saelens_cfg(sae: SparseAutoencoder, info: Mapping[str, Any] | None = None) -
             "model_name": info.get("model") or None,
             "hook_name": info.get("hookpoint") or None,
             "hook_head_index": None,
+            "context_size": info.get("context_size"),
+            "prepend_bos": info.get("prepend_bos"),
+            "dataset_path": info.get("dataset_path"),
             "exclude_special_tokens": list(info.get("special_token_ids") or []) if exclude else False,
             "saeseeds": {
                 "architecture": sae.architecture,
@@ -112,17 +116,41 @@ def write_saelens(sae: SparseAutoencoder, directory: Path, info: Mapping[str, An
 
 
 def source_info(path: Path) -> dict[str, Any]:
-    """What the checkpoint's cfg.json says about its activations: ours/sparsify's as is, SAELens's model and hook
-    names from its `metadata`; empty for other formats."""
+    """What the checkpoint says about its activations: ours/sparsify's configuration as is (with, inside a run, the
+    run's context size, BOS prefix and corpus: `run_data_info`), SAELens's model and hook names from its `metadata`;
+    empty for other formats."""
+    if (path / WEIGHTS_FILE).is_file():
+        try:
+            data = read_checkpoint_cfg(path)
+        except CheckpointError:
+            return {}
+        return data | run_data_info(path)
     try:
-        data = json.loads((path / CFG_FILE).read_text())
+        data = json.loads((path / SAELENS_CFG).read_text())
     except (OSError, ValueError):
         return {}
-    if not isinstance(data, dict):
-        return {}
-    if (path / WEIGHTS_FILE).is_file():
-        return data
-    meta = data.get("metadata")
+    meta = data.get("metadata") if isinstance(data, dict) else None
     if (path / SAELENS_WEIGHTS).is_file() and isinstance(meta, dict):
         return {"model": meta.get("model_name"), "hookpoint": meta.get("hook_name")}
+    return {}
+
+
+RUN_SEARCH_DEPTH = 8
+"""How many folders above a checkpoint are searched for the run.json it belongs to (milestones sit 5 deep)."""
+
+
+def run_data_info(path: Path) -> dict[str, Any]:
+    """SAELens's `context_size`, `prepend_bos` and `dataset_path` from the run.json of the run holding the checkpoint
+    at `path` (its `data` section: ctx_len, prepend_bos, corpus); only what the run records."""
+    for folder in list(Path(path).absolute().parents)[:RUN_SEARCH_DEPTH]:
+        if (folder / RUN_MANIFEST).is_file():
+            try:
+                data = json.loads((folder / RUN_MANIFEST).read_text()).get("data")
+            except (OSError, ValueError, AttributeError):
+                return {}
+            if not isinstance(data, dict) or data.get("source") not in ("lm", "cache"):
+                return {}
+            found = {"context_size": data.get("ctx_len"), "prepend_bos": data.get("prepend_bos"),
+                     "dataset_path": data.get("corpus")}
+            return {k: v for k, v in found.items() if v is not None}
     return {}

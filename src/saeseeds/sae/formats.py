@@ -11,7 +11,6 @@ from pathlib import Path
 
 import torch
 
-from saeseeds.config.architectures import aliases, architecture_for_alias
 from saeseeds.errors import CheckpointError
 from saeseeds.sae.checkpoint import (
     CFG_FILE,
@@ -23,6 +22,7 @@ from saeseeds.sae.checkpoint import (
 )
 from saeseeds.sae.hub import resolve_checkpoint
 from saeseeds.sae.model import SparseAutoencoder
+from saeseeds.sae.registry import aliases, architecture_for_alias
 
 SAELENS_WEIGHTS = "sae_weights.safetensors"
 DICTLEARN_WEIGHTS = "ae.pt"

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from saeseeds.config.architectures import register_architecture
 from saeseeds.config.checks import check_float, check_int
 from saeseeds.sae.outputs import Encoding
+from saeseeds.sae.registry import register_architecture
 from saeseeds.sae.spec import ArchitectureSpec, SparsityPenalty, pre_activations, require
 
 if TYPE_CHECKING:
@@ -82,6 +82,7 @@ class JumpRelu(ArchitectureSpec):
     fields = ("jumprelu_init_threshold", "jumprelu_bandwidth", "l0_coefficient", "l0_warmup_steps")
     saelens_names = ("jumprelu", "batchtopk")  # SAELens saves trained BatchTopK SAEs as JumpReLU
     dictionary_learning_classes = ("JumpReluAutoEncoder",)
+    latent_unit_tensors = ("threshold",)
 
     def validate(self, cfg: SaeConfig, where: str, d_in: int | None) -> None:
         """Threshold and bandwidth > 0; L0 coefficient and warm-up >= 0."""

@@ -7,9 +7,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from saeseeds.config import SaeConfig
-from saeseeds.config.architectures import get_architecture
 from saeseeds.errors import DataError
 from saeseeds.sae.outputs import Encoding, ForwardOutput, LatentCode
+from saeseeds.sae.registry import get_architecture
 from saeseeds.sae.sparse_ops import sparse_decode
 from saeseeds.sae.spec import ArchitectureSpec
 

@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING
 
 from torch import Tensor
 
-from saeseeds.config.architectures import register_architecture
 from saeseeds.config.checks import check_float, check_int
 from saeseeds.sae.outputs import Encoding
+from saeseeds.sae.registry import register_architecture
 from saeseeds.sae.spec import ArchitectureSpec, SparsityPenalty, pre_activations
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ class Relu(ArchitectureSpec):
     encoder_init_scale = 0.1  # a small encoder (Conerly et al. 2024) so the dense initial code is not huge
     saelens_names = ("standard",)
     dictionary_learning_classes = ("AutoEncoder",)
+    latent_unit_tensors = ()
 
     def validate(self, cfg: SaeConfig, where: str, d_in: int | None) -> None:
         """l1_coefficient >= 0, l1_warmup_steps >= 0."""

@@ -41,6 +41,21 @@ class ArchitectureSpec:
     """SAELens `architecture` values whose checkpoints load as this architecture."""
     dictionary_learning_classes: tuple[str, ...] = ()
     """dictionary_learning `trainer.dict_class` values whose checkpoints load as this architecture."""
+    latent_unit_tensors: tuple[str, ...] | None = None
+    """Set by a positively homogeneous architecture (f(a·z) = a·f(z) for a > 0 once these checkpoint tensors, its
+    thresholds, are scaled by a too): a checkpoint's input scale then goes into the biases and these tensors, and
+    the decoder rows stay unit-norm. None: it goes into the weights (exact for any architecture)."""
+    sparsify_k: bool = False
+    """sparsify computes this activation exactly, so cfg.json gets sparsify's `k` (sparsify refuses any other
+    `activation`, and without `k` SAELens's sparsify loader fails instead of misreading the SAE)."""
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        """The two checkpoint facts describe one exact encode: a subclass that does not restate them (it may
+        encode otherwise) falls back to the safe defaults instead of inheriting them."""
+        super().__init_subclass__(**kwargs)
+        for name in ("latent_unit_tensors", "sparsify_k"):
+            if name not in cls.__dict__:
+                setattr(cls, name, getattr(ArchitectureSpec, name))
 
     @property
     def uses_k(self) -> bool:

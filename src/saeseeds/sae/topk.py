@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from saeseeds.config.architectures import register_architecture
 from saeseeds.sae.auxk import AUXK_FIELDS, auxk_loss, validate_auxk
 from saeseeds.sae.outputs import Encoding
+from saeseeds.sae.registry import register_architecture
 from saeseeds.sae.sparse_ops import gather_linear
 from saeseeds.sae.spec import ArchitectureSpec, validate_k
 
@@ -39,6 +39,8 @@ class TopK(ArchitectureSpec):
     fields = ("k", *AUXK_FIELDS)
     saelens_names = ("topk",)
     dictionary_learning_classes = ("AutoEncoderTopK",)
+    latent_unit_tensors = ()
+    sparsify_k = True
 
     def validate(self, cfg: SaeConfig, where: str, d_in: int | None) -> None:
         """1 <= k <= num_latents; AuxK weights >= 0."""

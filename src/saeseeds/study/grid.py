@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from saeseeds.config import RunConfig, SaeConfig
-from saeseeds.config.architectures import get_architecture
+from saeseeds.config.architectures import has_sparsity_penalty
 from saeseeds.config.study import StudyConfig
 from saeseeds.errors import ConfigError
 
@@ -41,7 +41,7 @@ class GridPoint:
 
 def uses_k(architecture: str) -> bool:
     """True for architectures whose sparsity is k (no sparsity penalty): topk, batchtopk."""
-    return get_architecture(architecture).sparsity_penalty(SaeConfig(architecture=architecture)) is None
+    return not has_sparsity_penalty(SaeConfig(architecture=architecture))
 
 
 def _templates(study: StudyConfig, base: RunConfig) -> list[SaeConfig]:

@@ -29,9 +29,9 @@ from torch import Tensor
 from saeseeds.atomic import atomic_write
 from saeseeds.errors import CheckpointError
 from saeseeds.hashing import sha256_hasher, tensor_bytes
+from saeseeds.run_layout import EVAL_DIR
 from saeseeds.training.diskspace import disk_full_guard, nbytes
 
-EVAL_DIR = "eval"
 ROWS_FILE = "rows.safetensors"
 LATENTS_FILE = "latents.safetensors"
 
@@ -143,6 +143,11 @@ def read_eval_set(run_dir: Path, info: Mapping[str, Any]) -> tuple[dict[str, Ten
     """The stored activations (hookpoint → [rows, d_in]) and rows file tensors; CheckpointError when unreadable."""
     acts = {h: _load(run_dir / rel)["acts"] for h, rel in info["acts"].items()}
     return acts, _load(run_dir / info["rows_file"])
+
+
+def read_eval_rows(run_dir: Path, info: Mapping[str, Any]) -> dict[str, Tensor]:
+    """The stored rows file alone (token chunks, special ids, row positions): no activations read."""
+    return _load(Path(run_dir) / info["rows_file"])
 
 
 def _load(path: Path) -> dict[str, Tensor]:

@@ -20,11 +20,9 @@ from typing import Any, Protocol
 
 from saeseeds.atomic import json_text
 from saeseeds.errors import ConfigError
+from saeseeds.run_layout import METRICS, TENSORBOARD_DIR, WANDB_DIR
 from saeseeds.training.diskspace import disk_full_guard
 
-METRICS = "metrics.jsonl"
-TENSORBOARD_DIR = "tensorboard"
-WANDB_DIR = "wandb"
 WANDB_ID_FILE = "run_id"
 TRAIN_FIELDS = ("loss", "fvu", "l0")
 """Per-step statistics averaged over the logging interval (`lr` is the value at the interval's last step)."""

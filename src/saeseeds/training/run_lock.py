@@ -14,13 +14,13 @@ import os
 from pathlib import Path
 
 from saeseeds.errors import CheckpointError
+from saeseeds.run_layout import LOCK_FILE
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-LOCK_FILE = ".saeseeds-lock"
 """The lock file's name inside the run directory (never a sign of a run: a killed writer may leave it)."""
 _ATTEMPTS = 5
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Resumable trainer state, committed as one atomic unit, and the check that a resume changes nothing that trains.
 
-Commit protocol (`commit_state`):
+Commit protocol (the trainer calls the steps: `new_set_name`, `write_member_states`, then `commit_pointer`):
   1. every member's state goes into a fresh directory `.state/step-<N>-<random>/` (fsynced files and dirs);
   2. `.state/trainer.json` (step, fingerprint, scales, config, each file's size and SHA-256, `set` = that
      directory) is replaced atomically: this one rename is the commit point;
@@ -25,24 +25,16 @@ from saeseeds.atomic import fsync_path, fsync_tree
 from saeseeds.errors import CheckpointError, ConfigError
 from saeseeds.hashing import HashingWriter, file_sha256
 from saeseeds.records import write_record
+from saeseeds.run_layout import POINTER, STATE_DIR
 from saeseeds.training.diskspace import disk_full_guard, nbytes
-from saeseeds.training.run_dir import STATE_DIR
 
-POINTER = "trainer.json"
 STATE_SET = re.compile(r"step-\d+-[0-9a-f]{8}")
 """A state set's directory name (`new_set_name`)."""
 POINTER_SCHEMA = "saeseeds.trainer_state/1"
 
 RESUME_ALLOWED = frozenset({"train.progress", "train.eval_every", "train.checkpoint_every", "train.store_eval_tokens",
-                            "train.log_every", "train.tensorboard", "train.wandb_project"})
+                            "train.lm_loss", "train.log_every", "train.tensorboard", "train.wandb_project"})
 """Config fields a resume may change: they decide what is shown, measured or saved, never the weights."""
-
-
-def commit_state(run_dir: Path, members: Mapping[str, dict[str, Any]], trainer: dict[str, Any]) -> None:
-    """Write a complete new state set, then point trainer.json at it (see the module docstring)."""
-    set_name = new_set_name(int(trainer["step"]))
-    files = write_member_states(run_dir, set_name, members)
-    commit_pointer(run_dir, set_name, files, trainer)
 
 
 def new_set_name(step: int) -> str:

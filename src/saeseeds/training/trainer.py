@@ -14,7 +14,7 @@ import logging
 import platform
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -32,11 +32,20 @@ from saeseeds.errors import CheckpointError, ConfigError, DataError
 from saeseeds.outputs import check_run_overwrite, not_a_run_error
 from saeseeds.progress import tqdm
 from saeseeds.records import write_record
+from saeseeds.run_layout import (
+    EVAL_DIR,
+    LOCK_FILE,
+    MANIFEST,
+    METRICS,
+    POINTER,
+    RUN_SCHEMA,
+    STATE_DIR,
+    milestone_dir,
+)
 from saeseeds.sae.checkpoint import save_sae
 from saeseeds.training.batched import StepGroup, group_states, make_groups, read_pending, upload
 from saeseeds.training.diskspace import disk_full_guard, nbytes
 from saeseeds.training.eval_store import (
-    EVAL_DIR,
     eval_set_problem,
     store_eval_set,
     write_latent_frequencies,
@@ -46,16 +55,12 @@ from saeseeds.training.fingerprint import DataFingerprint, fingerprint_batches
 from saeseeds.training.logging import TrainLogger, append_text, check_sinks
 from saeseeds.training.member import Member
 from saeseeds.training.run_dir import (
-    MANIFEST,
-    RUN_SCHEMA,
-    STATE_DIR,
     checkpoint_dir,
     manifest_data,
     read_manifest,
 )
-from saeseeds.training.run_lock import LOCK_FILE, RunLock, refuse_if_locked
+from saeseeds.training.run_lock import RunLock, refuse_if_locked
 from saeseeds.training.state import (
-    POINTER,
     STATE_SET,
     check_resume_config,
     commit_pointer,
@@ -67,14 +72,7 @@ from saeseeds.training.state import (
 )
 from saeseeds.version import __version__
 
-METRICS = "metrics.jsonl"
-MILESTONES = "milestones"
 log = logging.getLogger(__name__)
-
-
-def milestone_dir(run_dir: Path, step: int) -> Path:
-    """`<run>/milestones/step<NNNNNNNN>`: the copy of every SAE at a `train.milestones` step (run layout inside)."""
-    return Path(run_dir) / MILESTONES / f"step{step:08d}"
 
 
 class Interrupted(KeyboardInterrupt):
@@ -194,7 +192,9 @@ def remove_run_temps(out: Path) -> None:
 class _Run:
     """State of one training run while it is in progress."""
 
-    def __init__(self, cfg: RunConfig, pair: SourcePair, out_dir: Path, resume: bool, overwrite: bool) -> None:
+    def __init__(self, cfg: RunConfig, pair: SourcePair, out_dir: Path, resume: bool, overwrite: bool,
+                 on_complete: Callable[[Path, SourcePair], None] | None = None) -> None:
+        self.on_complete = on_complete
         self.cfg = cfg
         self.pair = pair
         self.out = Path(out_dir)
@@ -450,7 +450,7 @@ class _Run:
             "seeds": list(self.cfg.train.seeds),
             "config": to_dict(self.cfg),
             "resumes": self.resumes,
-            "data": manifest_data(self.pair.info, self.out),
+            "data": manifest_data(self.pair.info, self.out) | self.lm_paths(),
             "fingerprint": {
                 "algorithm": "sha256 chain over training batches (saeseeds.training.fingerprint)",
                 "train": self.fingerprint.value,
@@ -638,6 +638,8 @@ class _Run:
         if self.step in milestones:
             self.save_milestone()
         self.save_checkpoints("complete")
+        if self.world.is_main and self.on_complete is not None:
+            self.on_complete(self.out, self.pair)  # still under the run's lock: e.g. LM loss recovered (api.training)
         logger.close()
         log.debug("final evaluation and checkpoints in %.1fs; run directory %s", time.perf_counter() - started,
                   self.out.absolute())
@@ -645,6 +647,14 @@ class _Run:
         return TrainResult(
             self.out, self.step, self.step * cfg.batch_size, self.fingerprint.value, dict(self.history)
         )
+
+    def lm_paths(self) -> dict[str, Any]:
+        """A local lm.model / lm.dataset as run.json records them: relative to the run (saeseeds.data.run_model)."""
+        if self.cfg.data.source not in ("lm", "cache"):
+            return {}
+        from saeseeds.data.run_model import local_lm_paths
+
+        return local_lm_paths(self.cfg.lm, self.out)
 
     def skip_verified(self, stream: Iterator[dict[str, Tensor]], state: dict[str, Any]) -> Iterator[dict[str, Tensor]]:
         """Re-read the batches the interrupted run already used and check they hash to its fingerprint."""
@@ -679,10 +689,18 @@ def _chain_first(first: dict[str, Tensor], rest: Iterator[dict[str, Tensor]]) ->
 
 
 def train_run(
-    cfg: RunConfig, pair: SourcePair, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False
+    cfg: RunConfig,
+    pair: SourcePair,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    on_complete: Callable[[Path, SourcePair], None] | None = None,
 ) -> TrainResult:
     """Train every SAE of `cfg` in lockstep on `pair.train`; write checkpoints, run.json and metrics to `out_dir`.
 
-    `resume` continues an interrupted run exactly (or refuses); `overwrite` replaces whatever `out_dir` holds.
+    `resume` continues an interrupted run exactly (or refuses); `overwrite` replaces an earlier run in `out_dir`.
+    `on_complete(out_dir, pair)` runs on the main rank after the final checkpoints, while the run is still locked:
+    the caller's measurements of the finished run (the trainer knows no analysis).
     """
-    return _Run(cfg, pair, Path(out_dir), resume, overwrite).run()
+    return _Run(cfg, pair, Path(out_dir), resume, overwrite, on_complete).run()

@@ -38,6 +38,25 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
+def pct(value: Any) -> str:
+    """A fraction as a percentage with one decimal, as the commands print it (0.05686 → 5.7%); None/NaN → —."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return "—"
+    return f"{value:.1%}"
+
+
+def pct_spread(mean: Any, sd: Any) -> str:
+    """`mean ± sd` of a fraction, both as percentages (5.7% ± 0.5%); the sd left out when unknown."""
+    text = pct(mean)
+    return text if text == "—" or pct(sd) == "—" else f"{text} ± {pct(sd)}"
+
+
+def is_fraction_key(key: str) -> bool:
+    """Fields named as fractions (`shared_fraction_mean`, `dead_fraction`, `stable_fraction_alive`) are shown as
+    percentages, like the commands' output."""
+    return "fraction" in key.lower() and not key.lower().endswith("note")
+
+
 def short_json(value: Any, limit: int = MAX_JSON_CHARS) -> str:
     """Indented JSON of `value`, cut at `limit` characters with a note saying so."""
     text = json.dumps(value, indent=2, default=str)
@@ -68,6 +87,13 @@ def cell(value: Any) -> Cell:
         return Cell(fmt(value), "muted")
     text = fmt(value)
     return Cell(text, "mono" if HEX.fullmatch(text) else "")
+
+
+def keyed_cell(key: str, value: Any) -> Cell:
+    """`cell(value)`, with a float of a fraction-named field as a percentage."""
+    if is_fraction_key(key) and isinstance(value, float):
+        return Cell(pct(value), "num")
+    return cell(value)
 
 
 @dataclass
@@ -178,6 +204,15 @@ class Details:
 
 
 @dataclass
+class Group:
+    """Blocks folded under one summary line (`<details>`): the raw files behind a designed section."""
+
+    summary: str
+    blocks: list[Any]
+    kind: str = "group"
+
+
+@dataclass
 class Note:
     text: str
     level: str = "info"
@@ -196,7 +231,7 @@ class Section:
 
 def kv(mapping: dict[str, Any], caption: str = "", *, skip: tuple[str, ...] = ()) -> KeyValues:
     """A key/value table of the scalar (and short list) entries of `mapping`."""
-    items = [(str(k), cell(v)) for k, v in mapping.items() if k not in skip and (
+    items = [(str(k), keyed_cell(str(k), v)) for k, v in mapping.items() if k not in skip and (
         is_scalar(v) or (isinstance(v, list) and all(is_scalar(x) for x in v)))]
     return KeyValues(items, caption)
 
@@ -209,7 +244,7 @@ def records_table(records: list[dict[str, Any]], caption: str = "", *, max_rows:
         for k, v in rec.items():
             if k not in columns and (is_scalar(v) or (isinstance(v, list) and all(is_scalar(x) for x in v))):
                 columns.append(k)
-    rows = [[cell(rec.get(c)) for c in columns] for rec in records[:max_rows]]
+    rows = [[keyed_cell(c, rec.get(c)) for c in columns] for rec in records[:max_rows]]
     note = f"first {max_rows} of {len(records)} rows" if len(records) > max_rows else ""
     return Table(columns, rows, caption, note)
 

@@ -16,7 +16,7 @@ from saeseeds.report.figures import save_figure
 from saeseeds.report.html.blocks import Figure
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-WIDE_ASPECT = 2.2
+WIDE_ASPECT = 1.8
 """Figures wider than this (width / height) take a whole row of the grid."""
 MAX_FIGURE_BYTES = 4_000_000
 """A PNG larger than this is not embedded (the section names the file instead)."""

@@ -13,8 +13,8 @@ from saeseeds.report.html.blocks import (
     Details,
     Note,
     Table,
-    cell,
     is_scalar,
+    keyed_cell,
     kv,
     mapping_table,
     records_table,
@@ -74,6 +74,14 @@ def json_blocks(data: Any, title: str = "", *, skip: tuple[str, ...] = (), depth
     return blocks
 
 
+def read_json(path: Path) -> Any:
+    """Parsed JSON at `path`, None when missing or unreadable (the section of that output says so)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 def json_file_blocks(path: Path, *, skip: tuple[str, ...] = ()) -> list[Any]:
     """Blocks for a JSON file, or a warning note when it cannot be read."""
     try:
@@ -103,6 +111,7 @@ def csv_table(path: Path) -> Any:
     if not rows:
         return Note(f"{path.name}: empty", "warn")
     header, body = rows[0], rows[1:]
-    cells = [[cell(_number(v)) for v in row] for row in body[:MAX_CSV_ROWS]]
+    names = [*header, *[""] * max((len(r) for r in body), default=0)]
+    cells = [[keyed_cell(names[i], _number(v)) for i, v in enumerate(row)] for row in body[:MAX_CSV_ROWS]]
     note = f"first {MAX_CSV_ROWS} of {len(body)} rows" if len(body) > MAX_CSV_ROWS else ""
     return Table(header, cells, path.name, note)

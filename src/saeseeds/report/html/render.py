@@ -34,7 +34,7 @@ class Page:
     @property
     def kinds(self) -> list[tuple[str, int]]:
         """How many sections of each kind, for the overview's chips."""
-        return sorted(Counter(s.kind for s in self.sections).items())
+        return sorted(Counter(s.kind for s in self.sections if s.kind != "headline").items())
 
 
 @lru_cache(maxsize=1)

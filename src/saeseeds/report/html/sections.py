@@ -7,17 +7,18 @@ Latent pages need the cross-seed results and the SAEs themselves, which the repo
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from saeseeds.report.html.blocks import (
+    Cell,
     ClaimRow,
     Claims,
     Figure,
     Figures,
+    Group,
     Note,
     Section,
     Table,
@@ -25,12 +26,16 @@ from saeseeds.report.html.blocks import (
     fmt,
     kv,
     mapping_table,
+    pct,
+    pct_spread,
     records_table,
 )
 from saeseeds.report.html.curves import draw_curves, read_metrics
 from saeseeds.report.html.discover import SYNTHETIC_REPORT, Output, walk
 from saeseeds.report.html.embed import drawn_figure, humanize, png_figure
-from saeseeds.report.html.generic import csv_table, json_file_blocks
+from saeseeds.report.html.generic import csv_table, json_file_blocks, read_json
+from saeseeds.report.html.headline import headline_section
+from saeseeds.report.html.study import is_pool, is_study, pool_section, study_section
 
 LatentPages = Callable[[Path], list[Any]]
 """set directory (a saved cross-seed result) → blocks of its latent page."""
@@ -44,13 +49,6 @@ TITLES = {
 def anchor(text: str) -> str:
     """An HTML id made of `text`."""
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "top"
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def _figures(paths: list[Path], title: Callable[[Path], str], root: Path) -> list[Figure]:
@@ -88,7 +86,7 @@ def _config_blocks(config: dict[str, Any]) -> list[Any]:
 
 def run_section(out: Output, rel: str) -> Section:
     """Configuration, data and fingerprint, versions, final metrics and training curves of a run."""
-    manifest = _read_json(out.path / "run.json") or {}
+    manifest = read_json(out.path / "run.json") or {}
     sec = Section(anchor(rel), f"{TITLES[out.kind]} · {rel}", out.kind, str(out.path))
     sec.blocks.append(kv({k: manifest.get(k) for k in ("status", "step", "total_steps", "tokens", "seeds",
                                                        "created", "updated", "saeseeds_version")},
@@ -110,6 +108,11 @@ def run_section(out: Output, rel: str) -> Section:
     metrics = manifest.get("eval", {}).get("metrics", {})
     if metrics:
         sec.blocks.append(mapping_table(metrics, "SAE", "Held-out metrics at the last evaluation"))
+    lm_loss = read_json(out.path / "lm_loss.json")
+    if isinstance(lm_loss, dict) and isinstance(lm_loss.get("rows"), list) and lm_loss["rows"]:
+        table = records_table(lm_loss["rows"], "LM loss with each SAE spliced in (lm_loss.json, held-out chunks)")
+        table.note = table.note or str(lm_loss.get("definition") or "")
+        sec.blocks.append(table)
     config = manifest.get("config", {})
     if config:
         sec.subsections.append(Section(anchor(rel + "-config"), "Configuration", "config", "",
@@ -143,7 +146,7 @@ def latest_comparisons(root: Output) -> dict[str, Path]:
     """Configuration label → the last comparison (in path order, e.g. the last milestone) that holds it."""
     owner: dict[str, Path] = {}
     for out in sorted((o for o in walk(root) if o.kind == "compare"), key=lambda o: str(o.path)):
-        for s in (_read_json(out.path / "summary.json") or {}).get("sets", []):
+        for s in (read_json(out.path / "summary.json") or {}).get("sets", []):
             owner[str(s.get("label", ""))] = out.path
     return owner
 
@@ -154,7 +157,7 @@ def compare_section(out: Output, rel: str, latents: LatentPages, owner: dict[str
     A configuration compared in several outputs (a study's milestones) gets its latent page once, in the
     last of them (`owner`); the others say where it is.
     """
-    summary = _read_json(out.path / "summary.json") or {}
+    summary = read_json(out.path / "summary.json") or {}
     sec = Section(anchor(rel), f"{TITLES['compare']} · {rel}", "compare", str(out.path))
     sets = summary.get("sets", [])
     sec.blocks.append(kv(summary.get("rule", {}), "Sharing rule"))
@@ -163,13 +166,18 @@ def compare_section(out: Output, rel: str, latents: LatentPages, owner: dict[str
         sf, st, mm = s.get("shared_fraction", {}), s.get("stability", {}), s.get("mmcs", {})
         dead = s.get("dead_latents")
         rows.append([cell(s.get("label")), cell(len(s.get("members", []))), cell(s.get("num_latents")),
-                     cell(f"{fmt(sf.get('mean'))} ± {fmt(sf.get('std'))}"), cell(mm.get("mean")),
-                     cell(st.get("stable_fraction")), cell(st.get("unstable_fraction")),
-                     cell(st.get("mean_stability")),
+                     Cell(pct_spread(sf.get("mean"), sf.get("std")), "num"), cell(mm.get("mean")),
+                     Cell(pct(st.get("stable_fraction")), "num"), Cell(pct(st.get("unstable_fraction")), "num"),
+                     Cell(pct(st.get("stable_fraction_alive")), "num"), cell(st.get("mean_stability")),
                      cell(fmt(list(dead.values())) if isinstance(dead, dict) else None)])
-    sec.blocks.append(Table(["configuration", "seeds", "latents", "shared fraction", "MMCS", "stable",
-                             "unstable", "mean stability", "dead per seed"], [[*r] for r in rows],
-                            "Configurations compared"))
+    rule = summary.get("rule") or {}
+    sec.blocks.append(Table(["configuration", "seeds", "latents", "shared (mean ± sd)", "MMCS", "stable", "unstable",
+                             "stable of alive", "mean stability", "dead per seed"], [[*r] for r in rows],
+                            "Configurations compared",
+                            f"shared: Paulo & Belrose's shared fraction over ordered seed pairs; stable / unstable "
+                            f"under the {rule.get('stability', 'shared')} estimator over all latents (dead ones "
+                            "count as unstable), and stable over the alive latents only; dead: never fired on the "
+                            "run's held-out rows"))
     if summary.get("pairs"):
         pairs = records_table(summary["pairs"], "Every ordered pair of seeds")
         pairs.collapsed = True
@@ -226,7 +234,7 @@ def _claim_row(name: str, claim: dict[str, Any]) -> ClaimRow:
 
 def _share(desc: dict[str, Any], key: str) -> str:
     rec = desc.get(key) or {}
-    return f"{fmt(rec.get('mean'))} ± {fmt(rec.get('std'))}" if isinstance(rec, dict) and rec else "—"
+    return pct_spread(rec.get("mean"), rec.get("std")) if isinstance(rec, dict) and rec else "—"
 
 
 def _descriptive_row(name: str, claim: dict[str, Any]) -> ClaimRow | None:
@@ -283,18 +291,18 @@ def _claim_blocks(claims: dict[str, Any], label: str) -> list[Any]:
 
 def analysis_section(out: Output, rel: str, latents: LatentPages) -> Section:
     """Per configuration: the claims with their statistics, stability counts, figures and timings."""
-    record = _read_json(out.path / "analysis.json") or {}
+    record = read_json(out.path / "analysis.json") or {}
     sec = Section(anchor(rel), f"{TITLES['analyze']} · {rel}", "analyze", str(out.path))
     sec.blocks.append(kv({"run_dir": record.get("run_dir")}, "Analysis"))
     for label, conf in (record.get("configs") or {}).items():
         cdir = out.path / str(conf.get("dir", label))
         sub = Section(anchor(f"{rel}-{label}"), f"Claims and figures · {label}", "analysis-config", str(cdir))
-        claims = _read_json(cdir / "claims.json") or conf.get("claims") or {}
+        claims = read_json(cdir / "claims.json") or conf.get("claims") or {}
         if claims:
             sub.blocks.extend(_claim_blocks(claims, label))
         else:
             sub.blocks.append(Note(f"{label}: no claims.json", "warn"))
-        stability = _read_json(cdir / "stability.json") or {}
+        stability = read_json(cdir / "stability.json") or {}
         if stability.get("per_seed"):
             sub.blocks.append(records_table(stability["per_seed"], f"Stable and unstable latents per seed · {label}"))
         tokens = conf.get("analysis_tokens") or record.get("analysis_tokens")
@@ -324,7 +332,7 @@ def synthetic_section(out: Output, rel: str, latents: LatentPages) -> Section:
     sub = Section(anchor(rel + "-recovery"), "Ground-truth recovery", "synthetic-report", str(report))
     if (report / "recovery.json").is_file():
         sub.blocks.extend(json_file_blocks(report / "recovery.json", skip=("config",)))
-    labels = {str(k).rsplit("/", 1)[-1]: str(k) for k in ((_read_json(report / "recovery.json") or {})
+    labels = {str(k).rsplit("/", 1)[-1]: str(k) for k in ((read_json(report / "recovery.json") or {})
                                                           .get("saes") or {})}
 
     def title(p: Path) -> str:  # figures are named <sae>_<what>.png
@@ -343,41 +351,86 @@ def synthetic_section(out: Output, rel: str, latents: LatentPages) -> Section:
     return sec
 
 
+def alignment_table(alignment: dict[str, Any]) -> Table:
+    """The demo's cross-seed alignment per configuration, in percentages as the demo prints it."""
+    rows = [[cell(label), Cell(pct_spread(a.get("shared_fraction_mean"), a.get("shared_fraction_std")), "num"),
+             Cell(pct(a.get("stable_fraction")), "num"), Cell(pct(a.get("unstable_fraction")), "num"),
+             Cell(pct(a.get("dead_fraction")), "num"), Cell(pct(a.get("stable_fraction_alive")), "num"),
+             Cell(pct(a.get("unstable_fraction_alive")), "num"), cell(a.get("mean_stability"))]
+            for label, a in alignment.items() if isinstance(a, dict)]
+    return Table(["configuration", "shared (mean ± sd)", "stable", "unstable", "dead", "stable of alive",
+                  "unstable of alive", "mean stability"], rows, "Cross-seed alignment",
+                 "stable, unstable: over all latents, dead ones counted unstable; of alive: over the latents that "
+                 "fire on the held-out rows; dead: never fired there")
+
+
 def demo_overview(out: Output, rel: str) -> Section:
     """What the demo's summary.json says at a glance (the details follow in the run, compare, analysis sections)."""
-    summary = _read_json(out.path / "summary.json") or {}
+    summary = read_json(out.path / "summary.json") or {}
     sec = Section(anchor(rel or "demo"), f"{TITLES['demo']} · {rel or out.path.name}", "demo", str(out.path))
     sec.blocks.append(kv({k: summary.get(k) for k in ("steps", "tokens", "seconds", "config")}, "Demo"))
     if isinstance(summary.get("alignment"), dict):
-        sec.blocks.append(mapping_table(summary["alignment"], "configuration", "Cross-seed alignment"))
+        sec.blocks.append(alignment_table(summary["alignment"]))
     if isinstance(summary.get("lm_loss"), dict):
         sec.blocks.append(mapping_table(summary["lm_loss"], "SAE", "LM loss with the SAE spliced in"))
     return sec
 
 
-def generic_section(out: Output, rel: str, latents: LatentPages) -> Section:
-    """Any output: its JSON records and CSV tables, every figure under it, and latent pages of cross-seed results."""
-    sec = Section(anchor(rel or out.kind), f"{TITLES.get(out.kind, out.kind.title())} · {rel or out.path.name}",
-                  out.kind, str(out.path))
-    for path in sorted(out.path.glob("*.json")):
-        if not path.name.startswith("."):
-            sec.blocks.extend(json_file_blocks(path))
-    for path in sorted(out.path.glob("*.csv")):
-        sec.blocks.append(csv_table(path))
+def _output_figures(out: Output) -> list[Any]:
+    """Every PNG under `out` that no nested output owns, as one grid (with a note naming any not embedded)."""
     nested = {c.path for c in out.children}
     paths = sorted(p for p in out.path.rglob("*.png")
                    if not any(parent in nested for parent in p.parents) and not p.name.startswith("."))
     figures = _figures(paths, lambda p: humanize(p.stem) + (
         f" — {p.parent.relative_to(out.path)}" if p.parent not in (out.path, out.path / "figures") else ""),
         out.path)
-    if figures:
-        sec.blocks.append(Figures(figures, "Figures"))
-    sec.blocks.extend(_unreadable(paths, figures, out.path))
+    return ([Figures(figures, "Figures")] if figures else []) + _unreadable(paths, figures, out.path)
+
+
+def _nested_latents(out: Output, rel: str, latents: LatentPages) -> list[Section]:
+    """A latent page per cross-seed result under `out` that no nested output owns."""
+    nested = {c.path for c in out.children}
+    pages = []
     for set_dir in sorted(p.parent for p in out.path.rglob("cross_seed.json")
                           if not any(parent in nested for parent in p.parents)):
         label = str(set_dir.relative_to(out.path))
-        sec.subsections.append(Section(anchor(f"{rel}-latents-{label}"), f"Latents · {label}", "latents",
-                                       str(set_dir), latents(set_dir)))
+        pages.append(Section(anchor(f"{rel}-latents-{label}"), f"Latents · {label}", "latents", str(set_dir),
+                             latents(set_dir)))
+    return pages
+
+
+def designed_section(out: Output, rel: str, latents: LatentPages) -> Section | None:
+    """A study's or a pool's own section (tables and figures designed for them), or None when its files are not
+    the ones this version knows (the generic section shows them then)."""
+    if out.kind == "study" and is_study(out.path):
+        sec = study_section(out, rel, lambda _: _output_figures(out))
+    elif out.kind == "pool" and is_pool(out.path):
+        sec = pool_section(out, rel, lambda _: _output_figures(out))
+    else:
+        return None
+    sec.id, sec.title = anchor(rel or out.kind), f"{TITLES[out.kind]} · {rel or out.path.name}"
+    sec.subsections.extend(_nested_latents(out, rel, latents))
+    return sec
+
+
+def generic_section(out: Output, rel: str, latents: LatentPages) -> Section:
+    """Any other output: its figures, then its JSON records and CSV tables folded, and latent pages of
+    cross-seed results."""
+    designed = designed_section(out, rel, latents)
+    if designed is not None:
+        return designed
+    sec = Section(anchor(rel or out.kind), f"{TITLES.get(out.kind, out.kind.title())} · {rel or out.path.name}",
+                  out.kind, str(out.path))
+    files: list[Any] = []
+    for path in sorted(out.path.glob("*.json")):
+        if not path.name.startswith("."):
+            files.extend(json_file_blocks(path))
+    for path in sorted(out.path.glob("*.csv")):
+        files.append(csv_table(path))
+    sec.blocks.extend(_output_figures(out))
+    if files:
+        sec.blocks.append(Group("The files (JSON and CSV, as tables)", files))
+    sec.subsections.extend(_nested_latents(out, rel, latents))
     return sec
 
 
@@ -416,6 +469,13 @@ def build_sections(root: Output, latents: LatentPages) -> list[Section]:
             visit(child)
 
     visit(root)
+    try:
+        head = headline_section(root, owner)
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError, ZeroDivisionError) as err:
+        head = Section("headline", "Headline", "headline", "",
+                       [Note(f"the headline could not be read ({type(err).__name__}: {err})", "warn")])
+    if head is not None:
+        sections.insert(0, head)
     _unique_ids(sections)
     return sections
 
