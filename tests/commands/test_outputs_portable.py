@@ -9,14 +9,17 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 import saeseeds as ss
 from helpers.records import absolute_paths, schemas, unstamped
 from helpers.synthetic_config import tiny_synthetic_toml
 from saeseeds.align.cross_seed import CrossSeedResult
 from saeseeds.cli import main
+from saeseeds.config import SaeConfig
 from saeseeds.records import resolve_path
-from saeseeds.sae.checkpoint import read_checkpoint_cfg
+from saeseeds.sae import SparseAutoencoder
+from saeseeds.sae.checkpoint import read_checkpoint_cfg, save_sae
 from saeseeds.training import list_checkpoints
 
 TINY = tiny_synthetic_toml(seeds=[0, 1, 2, 3], num_tokens=2560, eval_tokens=512, num_latents=32, milestones=[0.5])
@@ -41,7 +44,11 @@ def outputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = root.parent / "tiny.toml"
     config.write_text(TINY)
     run, cmp = root / "run", root / "cmp"
-    seeds = run / "synthetic" / "topk-32"
+    foreign = root / "foreign"  # SAEs of the default model's width, wrapped by export --format run
+    for seed in (0, 1):
+        sae = SparseAutoencoder(SaeConfig(architecture="topk", num_latents=32, k=4), 384,
+                                generator=torch.Generator().manual_seed(seed))
+        save_sae(sae, foreign / f"seed{seed}")
     commands = [
         ["synthetic", str(config), "--out", str(run), "--quiet"],
         ["compare", str(run), "--out", str(cmp), "--quiet"],
@@ -50,8 +57,8 @@ def outputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ["pool", str(cmp), "--out", str(root / "pool"), "--fit-tokens", "256", "--select-tokens", "512",
          "--splits", "1", "--baseline-seeds", "0", "--quiet"],
         ["export", str(run), "--out", str(root / "exp"), "--quiet"],
-        ["export", str(seeds / "seed0"), str(seeds / "seed1"), "--format", "run", "--hookpoint", "synthetic",
-         "--out", str(root / "imported"), "--quiet"],
+        ["export", str(foreign / "seed0"), str(foreign / "seed1"), "--format", "run", "--hookpoint",
+         "encoder.layer.3.output.dense", "--out", str(root / "imported"), "--quiet"],
     ]
     for argv in commands:
         assert main(argv) == 0, argv
@@ -82,7 +89,7 @@ def test_paths_inside_are_relative_to_the_file_holding_them(outputs: Path) -> No
     assert pool["run_dir"] == "../run" and pool["cross_seed"]["paths"][0] == "../run/synthetic/topk-32/seed0"
     assert record("pool/pooled/saeseeds.json")["pooling"]["run_dir"] == "../../run"  # beside sparsify's cfg.json
     assert record("exp/export.json")["source"] == "../run"
-    assert record("imported/run.json")["saes"][0]["source"] == "../run/synthetic/topk-32/seed0"
+    assert record("imported/run.json")["saes"][0]["source"] == "../foreign/seed0"
     assert record("run/run.json")["milestones"][0]["path"] == "milestones/step00000005"
 
 
