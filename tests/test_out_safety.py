@@ -24,30 +24,10 @@ from helpers.sandbox import (
     run_subprocess,
     snapshot,
 )
+from helpers.synthetic_config import tiny_npy_toml
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-OK_TOML = """\
-[data]
-source = "npy"
-path = "{data}"
-
-[train]
-seeds = [0, 1]
-batch_size = 256
-num_tokens = 1024
-lr_warmup_steps = 1
-eval_tokens = 256
-store_eval_tokens = 256
-checkpoint_every = 2
-device = "cpu"
-progress = false
-
-[[sae]]
-architecture = "topk"
-num_latents = 32
-k = 4
-"""
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +41,7 @@ def box(tmp_path_factory) -> Path:
     np.save(root / "data.npy", data)
     data[700] = np.inf  # a training row of the third batch (data.shuffle = false)
     np.save(root / "data_inf.npy", data)
-    (root / "ok.toml").write_text(OK_TOML.format(data=root / "data.npy"))
+    (root / "ok.toml").write_text(tiny_npy_toml(root / "data.npy", checkpoint_every=2))
     (root / "datadir").mkdir()
     (root / "cfgdir").mkdir()
     (root / "outs").mkdir()
@@ -126,7 +106,7 @@ def test_b20_overwrite_refuses_a_run_holding_its_config(box: Path, capsys) -> No
     """The config (and data) inside the earlier run that --overwrite would delete: refused, both kept."""
     out = copy_run(box, "b20")
     shutil.copy(box / "data.npy", out / "data.npy")
-    (out / "my.toml").write_text(OK_TOML.format(data=out / "data.npy"))
+    (out / "my.toml").write_text(tiny_npy_toml(out / "data.npy", checkpoint_every=2))
     before = snapshot(out)
     run_case(box, ["train", str(out / "my.toml"), "--out", str(out), "--overwrite"], out, capsys) \
         .assert_refused("train", str(out / "my.toml"), "inside --out")

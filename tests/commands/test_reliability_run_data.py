@@ -20,31 +20,11 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file, save_file
 
+from helpers.synthetic_config import tiny_npy_toml
 from saeseeds.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-CONFIG = """\
-[data]
-source = "npy"
-path = "data.npy"
-
-[train]
-seeds = [0, 1]
-batch_size = 256
-num_tokens = 1024
-lr_warmup_steps = 1
-eval_tokens = 256
-store_eval_tokens = 256
-checkpoint_every = 1000
-progress = false
-device = "cpu"
-
-[[sae]]
-architecture = "topk"
-num_latents = 32
-k = 4
-"""
 ANALYZE = ("--quiet", "--n-random", "2", "--max-tokens", "1024")
 
 
@@ -67,7 +47,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """<root>/data.npy, <root>/run.toml (data.path relative), <root>/run (trained from <root>), <root>/cmp."""
     root = tmp_path_factory.mktemp("rundata")
     np.save(root / "data.npy", _data())
-    (root / "run.toml").write_text(CONFIG)
+    (root / "run.toml").write_text(tiny_npy_toml("data.npy", checkpoint_every=1000))
     with _cwd(root):
         assert main(["train", "run.toml", "--out", "run", "--quiet"]) == 0
         assert main(["compare", "run", "--out", "cmp", "--quiet"]) == 0

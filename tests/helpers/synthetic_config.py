@@ -37,3 +37,29 @@ architecture = "topk"
 num_latents = {num_latents}
 k = 4
 """
+
+
+def tiny_npy_toml(data: str, *, checkpoint_every: int) -> str:
+    """A TOML run config on an npy file `data` (as written in the TOML: absolute, or relative to the run): 2 seeds
+    of one TopK SAE (32 latents, k 4), 4 steps of 256 rows, held-out rows stored, on the CPU, no progress output."""
+    return f"""\
+[data]
+source = "npy"
+path = "{data}"
+
+[train]
+seeds = [0, 1]
+batch_size = 256
+num_tokens = 1024
+lr_warmup_steps = 1
+eval_tokens = 256
+store_eval_tokens = 256
+checkpoint_every = {checkpoint_every}
+device = "cpu"
+progress = false
+
+[[sae]]
+architecture = "topk"
+num_latents = 32
+k = 4
+"""
