@@ -75,9 +75,9 @@ def test_lm_loader_uses_the_resolver(no_gpu: None) -> None:
 def test_similarity_uses_the_resolver() -> None:
     """Cross-seed similarity rejects a bad device name with the same one-line error."""
     from saeseeds.align import max_cosine_assignment
-    from saeseeds.align.similarity import PairScorer
+    from saeseeds.align.screen_choice import plan_screen
 
     a = torch.eye(3)
     with pytest.raises(ConfigError, match="not a device|not a supported device"):
-        PairScorer(a, a, device="tpu")
+        plan_screen(device="tpu")
     assert max_cosine_assignment(a, a, device="cpu").partner.tolist() == [0, 1, 2]

@@ -34,12 +34,12 @@ def test_refused_names(name: object, why: str) -> None:
 
 def test_reserved_names_are_the_run_files() -> None:
     """A hookpoint may not take the name of a run's own file or folder (they would mix)."""
-    from saeseeds.run_layout import MILESTONES
+    from saeseeds.run_layout import INIT_SAMPLE, MILESTONES
     from saeseeds.training.eval_store import EVAL_DIR
     from saeseeds.training.logging import METRICS, TENSORBOARD_DIR, WANDB_DIR
     from saeseeds.training.run_dir import MANIFEST
 
-    assert {EVAL_DIR, METRICS, TENSORBOARD_DIR, WANDB_DIR, MANIFEST, MILESTONES} == RUN_TOP_LEVEL
+    assert {EVAL_DIR, METRICS, TENSORBOARD_DIR, WANDB_DIR, MANIFEST, MILESTONES, INIT_SAMPLE} == RUN_TOP_LEVEL
     with pytest.raises(ConfigError, match="reserved"):
         check_name("eval", "data.hookpoint", ConfigError, RUN_TOP_LEVEL)
 

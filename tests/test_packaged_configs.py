@@ -1,4 +1,5 @@
-"""configs/demo.toml and configs/synthetic.toml are the packaged defaults, copied for browsing: keep them equal."""
+"""configs/demo.toml, configs/synthetic.toml and configs/recipes.toml are the packaged defaults, copied for
+browsing: keep them equal."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-@pytest.mark.parametrize("name", ["demo.toml", "synthetic.toml"])
+@pytest.mark.parametrize("name", ["demo.toml", "synthetic.toml", "recipes.toml"])
 def test_repo_copy_matches_the_packaged_config(name: str) -> None:
     """An edit to one copy without the other fails here (the CLI reads src/saeseeds/defaults/, not configs/)."""
     copy = (CONFIGS / name).read_bytes()

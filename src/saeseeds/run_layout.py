@@ -11,6 +11,7 @@ reads through them, and base modules (outputs, names) that only look at a folder
     <run>/tensorboard/, <run>/wandb/                 TENSORBOARD_DIR, WANDB_DIR (optional metric sinks)
     <run>/ground_truth.*                             synthetic runs (saeseeds.data.synthetic owns those names)
     <run>/lm_loss.json                               LM_LOSS (causal-LM runs, train.lm_loss)
+    <run>/init_sample.safetensors                    INIT_SAMPLE (runs whose SAEs need data to initialise)
 """
 
 from __future__ import annotations
@@ -32,9 +33,12 @@ TENSORBOARD_DIR = "tensorboard"
 WANDB_DIR = "wandb"
 LM_LOSS = "lm_loss.json"
 """Each SAE spliced into the run's causal LM on the stored held-out chunks (`saeseeds.analysis.lm_loss`)."""
+INIT_SAMPLE = "init_sample.safetensors"
+"""The first `train.init_sample_tokens` rows of the training stream, raw, one tensor per hookpoint
+(`saeseeds.training.init_sample`): what data-dependent initialisation and rasae's candidates are computed from."""
 CHECKPOINT_CONFIG = "cfg.json"
 """The file that makes a folder a checkpoint (sparsify layout)."""
-RUN_TOP_LEVEL = frozenset({EVAL_DIR, MILESTONES, TENSORBOARD_DIR, WANDB_DIR, MANIFEST, METRICS})
+RUN_TOP_LEVEL = frozenset({EVAL_DIR, MILESTONES, TENSORBOARD_DIR, WANDB_DIR, MANIFEST, METRICS, INIT_SAMPLE})
 """What a run directory holds beside its hookpoint folders (its `.state/` is hidden, so refused anyway): a
 hookpoint of one of these names would mix its checkpoints with the run's own files."""
 SEED_DIR = re.compile(r"^seed(-?\d+)$")

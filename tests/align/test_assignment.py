@@ -10,6 +10,7 @@ from scipy.optimize import linear_sum_assignment
 
 from saeseeds.align.assignment import max_cosine_assignment, row_max_cosine
 from saeseeds.align.dense import dense_cosines
+from saeseeds.align.screen_choice import plan_screen
 from saeseeds.align.similarity import PairScorer
 
 
@@ -126,7 +127,7 @@ def test_error_bounds_hold() -> None:
         a = rng.standard_normal((64, d)) * rng.random((1, d)) ** 3
         b = np.vstack([np.zeros((1, d)), a[1:40] + 0.01 * rng.standard_normal((39, d)),
                        rng.standard_normal((40, d))])  # row 0: a dead latent
-        sc = PairScorer(a, b, screen=screen)
+        sc = PairScorer(a, b, plan_screen(screen))
         approx = sc.approx_rows(slice(0, 64)).double().numpy()
         exact = dense_cosines(sc.a, sc.b, absolute=sc.absolute)
         bound = sc.err_a[:, None] + sc.err_b[None, :] + sc.err_const

@@ -9,6 +9,7 @@ import torch
 from saeseeds.align.assignment import max_cosine_assignment
 from saeseeds.align.candidates import group_size, screen_pool, select_block
 from saeseeds.align.dense import dense_cosines
+from saeseeds.align.screen_choice import plan_screen
 from saeseeds.align.similarity import PairScorer
 
 
@@ -53,7 +54,7 @@ def test_pool_bound_is_rigorous_for_exact_values(screen: str, fused: bool, monke
     rng = np.random.default_rng(11)
     a = rng.standard_normal((300, 48)) * rng.random(48) ** 2
     b = rng.standard_normal((500, 48)) * rng.random(48) ** 2
-    sc = PairScorer(a, b, screen=screen, chunk_rows=64)
+    sc = PairScorer(a, b, plan_screen(screen), chunk_rows=64)
     pool = screen_pool(sc, 6, 2)
     exact = dense_cosines(sc.a, sc.b, absolute=sc.absolute)
     in_pool = np.zeros(exact.shape, dtype=bool)
@@ -94,10 +95,10 @@ def test_fused_screen_equals_torch_path(screen: str, absolute: bool, monkeypatch
     a = rng.standard_normal((200, 32)) * rng.random(32)
     b = rng.standard_normal((1100, 32)) * rng.random(32)
     b[7] = 0.0  # a zero column: value 0 everywhere
-    sc = PairScorer(a, b, screen=screen, absolute=absolute, chunk_rows=64)
+    sc = PairScorer(a, b, plan_screen(screen), absolute=absolute, chunk_rows=64)
     fused = screen_pool(sc, 9, 3)
     torch_path(monkeypatch)
-    ref = screen_pool(PairScorer(a, b, screen=screen, absolute=absolute, chunk_rows=64), 9, 3)
+    ref = screen_pool(PairScorer(a, b, plan_screen(screen), absolute=absolute, chunk_rows=64), 9, 3)
 
     def entries(p):
         order = np.lexsort((p.cols, p.rows))
@@ -115,7 +116,7 @@ def test_fused_screen_keeps_top_groups_of_a_tied_row() -> None:
     a = rng.standard_normal((50, 16))
     a[4] = 0.0
     b = rng.standard_normal((3000, 16))
-    pool = screen_pool(PairScorer(a, b, chunk_rows=32), 5, 2)
+    pool = screen_pool(PairScorer(a, b, plan_screen(), chunk_rows=32), 5, 2)
     mine = pool.rows == 4
     assert pool.bound[4] == 0.0 and pool.approx_max[4] == 0.0
     assert mine.sum() == 5 * group_size(3000, 5)  # five whole groups

@@ -15,7 +15,7 @@ from scipy.optimize import linear_sum_assignment
 from saeseeds.align import assignment, screen_choice
 from saeseeds.align.assignment import max_cosine_assignment
 from saeseeds.align.dense import dense_cosines
-from saeseeds.align.screen_choice import Machine, choose_screen
+from saeseeds.align.screen_choice import Machine, choose_screen, plan_screen
 from saeseeds.align.similarity import PairScorer
 from saeseeds.errors import ConfigError
 
@@ -114,9 +114,9 @@ def test_pair_scorer_auto_uses_the_measured_verdict(fresh_cache: Path, monkeypat
             f.unlink()
         timer = CountingTimer(timings)
         monkeypatch.setattr(screen_choice, "measure_products", timer)
-        scorer = PairScorer(a, a)
+        scorer = PairScorer(a, a, plan_screen())
         assert scorer.screen == expected and scorer.swapped().screen == expected
-        PairScorer(a, a)  # once per process
+        PairScorer(a, a, plan_screen())  # once per process
         assert timer.calls == 1
         res = max_cosine_assignment(a, a[::-1], dense_max_pairs=0)
         assert res.stats.screen == expected and res.stats.screen_choice["source"] == "measured"
@@ -206,3 +206,40 @@ def test_compare_records_the_choice_and_refuses_a_bad_screen(
     assert main(["compare", *paths, "--out", str(out2), "--screen", "bf16", "--quiet"]) == 0
     (used,) = json.loads((out2 / "summary.json").read_text())["screens"]
     assert (used["screen"], used["source"]) == ("bf16", "requested")
+
+
+def test_a_comparison_resolves_device_and_screen_once_and_every_scorer_shares_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`align_seeds` resolves one ScreenPlan for all its pairs; no pair, assignment or scorer resolves again."""
+    import saeseeds.device
+    from saeseeds.align import cross_seed, similarity
+
+    monkeypatch.setattr(assignment, "DENSE_MAX_PAIRS", 0)  # every matching takes the sparse path (builds scorers)
+    monkeypatch.setattr(assignment, "COLD_DENSE_MAX_PAIRS", 0)
+    calls: dict[str, int] = {"device": 0, "screen": 0}
+    plans = []
+
+    def counted(name, fn):
+        def wrapper(*a, **k):
+            calls[name] += 1
+            return fn(*a, **k)
+
+        return wrapper
+
+    monkeypatch.setattr(saeseeds.device, "resolve_device", counted("device", saeseeds.device.resolve_device))
+    monkeypatch.setattr(screen_choice, "resolve_screen", counted("screen", screen_choice.resolve_screen))
+
+    class Spy(similarity.PairScorer):
+        def __init__(self, a, b, plan, **kw):
+            plans.append(plan)
+            super().__init__(a, b, plan, **kw)
+
+    monkeypatch.setattr(assignment, "PairScorer", Spy)
+    gen = torch.Generator().manual_seed(3)
+    weights = [(torch.randn(48, 16, generator=gen), torch.randn(48, 16, generator=gen)) for _ in range(3)]
+    result = cross_seed.align_seeds(weights, ["s0", "s1", "s2"], screen="fp32", device="cpu")
+    assert calls == {"device": 1, "screen": 1}
+    assert len(plans) == 6 and all(p is plans[0] for p in plans)  # 3 pairs x (decoder, encoder)
+    assert plans[0].device == CPU and plans[0].screen == "fp32"
+    assert result.alignments[(0, 1)].stats["decoder"]["screen"] == "fp32"

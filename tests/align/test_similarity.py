@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from saeseeds.align.dense import dense_cosines
+from saeseeds.align.screen_choice import plan_screen
 from saeseeds.align.similarity import PairScorer, _quantise_int8, _quantise_side
 from saeseeds.errors import DataError
 
@@ -34,7 +35,7 @@ def test_nan_rows_are_refused_by_name() -> None:
     a = np.ones((40, 8), dtype=np.float32)
     a[17, 3] = np.nan
     with pytest.raises(DataError, match="a: contains NaN or inf"):
-        PairScorer(a, np.ones((50, 8)))
+        PairScorer(a, np.ones((50, 8)), plan_screen())
 
 
 def test_fine_scorer_matches_a_fresh_fp32_scorer() -> None:
@@ -42,8 +43,8 @@ def test_fine_scorer_matches_a_fresh_fp32_scorer() -> None:
     rng = np.random.default_rng(4)
     a = rng.standard_normal((120, 40)).astype(np.float32)
     b = rng.standard_normal((90, 40)).astype(np.float32) * 3
-    fine = PairScorer(a, b, screen="int8").fine()
-    fresh = PairScorer(a, b, screen="fp32")
+    fine = PairScorer(a, b, plan_screen("int8")).fine()
+    fresh = PairScorer(a, b, plan_screen("fp32"))
     np.testing.assert_allclose(fine.inv_a, fresh.inv_a, rtol=1e-15)
     np.testing.assert_allclose(fine.inv_b, fresh.inv_b, rtol=1e-15)
     assert (fine.err_a >= fresh.err_a).all() and (fine.err_b >= fresh.err_b).all()

@@ -41,6 +41,7 @@ class _Cross:
             stab = np.full(N, 0.25)
             stab[list(S)], stab[list(U)] = 1.0, 0.0
         self.num_seeds, self.num_latents = seeds, [stab.size] * seeds
+        self.digests: list[str] = []  # a stand-in records no weight digests: nothing to check them against
         self._groups = [StabilityGroups(stab.copy(), stab == 1.0, stab == 0.0, seeds - 1) for _ in range(seeds)]
 
     def with_rule(self, rule: Any) -> _Cross:
@@ -107,7 +108,7 @@ def _claims(case: tuple[list[SparseAutoencoder], EvalData, _Cross], **opts: Any)
     options = AnalyzeOptions(n_random=opts.pop("n_random", 99), lm_loss=False, alternate=opts.pop("alternate", False),
                              **opts)  # the other estimator's verdicts: test_claims_are_judged_under_both_estimators
     res = analyze_config("h", "relu", list(range(len(saes))), saes, data, options, cross)  # type: ignore[arg-type]
-    return res.tables["claims"]
+    return res.claims.as_record()  # claims.json's records: what these tests read is the file format
 
 
 EVEN = {S: 0.05, U: 0.05, M: 0.05}
@@ -298,21 +299,21 @@ def test_claims_are_judged_under_both_estimators_and_say_where_the_answer_change
     saes, data, _ = _case(freq=EVEN, amp={S: 3.0}, tokens=8000)
     res = analyze_config("h", "relu", [0, 1, 2], saes, data, AnalyzeOptions(n_random=99, lm_loss=False),
                          _TwoEstimatorCross(3))  # type: ignore[arg-type]
-    claim = res.tables["claims"]["stable_carry_reconstruction"]
-    assert claim["stability"]["estimator"] == "reappears" and claim["stability"]["papers_estimator"] is True
-    assert claim["holds"] is True and claim["descriptive"]["holds"] is True
-    alt = claim["alternate"]
-    assert alt["stability"]["estimator"] == "shared" and alt["holds"] is False and alt["descriptive"]["holds"] is False
-    assert claim["estimator_changes_answer"] is True
-    assert claim["estimator_changes"] == ["frequency-adjusted test", "descriptive answer"]
-    assert res.tables["stability"]["alternate"]["rule"]["stability"] == "shared"
-    assert res.tables["stability"]["alternate"]["per_seed"][0]["n_stable"] == 16
-    rarer = res.tables["claims"]["unstable_rarer"]  # equal frequencies: the same answer under both
-    assert rarer["estimator_changes_answer"] is False
+    claim = res.claims["stable_carry_reconstruction"]
+    assert claim.estimator == "reappears" and claim.record["stability"]["papers_estimator"] is True
+    assert claim.holds is True and claim.descriptive.holds is True
+    alt = claim.alternate
+    assert alt.estimator == "shared" and alt.holds is False and alt.descriptive.holds is False
+    assert claim.estimator_changes_answer is True
+    assert claim.estimator_changes == ["frequency-adjusted test", "descriptive answer"]
+    assert res.stability.alternate.rule["stability"] == "shared"
+    assert res.stability.alternate.per_seed[0].n_stable == 16
+    rarer = res.claims["unstable_rarer"]  # equal frequencies: the same answer under both
+    assert rarer.estimator_changes_answer is False
     single = analyze_config("h", "relu", [0, 1, 2], saes, data,
                             AnalyzeOptions(n_random=99, lm_loss=False, alternate=False),
                             _TwoEstimatorCross(3))  # type: ignore[arg-type]
-    assert "alternate" not in single.tables["claims"]["stable_carry_reconstruction"]
+    assert single.claims["stable_carry_reconstruction"].alternate is None and single.stability.alternate is None
 
 
 # --------------------------------------------------------------------------------------------
@@ -381,9 +382,9 @@ def test_an_empty_alive_group_leaves_verdicts_undetermined_and_the_table_intact(
     res = analyze_config("h", "relu", [0, 1, 2], saes, data, AnalyzeOptions(n_random=19, lm_loss=False),
                          cross)  # type: ignore[arg-type]
     # one StabilityGroups (align's, numpy): the analysis keeps the cross-seed result's split, not a torch twin
-    assert len(res.stability) == 3 and all(a is b for a, b in zip(res.stability, cross.groups()))
-    claims = res.tables["claims"]
+    groups = res.stability.groups
+    assert len(groups) == 3 and all(a is b for a, b in zip(groups, cross.groups()))
     for name in ("stable_carry_reconstruction", "unstable_rarer"):
-        assert claims[name]["holds"] is None and "seed 0" in claims[name]["reason"]
-    assert [r["name"] for r in res.tables["ablation"]["rows"]] == ["none", "stable", "unstable", "all_but_stable",
+        assert res.claims[name].holds is None and "seed 0" in res.claims[name].reason
+    assert [r.name for r in res.ablation.rows] == ["none", "stable", "unstable", "all_but_stable",
                                                                    "all_but_unstable", "all"]

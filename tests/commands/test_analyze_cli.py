@@ -121,7 +121,7 @@ def test_compare_saved_stability_is_what_analyze_uses(run_dir: Path, tmp_path: P
     assert set(analyses) == {"topk-48", "relu-48"}
     for entry in summary["sets"]:
         analysis = analyses[entry["sae_name"]]
-        for i, groups in enumerate(analysis.stability):
+        for i, groups in enumerate(analysis.stability.groups):
             with np.load(cmp / entry["dir"] / "latents" / f"{i}.npz") as saved:
                 np.testing.assert_array_equal(groups.stability, saved[f"stability_{kind}"])
                 np.testing.assert_array_equal(groups.stable, saved["stable"])
@@ -149,7 +149,7 @@ def test_analysis_tokens_extend_the_held_out_rows_with_training_rows(run_dir: Pa
     info = summary["analysis_tokens"]
     assert info["tokens"] == 1500 and info["train_rows"] > 0 and info["held_out_rows"] + info["train_rows"] == 1500
     assert info["lm_forward"] is True and info["distinct"] is True
-    assert analyses[0].triggers[0].tokens_seen == 1500
+    assert analyses[0].triggers.stats[0].tokens_seen == 1500
     claims = json.loads((tmp_path / "an" / HOOK / "topk-48" / "claims.json").read_text())
     assert claims.pop("schema") == "saeseeds.claims/1" and claims.pop("saeseeds_version")  # the stamp, beside claims
     for verdict in claims.values():
@@ -157,7 +157,7 @@ def test_analysis_tokens_extend_the_held_out_rows_with_training_rows(run_dir: Pa
     assert claims["stable_carry_prediction"]["holds"] is None  # lm_loss=False
     only_held_out = ss.analyze(run_dir, options=ss.AnalyzeOptions(n_random=19, lm_loss=False, max_tokens=0),
                                configs=["topk-48"])
-    assert only_held_out[0].triggers[0].tokens_seen == info["held_out_rows"]
+    assert only_held_out[0].triggers.stats[0].tokens_seen == info["held_out_rows"]
 
 
 def test_analyze_an_array_run_reads_training_rows(tmp_path: Path) -> None:
@@ -175,8 +175,8 @@ def test_analyze_an_array_run_reads_training_rows(tmp_path: Path) -> None:
     )
     train_run(cfg, build_source(cfg), tmp_path / "run")
     res = ss.analyze(tmp_path / "run", options=ss.AnalyzeOptions(n_random=19, max_tokens=2000))
-    assert res[0].tables["analysis_tokens"]["tokens"] == 2000
-    assert res[0].tables["claims"]["unstable_more_token_specific"]["holds"] is None  # no token ids
+    assert res[0].analysis_tokens["tokens"] == 2000
+    assert res[0].claims["unstable_more_token_specific"].holds is None  # no token ids
 
 
 def test_analyze_default_path_runs_no_language_model(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -216,10 +216,10 @@ def test_analysis_tokens_of_an_array_run_are_distinct_rows(tmp_path: Path) -> No
     )
     train_run(cfg, build_source(cfg), tmp_path / "run")  # 1,280 training tokens: 270 rows cycled ~5 times
     res = ss.analyze(tmp_path / "run", options=ss.AnalyzeOptions(n_random=19, max_tokens=262_144))
-    info = res[0].tables["analysis_tokens"]
+    info = res[0].analysis_tokens
     assert info["train_rows"] == info["train_rows_available"] == 270
     assert info["tokens"] == info["held_out_rows"] + 270 <= 300 and info["distinct"] is True
-    assert res[0].triggers[0].tokens_seen == info["tokens"]
+    assert res[0].triggers.stats[0].tokens_seen == info["tokens"]
 
 
 def test_claims_name_their_paper_estimator_and_the_other_estimators_answer(run_dir: Path, tmp_path: Path,

@@ -72,6 +72,7 @@ CASES: list[tuple[str, Any, str]] = [
     ("train.batched_seeds", "yes", ""),
     ("train.milestones", [1.5], ""),
     ("train.milestones", [0.0], ""),
+    ("train.init_sample_tokens", 0, ""),
     ("saes.architecture", "gated", "topk"),
     ("saes.num_latents", -5, "topk"),
     ("saes.expansion_factor", 0, "topk"),
@@ -98,6 +99,16 @@ CASES: list[tuple[str, Any, str]] = [
     ("saes.target_l0", -2.0, "relu"),
     ("saes.target_l0", 16.0, "topk"),  # topk's L0 is k: nothing to steer
     ("saes.l0_control_until", 0.0, "relu"),
+    ("saes.matryoshka_prefixes", [64, 32], "matryoshka"),  # not strictly increasing
+    ("saes.matryoshka_prefixes", [4096], "matryoshka"),  # more than num_latents = 1024
+    ("saes.matryoshka_prefixes", [0, 64], "matryoshka"),
+    ("saes.rasae_delta", -1.0, "rasae"),
+    ("saes.rasae_delta", math.nan, "rasae"),
+    ("saes.rasae_candidates", -1, "rasae"),
+    ("saes.init_encoder", "orthogonal", ""),
+    ("saes.init_decoder", "pca", ""),
+    ("saes.init_decoder", "kmeans", "rasae"),  # rasae's atoms start on its own candidates
+    ("saes.init_b_dec", "median", ""),
     ("lm.model", 5, ""),
     ("lm.revision", "", ""),
     ("lm.hookpoints", [""], ""),

@@ -86,7 +86,7 @@ def test_d7_array_file_identity_recorded_and_checked(tmp_path: Path) -> None:
         check_same_file(path, info)
 
 
-def test_d13_ctx_len_longer_than_the_models_positions(tmp_path: Path) -> None:
+def test_d13_ctx_len_longer_than_the_models_positions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from helpers.tiny_lm import build_tiny_causal_lm
 
     docs = [f"sentence {i} : the cat sat on the mat" for i in range(40)]
@@ -98,6 +98,16 @@ def test_d13_ctx_len_longer_than_the_models_positions(tmp_path: Path) -> None:
     cfg.lm.ctx_len, cfg.lm.eval_chunks, cfg.train.progress = 64, 2, False
     with pytest.raises(ConfigError, match=r"lm\.ctx_len = 64 is longer than .* can read; allowed: at most 32"):
         build_source(cfg)
-    from saeseeds.data.lm_source import check_ctx_len, load_language_model
+    import transformers
 
-    check_ctx_len(32, load_language_model(cfg.lm))  # the model's own limit is allowed
+    from saeseeds.data.lm_source import load_language_model
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("the model's weights were loaded before ctx_len was checked")
+
+    with monkeypatch.context() as m:
+        m.setattr(transformers.AutoModelForCausalLM, "from_pretrained", no_weights)
+        with pytest.raises(ConfigError, match=r"lm\.ctx_len = 64 .* at most 32"):
+            load_language_model(cfg.lm)  # refused from the model's config alone
+    cfg.lm.ctx_len = 32
+    assert load_language_model(cfg.lm).model is not None  # the model's own limit is allowed

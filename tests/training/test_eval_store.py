@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from saeseeds.analysis.eval_data import build_eval_data, load_eval_data
+from saeseeds.analysis.eval_data import load_eval_data
 from saeseeds.config import DataConfig, RunConfig, SaeConfig, TrainConfig
 from saeseeds.data.types import SourcePair
 from saeseeds.sae import load_sae
 from saeseeds.training import list_checkpoints, load_latent_frequencies, read_manifest, train_run
+from saeseeds.training.eval_store import rebuild_held_out
 from saeseeds.training.evaluate import evaluate_sae
 from saeseeds.training.run_dir import Run
 
@@ -85,7 +86,7 @@ def lm_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, RunConfig]:
 
 def test_lm_rows_equal_build_eval_data(lm_run: tuple[Path, RunConfig], monkeypatch: pytest.MonkeyPatch) -> None:
     run_dir, cfg = lm_run
-    rebuilt = build_eval_data(cfg)
+    rebuilt = rebuild_held_out(cfg)
     import saeseeds.data.lm_source as lm_source
 
     def no_model(*args, **kwargs):

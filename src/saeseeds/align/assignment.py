@@ -29,7 +29,7 @@ from saeseeds.align.lsap import (
     solve_sparse_max,
     unmatched_rows_and_cols,
 )
-from saeseeds.align.screen_choice import ScreenChoice, check_screen
+from saeseeds.align.screen_choice import ScreenPlan, plan_screen
 from saeseeds.align.screen_kernels import (
     pool_by_row,
     pool_count_below,
@@ -121,32 +121,30 @@ def max_cosine_assignment(
     no compiled kernels; default `DENSE_MAX_PAIRS`); larger ones by the certified sparse path.
     """
     return max_cosine_assignments(
-        [(a, b)], absolute=absolute, device=device, candidates=candidates, dense_max_pairs=dense_max_pairs,
-        screen=screen, with_row_max=with_row_max, with_col_max=with_col_max, progress=progress,
+        [(a, b)], plan_screen(screen, device), absolute=absolute, candidates=candidates,
+        dense_max_pairs=dense_max_pairs, with_row_max=with_row_max, with_col_max=with_col_max, progress=progress,
     )[0]
 
 
 def max_cosine_assignments(
     problems: Sequence[tuple[torch.Tensor | np.ndarray, torch.Tensor | np.ndarray]],
+    plan: ScreenPlan,
     *,
     absolute: bool = False,
-    device: str | torch.device | None = None,
     candidates: int = CANDIDATES,
     dense_max_pairs: int | None = None,
-    screen: ScreenMode | str | None = None,
     with_row_max: bool | Sequence[bool] = False,
     with_col_max: bool | Sequence[bool] = False,
     progress: bool = False,
 ) -> list[Assignment]:
     """`max_cosine_assignment` of several (a, b) problems; those solved densely overlap (`dense_matches`).
-    `with_row_max` / `with_col_max` may be given per problem."""
-    if not isinstance(screen, ScreenChoice):
-        check_screen(screen)  # a bad name fails even when every problem is solved densely
+    `with_row_max` / `with_col_max` may be given per problem. `plan` is the comparison's device and screen,
+    resolved once at its top (`plan_screen`)."""
     n = len(problems)
     row_maxes = [with_row_max] * n if isinstance(with_row_max, bool) else list(with_row_max)
     col_maxes = [with_col_max] * n if isinstance(with_col_max, bool) else list(with_col_max)
     dense = [solve_densely(_rows(a), _rows(b), dense_max_pairs) for a, b in problems]
-    matches = iter(dense_matches([p for p, d in zip(problems, dense) if d], absolute=absolute, device=device))
+    matches = iter(dense_matches([p for p, d in zip(problems, dense) if d], absolute=absolute, device=plan.device))
     out = []
     for (a, b), is_dense, want_row, want_col in zip(problems, dense, row_maxes, col_maxes):
         if is_dense:
@@ -154,7 +152,7 @@ def max_cosine_assignments(
             out.append(Assignment(m.partner, m.cosine, m.total, AssignmentStats(method="dense"),
                                   m.row_max if want_row else None, m.col_max if want_col else None))
             continue
-        scorer = PairScorer(a, b, absolute=absolute, device=device, screen=screen)
+        scorer = PairScorer(a, b, plan, absolute=absolute)
         result = certified_assignment(scorer, candidates=candidates, with_row_max=want_row,
                                       progress=progress)
         if want_col:
@@ -598,9 +596,10 @@ def row_max_cosine(
     """Exact maximum cosine of every row of `a` over all rows of `b` (one chunked pass)."""
     if _rows(b) == 0:
         return np.full(_rows(a), np.nan)
+    plan = plan_screen(screen, device)
     if solve_densely(_rows(a), _rows(b)):
-        return dense_cosines(a, b, absolute=absolute, device=device).max(axis=1)  # the maxima need no matching
-    return exact_row_max(PairScorer(a, b, absolute=absolute, device=device, screen=screen), progress)
+        return dense_cosines(a, b, absolute=absolute, device=plan.device).max(axis=1)  # the maxima need no matching
+    return exact_row_max(PairScorer(a, b, plan, absolute=absolute), progress)
 
 
 def exact_row_max(scorer: PairScorer, progress: bool = False) -> np.ndarray:

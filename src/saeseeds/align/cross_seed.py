@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from saeseeds.align.pair import Alignment, align_weights_both_ways, reverse_alignment
+from saeseeds.align.screen_choice import plan_screen
 from saeseeds.align.sharing import STABILITY_KINDS, SharingRule
 from saeseeds.align.similarity import ScreenMode
 from saeseeds.atomic import atomic_write_npz
@@ -155,6 +156,13 @@ class CrossSeedResult:
         return {"mean": float(vals.mean()), "std": float(vals.std())} if vals.size else {
             "mean": float("nan"), "std": float("nan")}
 
+    def pw_mcc_stats(self) -> dict[str, float]:
+        """Mean and standard deviation of the PW-MCC (`pw_mcc`) over ordered pairs (each unordered pair's value
+        twice: the matching and so the PW-MCC are the same both ways)."""
+        vals = np.array([pw_mcc(al) for al in self.alignments.values()])
+        return {"mean": float(vals.mean()), "std": float(vals.std())} if vals.size else {
+            "mean": float("nan"), "std": float("nan")}
+
     def dead(self) -> list[np.ndarray] | None:
         """Per seed, the latents that never fired on the held-out rows (firing frequency 0); None when any seed's
         frequencies are unknown."""
@@ -238,6 +246,7 @@ class CrossSeedResult:
             "rule": self.rule.to_dict(),
             "shared_fraction": self.shared_fraction_stats(),
             "mmcs": self.mmcs_stats(),
+            "pw_mcc": self.pw_mcc_stats(),
             "stability": self.stability_summary(),
             "only_in_base": {"mean": mean.tolist(), "std": std.tolist()},
         }
@@ -272,6 +281,7 @@ class CrossSeedResult:
             "digests": list(self.digests),
             "pairs": [p | {k: v for k, v in self.alignments[(p["i"], p["j"])].summary().items()
                            if k in ("a", "b", "n_shared", "shared_fraction", "mmcs")}
+                      | {"pw_mcc": pw_mcc(self.alignments[(p["i"], p["j"])])}
                       for p in pair_index],
         }
         return write_record(directory / RESULT_FILE, FORMAT, record)
@@ -322,6 +332,16 @@ class CrossSeedResult:
                    [str(resolve_path(p, directory)) for p in record.get("paths", [])],
                    [str(d) for d in record.get("digests", [])],
                    frequencies)
+
+
+def pw_mcc(al: Alignment) -> float:
+    """PW-MCC (Song et al. 2025, "Position: Mechanistic Interpretability Should Prioritize Feature Consistency in
+    SAEs"): the mean decoder cosine over the pairs of the one-to-one (Hungarian) decoder matching of a to b.
+
+    Only matched latents enter (partner ≥ 0; with unequal sizes the min(n_a, n_b) pairs of the matching), each
+    with its exact cosine (|cos| under an absolute rule); NaN when nothing is matched (docs/definitions.md)."""
+    cos = np.asarray(al.dec_cos, dtype=np.float64)[np.asarray(al.dec_partner) >= 0]
+    return float(cos.mean()) if cos.size else float("nan")
 
 
 def read_npz(path: Path) -> dict[str, np.ndarray]:
@@ -381,11 +401,14 @@ def align_seeds(
     if len(d_ins) != 1:
         raise DataError(f"{label or 'cross_seed'}: seeds differ in d_in ({sorted(d_ins)})")
 
+    digests = [weights_digest(dec, enc) for dec, enc in weights]
+    plan = plan_screen(screen, device)  # the device and screen of every pair, resolved once
+
     def align_pair(pair: tuple[int, int]) -> tuple[Alignment, np.ndarray]:
         i, j = pair
         (dec_i, enc_i), (dec_j, enc_j) = weights[i], weights[j]
-        al, back_max = align_weights_both_ways(dec_i, enc_i, dec_j, enc_j, rule=rule, device=device,
-                                               screen=screen, name_a=names[i], name_b=names[j])
+        al, back_max = align_weights_both_ways(dec_i, enc_i, dec_j, enc_j, plan, rule=rule,
+                                               name_a=names[i], name_b=names[j])
         if on_pair is not None:
             on_pair(names[i], names[j])
         return al, back_max
@@ -397,7 +420,7 @@ def align_seeds(
         alignments[(i, j)], alignments[(j, i)] = al, reverse_alignment(al, back_max)
     return CrossSeedResult(
         label, list(names), rule, alignments, [int(dec.shape[0]) for dec, _ in weights], hookpoint, sae_name,
-        [str(p) for p in paths], [weights_digest(dec, enc) for dec, enc in weights], [None] * len(weights),
+        [str(p) for p in paths], digests, [None] * len(weights),
     )
 
 

@@ -19,7 +19,6 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from saeseeds.align.similarity import as_weight, inverse_norms, row_norms
-from saeseeds.device import resolve_device
 from saeseeds.errors import DataError
 
 ROW_CHUNK = 2048
@@ -42,17 +41,18 @@ def dense_cosines(
     b: torch.Tensor | np.ndarray,
     *,
     absolute: bool = False,
-    device: str | torch.device | None = None,
+    device: torch.device | None = None,
 ) -> np.ndarray:
     """Cosine of every row of `a` with every row of `b` as float64 [n_a, n_b] (|cosine| with `absolute`).
 
     Products of float32 numbers are exact in float64, so only the float64 summation rounds: the same
-    values the sparse path calls exact. Zero rows have cosine 0 with everything.
+    values the sparse path calls exact. Zero rows have cosine 0 with everything. `device` is the comparison's,
+    already resolved (`ScreenPlan.device`); None means the CPU.
     """
     wa, wb = as_weight(a, "a"), as_weight(b, "b")
     if wa.shape[1] != wb.shape[1]:
         raise DataError(f"row sets must share d_in; got shapes {tuple(wa.shape)} and {tuple(wb.shape)}")
-    dev = resolve_device(device)
+    dev = torch.device("cpu") if device is None else device
     inv_a = inverse_norms(row_norms(wa).numpy())
     inv_b = inverse_norms(row_norms(wb).numpy())
     out = np.empty((wa.shape[0], wb.shape[0]), dtype=np.float64)
@@ -75,7 +75,7 @@ def dense_match(
     b: torch.Tensor | np.ndarray,
     *,
     absolute: bool = False,
-    device: str | torch.device | None = None,
+    device: torch.device | None = None,
 ) -> DenseMatch:
     """The one-to-one matching of rows of `a` to rows of `b` with the largest summed cosine (exact)."""
     return match_matrix(dense_cosines(a, b, absolute=absolute, device=device))
@@ -85,7 +85,7 @@ def dense_matches(
     problems: Sequence[tuple[torch.Tensor | np.ndarray, torch.Tensor | np.ndarray]],
     *,
     absolute: bool = False,
-    device: str | torch.device | None = None,
+    device: torch.device | None = None,
 ) -> list[DenseMatch]:
     """`dense_match` of several (a, b) problems, `solve_threads()` at a time: their products first (each on
     all cores), then their Hungarian solves side by side (each single-threaded; scipy releases the GIL), so a

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from saeseeds.align.assignment import max_cosine_assignments
+from saeseeds.align.screen_choice import ScreenPlan, plan_screen
 from saeseeds.align.sharing import SharingRule
 from saeseeds.align.similarity import ScreenMode
 from saeseeds.errors import DataError
@@ -113,7 +114,7 @@ def align_weights(
     name_b: str = "b",
 ) -> Alignment:
     """Align two SAEs given their decoder and encoder rows ([num_latents, d_in] each) under `rule`."""
-    return align_weights_both_ways(dec_a, enc_a, dec_b, enc_b, rule=rule, device=device, screen=screen,
+    return align_weights_both_ways(dec_a, enc_a, dec_b, enc_b, plan_screen(screen, device), rule=rule,
                                    progress=progress, name_a=name_a, name_b=name_b)[0]
 
 
@@ -122,16 +123,16 @@ def align_weights_both_ways(
     enc_a: torch.Tensor | np.ndarray,
     dec_b: torch.Tensor | np.ndarray,
     enc_b: torch.Tensor | np.ndarray,
+    plan: ScreenPlan,
     *,
     rule: SharingRule | None = None,
-    device: str | torch.device | None = None,
-    screen: ScreenMode | str | None = None,
     progress: bool = False,
     name_a: str = "a",
     name_b: str = "b",
 ) -> tuple[Alignment, np.ndarray]:
     """`align_weights` plus the exact maximum decoder cosine of every latent of b over a (b's MMCS
-    ingredient, for `reverse_alignment`): from the same matrix when it is solved densely."""
+    ingredient, for `reverse_alignment`): from the same matrix when it is solved densely. `plan`: the comparison's
+    device and screen, resolved once at its top (`screen_choice.plan_screen`)."""
     rule = rule or SharingRule()
     for label, w in (("dec_a", dec_a), ("enc_a", enc_a), ("dec_b", dec_b), ("enc_b", enc_b)):
         if torch.as_tensor(w).ndim != 2:
@@ -140,10 +141,8 @@ def align_weights_both_ways(
         raise DataError(f"dec_a {tuple(dec_a.shape)} and enc_a {tuple(enc_a.shape)} differ in shape")
     if tuple(torch.as_tensor(dec_b).shape) != tuple(torch.as_tensor(enc_b).shape):
         raise DataError(f"dec_b {tuple(dec_b.shape)} and enc_b {tuple(enc_b.shape)} differ in shape")
-    dec, enc = max_cosine_assignments([(dec_a, dec_b), (enc_a, enc_b)], absolute=rule.absolute,
-                                      device=device, screen=screen, with_row_max=(True, False),
-                                      with_col_max=(True, False),
-                                      progress=progress)
+    dec, enc = max_cosine_assignments([(dec_a, dec_b), (enc_a, enc_b)], plan, absolute=rule.absolute,
+                                      with_row_max=(True, False), with_col_max=(True, False), progress=progress)
     assert dec.row_max is not None and dec.col_max is not None
     return Alignment(
         dec_partner=dec.partner,

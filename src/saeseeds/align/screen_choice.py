@@ -96,6 +96,41 @@ class ScreenChoice:
         return f"screen {self.screen} ({self.requested}, {self.source}): {self.reason}"
 
 
+@dataclasses.dataclass(frozen=True)
+class ScreenPlan:
+    """The device and the screen of one comparison, resolved once at its top (`plan_screen`) and handed down to
+    every pair, assignment and scorer: none of them resolves either again."""
+
+    device: torch.device
+    requested: str | ScreenChoice = "auto"
+
+    @functools.cached_property
+    def choice(self) -> ScreenChoice:
+        """The screen used on `device`, chosen on first use: a comparison solved densely times none."""
+        return resolve_screen(self.requested, self.device)
+
+    @property
+    def screen(self) -> str:
+        """The screen used: int8, bf16 or fp32."""
+        return self.choice.screen
+
+    def fp32(self) -> ScreenPlan:
+        """The same device with the fp32 screen (the re-screens' finer bound)."""
+        return ScreenPlan(self.device, "fp32")
+
+
+def plan_screen(screen: str | ScreenChoice | ScreenPlan | None = None,
+                device: str | torch.device | None = None) -> ScreenPlan:
+    """The plan for `screen` (a name, None meaning auto, a made choice, or a plan, returned as it is) on `device`:
+    a bad screen name fails here, even when every problem is then solved densely (and no screen is chosen)."""
+    from saeseeds.device import resolve_device  # imports torch: the CLI checks --screen without it
+
+    if isinstance(screen, ScreenPlan):
+        return screen
+    requested = screen if isinstance(screen, ScreenChoice) else check_screen(screen)
+    return ScreenPlan(resolve_device(device), requested)
+
+
 def check_screen(screen: str | None) -> str:
     """`screen` if it is one of SCREEN_CHOICES (None means auto), else one ConfigError line."""
     value = "auto" if screen is None else screen

@@ -17,8 +17,7 @@ import numpy as np
 import torch
 
 from saeseeds.align.row_kernels import exact_dots, quantise_int8
-from saeseeds.align.screen_choice import ScreenChoice, resolve_screen
-from saeseeds.device import resolve_device
+from saeseeds.align.screen_choice import ScreenPlan
 from saeseeds.errors import DataError
 
 ScreenMode = Literal["int8", "bf16", "fp32"]
@@ -62,22 +61,21 @@ class PairScorer:
         self,
         a: torch.Tensor | np.ndarray,
         b: torch.Tensor | np.ndarray,
+        plan: ScreenPlan,
         *,
         absolute: bool = False,
-        device: str | torch.device | None = None,
-        screen: ScreenMode | ScreenChoice | str | None = None,
         chunk_rows: int | None = None,
         _prepared: tuple | None = None,
     ) -> None:
+        """`plan`: the comparison's device and screen, resolved once at its top (`screen_choice.plan_screen`)."""
         self.a = as_weight(a, "a")
         self.b = as_weight(b, "b")
         if self.a.shape[1] != self.b.shape[1]:
             raise DataError(
                 f"row sets must share d_in; got shapes {tuple(self.a.shape)} and {tuple(self.b.shape)}"
             )
-        self.device = resolve_device(device)
-        # None / "auto": what this machine runs fastest (saeseeds.align.screen_choice), timed once per machine
-        self.choice = resolve_screen(screen, self.device)
+        self.plan = plan
+        self.device, self.choice = plan.device, plan.choice
         self.screen: ScreenMode = self.choice.screen  # type: ignore[assignment]
         self.absolute = absolute
         self.n_a, self.d = self.a.shape
@@ -120,10 +118,8 @@ class PairScorer:
 
     def swapped(self) -> PairScorer:
         """The same scorer with the roles of `a` and `b` exchanged (rows of b against columns of a)."""
-        return PairScorer(
-            self.b, self.a, absolute=self.absolute, device=self.device, screen=self.choice,
-            _prepared=(self._side_b, self._side_a),
-        )
+        return PairScorer(self.b, self.a, self.plan, absolute=self.absolute,
+                          _prepared=(self._side_b, self._side_a))
 
     def max_error(self) -> float:
         """The largest possible error of an approximate value."""
@@ -190,7 +186,7 @@ class PairScorer:
         """
         sides = (_fp32_side(self.a, self._side_a.norms, self.device),
                  _fp32_side(self.b, self._side_b.norms, self.device))
-        fine = PairScorer(self.a, self.b, absolute=self.absolute, device=self.device, screen="fp32",
+        fine = PairScorer(self.a, self.b, self.plan.fp32(), absolute=self.absolute,
                           chunk_rows=self.chunk_rows, _prepared=sides)
         if self._raw_buffer is not None:  # same shape, 4-byte elements: reinterpret as float32
             fine._raw_buffer = self._raw_buffer.view(torch.float32)
@@ -254,11 +250,16 @@ def inverse_norms(norms: np.ndarray) -> np.ndarray:
     return np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
 
 
-def _prepare_side(w: torch.Tensor, screen: str, device: torch.device, chunk: int = 8192) -> _Side:
+def _prepare_side(w: torch.Tensor, screen: str, device: torch.device) -> _Side:
+    """One side made ready for the screen: by one numba pass for the CPU int8 screen, else chunk by chunk."""
+    if screen != "int8" or device.type != "cpu":
+        return _chunked_side(w, screen, device)
+    return _quantise_side(w)
+
+
+def _chunked_side(w: torch.Tensor, screen: str, device: torch.device, chunk: int = 8192) -> _Side:
     """Quantise one side chunk by chunk and measure exactly how far each stand-in is from its row."""
     n = w.shape[0]
-    if screen == "int8" and device.type == "cpu":
-        return _quantise_side(w)
     norms = row_norms(w)
     inv = torch.as_tensor(inverse_norms(norms.numpy()))
     err = torch.empty(n, dtype=torch.float64)

@@ -27,6 +27,8 @@ _WHERE = {
     "write_report": "saeseeds.api.report", "study": "saeseeds.api.study", "train": "saeseeds.api.training",
     "synthetic": "saeseeds.api.synthetic_experiment",
     "PoolOptions": "saeseeds.pooling.options",
+    "interpret": "saeseeds.api.interpret", "InterpretResult": "saeseeds.api.interpret",
+    "InterpretOptions": "saeseeds.interpret.pipeline", "SamplingOptions": "saeseeds.interpret.sampling",
 }
 
 
@@ -55,6 +57,10 @@ __all__ = [
     "compare",
     "compare_all",
     "align_seeds",
+    "interpret",
+    "InterpretOptions",
+    "InterpretResult",
+    "SamplingOptions",
     "load",
     "load_comparison",
     "PoolOptions",

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from saeseeds.align.cross_seed import CrossSeedResult, PairMap, SeedSet, align_seeds
+from saeseeds.align.cross_seed import CrossSeedResult, PairMap, SeedSet, align_seeds, pw_mcc
 from saeseeds.align.pair import sae_weights
 from saeseeds.align.screen_choice import check_screen
 from saeseeds.align.sharing import SharingRule, describe_stability
@@ -93,16 +93,18 @@ def compare_all(
             t0 = time.perf_counter()
             saes = [load_any(p) for p in seed_set.paths]
             weights = [sae_weights(s) for s in saes]
+            pair_map = _pair_map(weights)
             t1 = time.perf_counter()
+            frequencies = _frequencies(seed_set, saes, batches)  # what the set needs besides the alignment, first
+            t2 = time.perf_counter()
             result = align_seeds(
                 weights, list(seed_set.names), rule=rule, label=seed_set.label, hookpoint=seed_set.hookpoint,
                 sae_name=seed_set.sae_name, paths=seed_set.paths, device=device, screen=screen,
                 on_pair=lambda a, b, lbl=seed_set.label: (bar.set_postfix_str(f"{lbl}: {a} vs {b}"), bar.update(1)),
-                map_pairs=_pair_map(weights),
+                map_pairs=pair_map,
             )
-            t2 = time.perf_counter()
-            result.frequencies = _frequencies(seed_set, saes, batches)
-            _log_set(result, [t1 - t0, t2 - t1, time.perf_counter() - t2])
+            result.frequencies = frequencies
+            _log_set(result, [t1 - t0, time.perf_counter() - t2, t2 - t1])
             results.append(result)
     return results
 
@@ -180,7 +182,7 @@ def save_comparison(results: Sequence[CrossSeedResult], out: str | Path, *, over
                      "paths": [relative_path(p, tmp) for p in result.paths]}  # tmp lies beside out
             for _, al in sorted(result.alignments.items(), key=lambda kv: kv[0]):
                 summary["pairs"].append({"set": result.label, **{k: v for k, v in al.summary().items()
-                                                                 if k != "stats"}})
+                                                                 if k != "stats"}, "pw_mcc": pw_mcc(al)})
             curves[result.label] = result.only_in_base()
             stabilities[result.label] = np.concatenate(result.stabilities)
             if result.frequencies and all(f is not None for f in result.frequencies):

@@ -23,7 +23,6 @@ from saeseeds.sae.export import (
     EXPORT_FORMATS,
     KIND,
     MANIFEST,
-    SAELENS_ARCHITECTURES,
     SCHEMA,
     saelens_architecture,
     source_info,
@@ -172,7 +171,7 @@ def export(source: str | Path, out: str | Path, *, fmt: str = "saelens", overwri
         for sae, path, rel in loaded:
             write_saelens(sae, tmp / rel, source_info(path))
             entries.append({"path": rel.as_posix(), "source": source_text(path, tmp), "architecture": sae.architecture,
-                            "saelens_architecture": SAELENS_ARCHITECTURES[sae.architecture],
+                            "saelens_architecture": saelens_architecture(sae, str(path)),
                             "d_in": sae.d_in, "d_sae": sae.num_latents})
         write_record(tmp / MANIFEST, SCHEMA, {"format": fmt, "source": source_text(source, tmp), "saes": entries})
     return out / MANIFEST

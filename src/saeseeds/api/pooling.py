@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 
 from saeseeds.align.cross_seed import CrossSeedResult, SeedSet
-from saeseeds.api.comparison import compare, load_comparison
+from saeseeds.api.comparison import compare_all, load_comparison
 from saeseeds.atomic import atomic_dir, atomic_write_npz
 from saeseeds.errors import CheckpointError, ConfigError
-from saeseeds.outputs import check_output_dir, mark_output, output_kind
+from saeseeds.outputs import check_output_dir, mark_output
 from saeseeds.pooling.experiment import PoolResult, run_pool
 from saeseeds.pooling.options import PoolOptions
 from saeseeds.records import relative_path, write_record
@@ -67,9 +67,10 @@ def resolve_source(source: str | Path, *, config: str | None, rule: Any, run_dir
             raise CheckpointError(f"{source}: no SAE configuration with two or more seeds")
         chosen: SeedSet = _pick(sets, config, lambda s: s.label, str(source))
         say(f"aligning the {len(chosen)} seeds of {chosen.label} (each pair once)")
-        return compare(chosen, rule=rule), run, list(chosen.paths)
-    if output_kind(source) == "compare" or (source / "summary.json").is_file():
-        result = _pick(load_comparison(source), config, lambda r: r.label, str(source))
+        return compare_all([chosen], rule=rule)[0], run, list(chosen.paths)
+    if (source / "summary.json").is_file():  # a compare output: its results read once, the run found from them
+        results = load_comparison(source)
+        result = _pick(results, config, lambda r: r.label, str(source))
         found = _run_of(result, run_dir)
         if found is None:
             raise CheckpointError(f"{source}: cannot find the run of {result.label} from its checkpoint paths; "

@@ -102,7 +102,7 @@ def _stored_eval_data(run: Any) -> Any:
     return load_eval_data(run, need_tokenizer=True, max_chunks=max_chunks)
 
 
-def _latent_pages(cap: int, contexts: _Contexts) -> Any:
+def _latent_pages(cap: int, contexts: _Contexts, explained: dict[Path, Any] | None = None) -> Any:
     from saeseeds.align.cross_seed import CrossSeedResult
     from saeseeds.report.html.latents import latent_page
 
@@ -114,7 +114,8 @@ def _latent_pages(cap: int, contexts: _Contexts) -> Any:
         if cap == 0:
             return [Note("Latent pages were left out (--max-latents 0).")]
         try:
-            return [latent_page(result, cap=cap, contexts=contexts(result))]
+            return [latent_page(result, cap=cap, contexts=contexts(result),
+                                explanations=(explained or {}).get(Path(set_dir).resolve()))]
         except (KeyError, IndexError, ValueError) as err:  # e.g. frequencies of another length than the latents
             return [Note(f"Latents not shown: {set_dir}: {type(err).__name__}: {err}", "warn")]
 
@@ -159,7 +160,11 @@ def write_report(path: str | Path, out: str | Path | None = None, *, max_latents
     if root is None:
         raise DataError(f"{path} holds no saeseeds output (no run.json and no .saeseeds-output.json marker "
                         "in it or below it)")
-    sections = build_sections(root, _latent_pages(max_latents, _Contexts(contexts)))
+    from saeseeds.report.html.interpret import (
+        explanation_index,  # interpret outputs' explanations, per result
+    )
+
+    sections = build_sections(root, _latent_pages(max_latents, _Contexts(contexts), explanation_index(walk(root))))
     kinds = sorted({o.kind for o in walk(root) if o.kind != "collection"})
     page = Page(
         title=f"{path.resolve().name}: saeseeds {root.kind} report",

@@ -123,16 +123,14 @@ def run(args: argparse.Namespace) -> int:
         if analyses:  # how many distinct rows, and whether the LM ran (or how to ask for it)
             from saeseeds.analysis.token_budget import describe
 
-            print(describe(analyses[0].tables["analysis_tokens"]))
+            print(describe(analyses[0].analysis_tokens))
         print(f"wrote {args.out / 'analysis.json'}")
     return 0
 
 
 def print_claims(analyses: list) -> None:
     """The result on stdout: each configuration's verdicts (claims.json), one line each."""
-    from saeseeds.api.analysis import claim_line
-
     for res in analyses:
         print(f"{res.hookpoint}/{res.sae_name}:")
-        for claim, verdict in res.tables["claims"].items():
-            print(f"  {claim_line(claim, verdict)}")
+        for claim, verdict in res.claims.items():
+            print(f"  {verdict.line(claim)}")

@@ -226,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
         "lm_loss": lm_loss,
         "alignment": alignment,
         "rule": rule.to_dict(),
-        "claims": {f"{a.hookpoint}/{a.sae_name}": a.tables["claims"] for a in analyses} if analyses else None,
+        "claims": {f"{a.hookpoint}/{a.sae_name}": a.claims.as_record() for a in analyses} if analyses else None,
         "outputs": {"study": rel(study_dir), "table": rel(study_dir / "table.csv"), "compare": rel(compare_dir),
                     "analysis": rel(out / "analysis") if analyses else None},
         "seconds": elapsed,

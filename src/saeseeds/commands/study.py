@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, required=True, help="study directory to write")
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted study in --out (finished passes and comparisons are kept)")
+    parser.add_argument("--quick", action="store_true",
+                        help="the smallest study that runs every stage: 3 seeds, 64 latents, k 4, 16 steps of at "
+                             "most 128 tokens, ≤ 1,024 held-out tokens, one LM epoch (docs/cli.md)")
     add_rule_flags(parser)
     add_overwrite_flag(parser)
     parser.set_defaults(func=run, accepts_overrides=True)
@@ -42,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from saeseeds.study.grid import pass_configs
 
     rule = rule_from_args(args)
-    study, base = load_study_config(args.config, list(args.overrides))  # a bad config fails before any work
+    study, base = load_study_config(args.config, list(args.overrides), quick=args.quick)  # fails before any work
     passes = pass_configs(study, base)
     check_creatable(args.out)
     log.debug("config %s, overrides %s: %d pass(es) of %s; data.source %s, train.device %s; out %s",
@@ -55,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
     with launched(base.train.device) as world:  # under torchrun: members and pairs spread over ranks
         result = run_study(args.config, args.out, overrides=list(args.overrides), rule=rule, resume=args.resume,
-                           overwrite=args.overwrite)  # status lines: the saeseeds logger (--quiet: none)
+                           overwrite=args.overwrite, quick=args.quick)  # status lines: the saeseeds logger (--quiet: none)
     if not world.is_main:
         return 0
     from saeseeds.api.report import write_report
@@ -64,6 +67,10 @@ def run(args: argparse.Namespace) -> int:
     if result.rows:
         print(format_table(result.rows))
     print(f"study: {result.out / 'study.json'}  table: {result.out / 'table.csv'}  figures: {result.out / 'figures'}")
+    if result.record.get("recipes"):
+        from saeseeds.study.table import format_recipes
+
+        print(format_recipes(result.out / "recipes.json"))
     report = write_report(result.out)  # the HTML report of the study
     if report is not None:
         print(f"report: {report}")

@@ -10,12 +10,13 @@ answers here.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Protocol
+from typing import Any, Protocol
 
 from saeseeds.errors import ConfigError
 
-if TYPE_CHECKING:
-    from saeseeds.config.schema import SaeConfig
+SaeConfig = Any
+"""What the knobs receive: a `saeseeds.config.schema.SaeConfig` (named loosely here, because schema imports this
+seam and a type-only import back would tie the two into a circle)."""
 
 
 class ArchitectureKnobs(Protocol):

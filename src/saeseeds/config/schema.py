@@ -32,6 +32,9 @@ Source = Literal["npy", "safetensors", "lm", "cache", "synthetic"]
 SOURCES: tuple[str, ...] = get_args(Source)
 LrDecay = Literal["linear", "cosine", "constant"]
 TrainDtype = Literal["float32", "bfloat16"]
+InitEncoder = Literal["transpose", "random"]
+InitDecoder = Literal["random", "data", "kmeans"]
+InitBDec = Literal["mean", "zeros", "geometric_median"]
 FILE_SOURCES = ("npy", "safetensors", "cache")
 """Sources that read `data.path`."""
 LM_SOURCES = ("lm", "cache")
@@ -44,7 +47,8 @@ class SaeConfig:
 
     architecture: str = "topk"
     """A registered architecture (`saeseeds.sae.registry`): topk (Gao et al.), batchtopk (Bussmann et al.),
-    relu + L1 (Bricken/Conerly), jumprelu (Rajamanoharan et al.)."""
+    relu + L1 (Bricken/Conerly), jumprelu (Rajamanoharan et al.), matryoshka (Matryoshka BatchTopK, Bussmann et al.
+    2025), rasae (Relaxed Archetypal SAE, Fel et al. 2025)."""
     num_latents: int = 0
     """Dictionary size; 0 means expansion_factor * d_in. The encoder and decoder must fit in this machine's memory."""
     expansion_factor: int = 8
@@ -82,6 +86,25 @@ class SaeConfig:
     L0 controller of docs/definitions.md ("Matched L0") adjusts it after warm-up, then freezes it."""
     l0_control_until: float = 0.8
     """Fraction of training after which the L0 controller's coefficient is frozen (with target_l0 > 0)."""
+    matryoshka_prefixes: list[int] = field(default_factory=list)
+    """matryoshka: the nested prefix sizes m, strictly increasing, each <= num_latents (num_latents is always the
+    last; empty: num_latents/16, /8, /4, /2, num_latents); the loss sums the FVU of every prefix's reconstruction."""
+    rasae_delta: float = 1.0
+    """rasae: bound on each atom's relaxation norm, in normalised-activation units (Fel et al.'s default 1.0):
+    every atom lies within this distance of the convex hull of the run's k-means centroids; 0: pure archetypal."""
+    rasae_candidates: int = 0
+    """rasae: number of candidate points (k-means centroids of the run's init sample, shared by every seed);
+    0 means 2 x num_latents, so each seed starts its atoms on its own random half of them."""
+    init_encoder: InitEncoder = "transpose"
+    """Encoder initialisation: transpose (the decoder's transpose, today's default) or random (independent
+    random unit rows from the seed's generator)."""
+    init_decoder: InitDecoder = "random"
+    """Decoder initialisation: random (unit Gaussian rows), data (normalised rows sampled per seed from the run's
+    init sample, centred on its mean) or kmeans (normalised k-means centroids of that centred sample, k-means++
+    seeded per seed); data and kmeans then scale the encoder to fit the first batch. rasae: random only."""
+    init_b_dec: InitBDec = "mean"
+    """b_dec initialisation: mean (of the first training batch, the default), zeros, or geometric_median (of
+    the run's init sample, Weiszfeld iterations); rasae has no decoder bias (b_dec stays 0)."""
 
     def resolved_num_latents(self, d_in: int) -> int:
         """Dictionary size for an input width `d_in`."""
@@ -112,6 +135,9 @@ class SaeConfig:
         check_float(f"{where}.target_l0", self.target_l0, 0.0, note="0 turns the L0 controller off")
         check_float(f"{where}.l0_control_until", self.l0_control_until, 0.0, 1.0, lo_open=True,
                     note="a fraction of training")
+        check_choice(f"{where}.init_encoder", self.init_encoder, get_args(InitEncoder))
+        check_choice(f"{where}.init_decoder", self.init_decoder, get_args(InitDecoder))
+        check_choice(f"{where}.init_b_dec", self.init_b_dec, get_args(InitBDec))
         if self.target_l0 > 0 and not has_sparsity_penalty(self):
             raise fail(f"{where}.target_l0", self.target_l0, "0 for an architecture without a sparsity penalty",
                        f"cannot steer {self.architecture}, whose L0 is set by k")
@@ -185,6 +211,10 @@ class TrainConfig:
     milestones: list[float] = field(default_factory=list)
     """Fractions of the budget in (0, 1] at which a copy of every SAE is kept in <run>/milestones/ (each
     evaluated there too), so one run gives overlap vs training time; empty keeps none."""
+    init_sample_tokens: int = 16_384
+    """Rows of the training stream's start kept as the run's init sample (<run>/init_sample.safetensors) when an
+    [[sae]] needs one (init_decoder data/kmeans, init_b_dec geometric_median, rasae); read without consuming
+    the stream, the same rows for every seed."""
     batched_seeds: bool = False
     """Train the seeds of each configuration as one stacked module (one batched GEMM, one fused Adam step);
     equal to the per-member path within a documented tolerance (docs/performance.md). Off until proven on GPUs."""
@@ -224,6 +254,7 @@ class TrainConfig:
         check_bool(f"{where}.progress", self.progress)
         check_bool(f"{where}.lm_loss", self.lm_loss)
         check_bool(f"{where}.batched_seeds", self.batched_seeds)
+        check_int(f"{where}.init_sample_tokens", self.init_sample_tokens, 1)
         check_int(f"{where}.log_every", self.log_every, 0, note="0 means max(10, steps // 1000)")
         check_bool(f"{where}.tensorboard", self.tensorboard)
         if not isinstance(self.wandb_project, str):

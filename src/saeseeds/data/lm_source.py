@@ -26,9 +26,9 @@ from saeseeds.data.default_model import (
 )
 from saeseeds.data.hookpoints import capture_activations, resolve_hookpoints
 from saeseeds.data.replay import Replay
-from saeseeds.data.run_model import model_identity
-from saeseeds.data.types import Activations, SourcePair
-from saeseeds.device import resolve_device
+from saeseeds.data.run_model import is_causal_config, model_identity
+from saeseeds.data.types import Activations, EvalBatch, EvalData, SourcePair
+from saeseeds.device import resolve_device, resolve_dtype
 from saeseeds.distributed import current_world
 from saeseeds.errors import ConfigError, DataError
 from saeseeds.progress import tqdm
@@ -37,21 +37,10 @@ if TYPE_CHECKING:
     from saeseeds.config import RunConfig
 
 
-CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 
 
 # --------------------------------------------------------------------------------------------
-# device, dtype and model loading
-
-
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """'auto' → bfloat16 on CUDA, float32 elsewhere (CPU bf16 matmuls are slow and inexact)."""
-    if name in ("", "auto"):
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    table = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-    if name not in table:
-        raise DataError(f"lm.model_dtype: {name!r} is not one of auto, {', '.join(table)}")
-    return table[name]
+# model loading (the device and dtype: saeseeds.device)
 
 
 @dataclass
@@ -67,21 +56,22 @@ class LoadedModel:
     dtype: torch.dtype
 
 
-def is_causal_config(config: Any) -> bool:
-    """True when the checkpoint's architecture is a causal LM (has a next-token head)."""
-    archs = getattr(config, "architectures", None) or []
-    return any(a.endswith(CAUSAL_SUFFIXES) for a in archs) and not getattr(
-        config, "is_encoder_decoder", False
-    )
-
-
 def _looks_like_path(model: str) -> bool:
     """A local path rather than a hub id: absolute, relative to . or .., or ~."""
     return model.startswith(("/", "./", "../", "~", "\\")) or model in (".", "..")
 
 
+def check_local_model(cfg: LmConfig) -> None:
+    """DataError in one line when `cfg.model` is a local path that does not exist (checked before anything else
+    about the model: it is the first thing a user must fix, and it costs nothing)."""
+    model = cfg.model
+    if not is_default_model(model) and _looks_like_path(model) and not Path(model).expanduser().exists():
+        raise DataError(f"lm.model {model!r}: cannot load it: no such local directory (and not a hub model id)")
+
+
 def load_language_model(cfg: LmConfig) -> LoadedModel:
-    """Load `cfg.model` (local path, cached hub name, or the embedded default) in eval mode."""
+    """Load `cfg.model` (local path, cached hub name, or the embedded default) in eval mode; ConfigError before any
+    weight loads when `cfg.ctx_len` is longer than the model can read (`check_ctx_len`)."""
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
     from saeseeds.progress import quiet_libraries
@@ -91,18 +81,20 @@ def load_language_model(cfg: LmConfig) -> LoadedModel:
         source, name, revision = str(default_model_path()), DEFAULT_MODEL_NAME, "packaged"
     else:
         source, name, revision = cfg.model, cfg.model, cfg.revision
-        if _looks_like_path(source) and not Path(source).expanduser().exists():
-            raise DataError(f"lm.model {source!r}: cannot load it: no such local directory (and not a hub model id)")
-    device = resolve_device(cfg.device, field="lm.device")
-    dtype = resolve_dtype(cfg.model_dtype, device)
+        check_local_model(cfg)
     kwargs: dict[str, Any] = {"trust_remote_code": cfg.trust_remote_code}
     if not Path(source).exists():
         kwargs["revision"] = cfg.revision
     try:
         config = AutoConfig.from_pretrained(source, **kwargs)
-        causal = is_causal_config(config)
-        auto = AutoModelForCausalLM if causal else AutoModel
-        model = auto.from_pretrained(source, dtype=dtype, **kwargs)
+    except (OSError, ValueError) as err:
+        raise DataError(f"lm.model {cfg.model or 'default'!r}: cannot load it ({err})") from err
+    check_ctx_len(cfg.ctx_len, config, name)
+    causal = is_causal_config(config)
+    device = resolve_device(cfg.device, field="lm.device")
+    dtype = resolve_dtype(cfg.model_dtype, device)
+    try:
+        model = (AutoModelForCausalLM if causal else AutoModel).from_pretrained(source, dtype=dtype, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as err:
         raise DataError(f"lm.model {cfg.model or 'default'!r}: cannot load it ({err})") from err
@@ -124,12 +116,12 @@ def max_positions(config: Any) -> int | None:
     return None
 
 
-def check_ctx_len(ctx_len: int, loaded: LoadedModel) -> None:
+def check_ctx_len(ctx_len: int, config: Any, name: str) -> None:
     """ConfigError naming the model's limit when `lm.ctx_len` is longer than its positions (a longer chunk would
-    index past its position embeddings)."""
-    limit = max_positions(getattr(loaded.model, "config", None))
+    index past its position embeddings); `config` is the model's (transformers) config."""
+    limit = max_positions(config)
     if limit is not None and ctx_len > limit:
-        raise ConfigError(f"lm.ctx_len = {ctx_len} is longer than {loaded.name!r} can read; allowed: at most {limit} "
+        raise ConfigError(f"lm.ctx_len = {ctx_len} is longer than {name!r} can read; allowed: at most {limit} "
                           "(the model's position embeddings)")
 
 
@@ -301,9 +293,10 @@ def leads_with_special(chunks: TokenChunks) -> bool:
 
 def prepare_lm(cfg: RunConfig, *, progress: bool | None = None) -> tuple[LoadedModel, TokenChunks, list[str]]:
     """Load the model, resolve hookpoints (wildcards expanded) and build the token chunks."""
+    check_local_model(cfg.lm)
+    patterns = default_hookpoints(cfg.lm)  # a run naming no hookpoint fails before the model loads
     loaded = load_language_model(cfg.lm)
-    check_ctx_len(cfg.lm.ctx_len, loaded)
-    hookpoints = resolve_hookpoints(loaded.model, default_hookpoints(cfg.lm))
+    hookpoints = resolve_hookpoints(loaded.model, patterns)
     chunks = build_token_chunks(
         cfg.lm, loaded.tokenizer, shuffle=cfg.data.shuffle, shuffle_seed=cfg.data.shuffle_seed
     )
@@ -327,7 +320,7 @@ def held_out_batches(stream: LmActivationStream) -> list[TokenActivations]:
     ctx_len = stream.chunks.shape[1]
     special = torch.tensor(list(stream.special_ids), dtype=stream.chunks.dtype)
     out = []
-    for start, end in stream.batch_bounds():
+    for start, end in tqdm(stream.batch_bounds(), desc=stream.desc, disable=not stream.progress, leave=False):
         ids = stream.chunks[start:end]
         keep = ~torch.isin(ids, special)
         batch = TokenActivations(stream.forward_batch(start, end))
@@ -352,3 +345,25 @@ def build_lm_source(cfg: RunConfig) -> SourcePair:
     """SourcePair over the live model named by `cfg.lm`."""
     loaded, chunks, hookpoints = prepare_lm(cfg)
     return lm_source_pair(loaded, chunks, hookpoints, cfg)
+
+
+def rebuild_lm_held_out(cfg: RunConfig, *, max_chunks: int = 0, progress: bool = False) -> EvalData:
+    """An LM run's held-out set built again, for a run that stored none: the model, hookpoints and token chunks
+    prepared in one call (`prepare_lm`), then its held-out chunks (the first `max_chunks` when > 0) through the
+    model in batches of `lm.lm_batch_size` chunks as in training, each row keeping its token id and grid position."""
+    loaded, token_chunks, hookpoints = prepare_lm(cfg, progress=progress)
+    chunks = token_chunks.eval[:max_chunks] if max_chunks > 0 else token_chunks.eval
+    if chunks.numel() == 0:
+        raise DataError("the run has no held-out token chunks (lm.eval_chunks = 0)")
+    special = tuple(token_chunks.special_ids) if cfg.lm.exclude_special_tokens else ()
+    stream = LmActivationStream(loaded.model, chunks, hookpoints, batch_chunks=max(cfg.lm.lm_batch_size, 1),
+                                special_ids=special, hook_input=cfg.lm.hook_input, progress=progress,
+                                desc="eval forward")
+    batches = []
+    for acts in held_out_batches(stream):
+        rows = next(iter(acts.values())).shape[0]
+        if rows != acts.token_ids.numel():
+            raise DataError(f"eval forward: {rows} activation rows for {acts.token_ids.numel()} text tokens")
+        batches.append(EvalBatch({h: a.cpu() for h, a in acts.items()}, acts.token_ids, acts.positions))
+    vocab = max(len(loaded.tokenizer), int(chunks.max()) + 1)
+    return EvalData(batches, list(hookpoints), chunks, loaded.tokenizer, vocab, loaded, special, {"source": "lm"})

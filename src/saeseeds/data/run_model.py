@@ -30,6 +30,18 @@ IDENTITY_FIELDS = ("model_type", "vocab_size", "hidden_size", "num_hidden_layers
 _OVERRIDE: ContextVar[str | None] = ContextVar("saeseeds_lm_model_override", default=None)
 
 
+CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
+"""Class-name endings of Hugging Face architectures with a next-token head."""
+
+
+def is_causal_config(config: Any) -> bool:
+    """True when the checkpoint's architecture is a causal LM (has a next-token head)."""
+    archs = getattr(config, "architectures", None) or []
+    return any(a.endswith(CAUSAL_SUFFIXES) for a in archs) and not getattr(
+        config, "is_encoder_decoder", False
+    )
+
+
 def _dataset_parts(dataset: str) -> list[str]:
     """The comma-separated entries of `lm.dataset`."""
     return [p.strip() for p in dataset.split(",") if p.strip()]
@@ -108,8 +120,6 @@ def _identity_key(data: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
 def _check_override(path: str, recorded: tuple[tuple[str, Any], ...]) -> None:
     """ConfigError in one line unless the model at `path` exists and matches the run's recorded identity."""
     from transformers import AutoConfig
-
-    from saeseeds.data.lm_source import is_causal_config
 
     if not Path(path).expanduser().is_dir():
         raise ConfigError(f"--lm.model {path}: no such local model directory")

@@ -100,6 +100,43 @@ def check_stream_budget(opts: PoolOptions, num_seeds: int, run_tokens: int, labe
                 f"{label} x {run_tokens:,} training tokens each)")
 
 
+@dataclass
+class PoolSetup:
+    """What every step of the experiment reads: the run's config, the seeds' SAEs (raw inputs, and in the trainer's
+    space on the device), the held-out rows, the run's stream and the token budgets (`prepare`)."""
+
+    run: Run
+    result: CrossSeedResult
+    opts: PoolOptions
+    cfg: Any
+    scale: float
+    held_out: list[torch.Tensor]
+    saes_raw: list[SparseAutoencoder]
+    saes: list[SparseAutoencoder]
+    sae_cfg: Any
+    device: torch.device
+    size: int
+    run_tokens: int
+    fit_tokens: int
+    splits: list[tuple[list[int], list[int]]]
+    baseline_tokens: int
+    stream: RunStream
+    contributions: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def num_seeds(self) -> int:
+        return len(self.saes)
+
+    @property
+    def half(self) -> int:
+        """Seeds in each half of a split."""
+        return self.num_seeds // 2
+
+    def raw(self, sae: SparseAutoencoder) -> SparseAutoencoder:
+        """An SAE of the trainer's space on raw inputs (the run's input scale folded in)."""
+        return fold_input_scale(sae, self.scale)
+
+
 def run_pool(
     run: Run,
     cross: CrossSeedResult,
@@ -113,89 +150,124 @@ def run_pool(
     """Pool the seeds of `cross` (one configuration of `run`; checkpoints at `paths`, default the result's own)
     and judge the pooled SAE. `train_stream` (the run's training stream, e.g. an in-memory replay) saves
     rebuilding it; `started` is when the caller's clock started (pool.json's total seconds)."""
-    result = cross
-    paths = [Path(p) for p in (paths if paths is not None else result.paths)]
     started = time.perf_counter() if started is None else started
     timings: dict[str, float] = {}
+    setup = prepare(run, cross, opts, paths=paths, train_stream=train_stream)
+    say(f"{cross.label}: {setup.num_seeds} seeds × {setup.saes[0].num_latents} latents; held-out rows "
+        f"{sum(int(b.shape[0]) for b in setup.held_out):,}")
 
-    def raw(sae: SparseAutoencoder) -> SparseAutoencoder:
-        return fold_input_scale(sae, scale)
+    t0 = time.perf_counter()
+    select_rows = [x.to(setup.device, torch.float32) * setup.scale for x in setup.stream.batches(opts.select_tokens)]
+    setup.contributions = [latent_contributions(s, select_rows) for s in setup.saes]
+    timings["stream_and_contributions"] = time.perf_counter() - t0
 
+    t0 = time.perf_counter()  # the pooled SAE from every seed
+    say(f"pooling all {setup.num_seeds} seeds into {setup.size} latents; fit: {opts.fit}, {setup.fit_tokens:,} tokens")
+    pooled_t, clusters, chosen, scores, fit_info = build_pooled(setup, list(range(setup.num_seeds)), "pooled SAE")
+    pooled = setup.raw(pooled_t)
+    timings["pool_all"] = time.perf_counter() - t0
+    single_ev = [heldout(s, setup.held_out) for s in setup.saes_raw]
+    pooled_ev = heldout(pooled, setup.held_out)
+
+    t0 = time.perf_counter()  # stability: pooled SAEs of disjoint halves
+    split_rows, split_saes = split_pools(setup, single_ev, say)
+    timings["splits"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()  # baseline: single seeds, same compute
+    baseline_saes, baseline_info = train_baseline(setup, split_rows, say)
+    timings["baseline"] = time.perf_counter() - t0
+
+    verdicts = {
+        "vs_single_seeds": judge(split_rows, against="single", ev_tolerance=opts.ev_tolerance, alpha=opts.alpha),
+        "vs_longer_training": judge(split_rows, against="baseline", ev_tolerance=opts.ev_tolerance,
+                                    alpha=opts.alpha),
+    }
+    split_raw = [(setup.raw(a), setup.raw(b)) for a, b in split_saes]
+    baseline_raw = [setup.raw(s) for s in baseline_saes]
+    recovery = _recovery(run, setup.saes_raw, pooled, split_raw, baseline_raw)
+    timings["total"] = time.perf_counter() - started
+    record = _record(setup, clusters=clusters, chosen=chosen, fit_info=fit_info, single_ev=single_ev,
+                     pooled_ev=pooled_ev, split_rows=split_rows, baseline=baseline_info, verdicts=verdicts,
+                     recovery=recovery, timings=timings)
+    log.debug("pool timings (s): %s", {k: round(v, 2) for k, v in timings.items()})
+    return PoolResult(pooled, clusters, chosen, record, split_saes=split_raw, baseline_saes=baseline_raw,
+                      scores=scores, trained=Trained(pooled_t, split_saes, baseline_saes, setup.scale))
+
+
+def prepare(run: Run, result: CrossSeedResult, opts: PoolOptions, *, paths: Sequence[str | Path] | None = None,
+            train_stream: Iterable[Any] | None = None) -> PoolSetup:
+    """Read the run once for the experiment: its held-out rows, the seeds' checkpoints (checked against the
+    cross-seed result's digests, unfolded to the trainer's space), the budgets (checked) and the stream."""
+    paths = [Path(p) for p in (paths if paths is not None else result.paths)]
     cfg, hookpoint = run.config, result.hookpoint
+    run_tokens = int(run.manifest.get("tokens", cfg.train.num_tokens))
+    check_stream_budget(opts, len(paths), run_tokens, result.label)  # the asked budgets first: one line, nothing read
     scale = run.input_scale(hookpoint)
     run.check_held_out()
     if train_stream is None:  # the stream is re-read from the run's data file: the one it was trained on, or refused
         run.check_data()
-    held_out = [as_mapping(b, cfg.data.hookpoint)[hookpoint] for b in run.held_out_batches()]
+    folded = [_folded_into(p, scale) for p in paths]  # each checkpoint's recorded scale checked before any loads
     saes_raw = [load_sae(p) for p in paths]
     digests = [weights_digest(*sae_weights(s)) for s in saes_raw]
     if result.digests and result.digests != digests:
         raise DataError(f"{result.label}: the cross-seed result was computed on other weights than the checkpoints "
                         "now in the run (digests differ); run compare again")
-    sae_cfg = run.sae_config(result.sae_name, saes_raw[0].d_in)
     device = resolve_device(opts.device, field="device")
-    saes = [unfold_input_scale(s, scale, _folded_into(p, scale)).to(device) for s, p in zip(saes_raw, paths)]
-    num_seeds, n = len(saes), saes[0].num_latents
-    size = opts.size or n
-    run_tokens = int(run.manifest.get("tokens", cfg.train.num_tokens))
-    check_stream_budget(opts, num_seeds, run_tokens, result.label)
+    saes = [unfold_input_scale(s, scale, f).to(device) for s, f in zip(saes_raw, folded)]
+    held_out = [as_mapping(b, cfg.data.hookpoint)[hookpoint] for b in run.held_out_batches()]
     batch = int(cfg.train.batch_size)
     fit_tokens = opts.fit_tokens if opts.fit_tokens >= 0 else (run_tokens // 4) // batch * batch
-    splits = half_splits(num_seeds, opts.splits)
-    half = num_seeds // 2
-    baseline_tokens = half * run_tokens + fit_tokens
+    splits = half_splits(len(saes), opts.splits)
+    baseline_tokens = len(saes) // 2 * run_tokens + fit_tokens
     need = max(fit_tokens, opts.select_tokens, baseline_tokens if opts.baseline_seeds and splits else 0)
-    stream = RunStream(run, hookpoint, train_stream=train_stream, max_tokens=need)
-    say(f"{result.label}: {num_seeds} seeds × {n} latents; held-out rows {sum(int(b.shape[0]) for b in held_out):,}")
+    return PoolSetup(run, result, opts, cfg, scale, held_out, saes_raw, saes,
+                     run.sae_config(result.sae_name, saes_raw[0].d_in), device, opts.size or saes[0].num_latents,
+                     run_tokens, fit_tokens, splits, baseline_tokens,
+                     RunStream(run, hookpoint, train_stream=train_stream, max_tokens=need))
 
-    t0 = time.perf_counter()
-    select_rows = [x.to(device, torch.float32) * scale for x in stream.batches(opts.select_tokens)]
-    contributions = [latent_contributions(s, select_rows) for s in saes]
-    timings["stream_and_contributions"] = time.perf_counter() - t0
 
-    def build(seeds: Sequence[int], tag: str) -> tuple[SparseAutoencoder, Clusters, np.ndarray, np.ndarray,
-                                                        dict[str, Any]]:
-        clusters = cluster_latents(result, edges=opts.edges, seeds=seeds)
-        scores = cluster_scores(clusters, [contributions[s][opts.rank_by] for s in seeds])
-        members = [saes[s] for s in seeds]
-        directions = cluster_directions(members, clusters, absolute=opts.rule.absolute)
-        chosen = choose_clusters(clusters, scores, size, directions=directions, unique_cos=opts.unique_threshold,
-                                 absolute=opts.rule.absolute)
-        init = pooled_sae(members, clusters, chosen, absolute=opts.rule.absolute)
-        before = heldout(raw(init), held_out)  # the initialisation, on raw inputs
-        fitted, info = fit_sae(init, stream.batches(fit_tokens), tokens=fit_tokens, train_cfg=cfg.train,
-                               scale=scale, fit=opts.fit, progress=opts.progress, desc=f"fit {tag}")
-        info["heldout_before_fit"] = before
-        return fitted, clusters, chosen, scores, info
+def build_pooled(setup: PoolSetup, seeds: Sequence[int], tag: str
+                 ) -> tuple[SparseAutoencoder, Clusters, np.ndarray, np.ndarray, dict[str, Any]]:
+    """The pooled SAE of `seeds` (trainer's space): their clusters, the `size` best by contribution, built and fit
+    on the run's stream; with the clusters, the chosen ones, every cluster's score and the fit's record."""
+    opts, absolute = setup.opts, setup.opts.rule.absolute
+    clusters = cluster_latents(setup.result, edges=opts.edges, seeds=seeds)
+    scores = cluster_scores(clusters, [setup.contributions[s][opts.rank_by] for s in seeds])
+    members = [setup.saes[s] for s in seeds]
+    directions = cluster_directions(members, clusters, absolute=absolute)
+    chosen = choose_clusters(clusters, scores, setup.size, directions=directions, unique_cos=opts.unique_threshold,
+                             absolute=absolute)
+    init = pooled_sae(members, clusters, chosen, absolute=absolute)
+    before = heldout(setup.raw(init), setup.held_out)  # the initialisation, on raw inputs
+    fitted, info = fit_sae(init, setup.stream.batches(setup.fit_tokens), tokens=setup.fit_tokens,
+                           train_cfg=setup.cfg.train, scale=setup.scale, fit=opts.fit, progress=opts.progress,
+                           desc=f"fit {tag}")
+    info["heldout_before_fit"] = before
+    return fitted, clusters, chosen, scores, info
 
-    # ------------------------------------------------------------------ the pooled SAE from every seed
-    t0 = time.perf_counter()
-    say(f"pooling all {num_seeds} seeds into {size} latents; fit: {opts.fit}, {fit_tokens:,} tokens")
-    pooled_t, clusters, chosen, scores, fit_info = build(list(range(num_seeds)), "pooled SAE")
-    pooled = raw(pooled_t)
-    timings["pool_all"] = time.perf_counter() - t0
-    single_ev = [heldout(s, held_out) for s in saes_raw]
-    pooled_ev = heldout(pooled, held_out)
 
-    # ------------------------------------------------------------------ stability: pooled SAEs of disjoint halves
-    t0 = time.perf_counter()
-    split_rows: list[dict[str, Any]] = []
-    split_saes: list[tuple[SparseAutoencoder, SparseAutoencoder]] = []
+def split_pools(setup: PoolSetup, single_ev: list[dict[str, float]], say: Callable[[str], None]
+                ) -> tuple[list[dict[str, Any]], list[tuple[SparseAutoencoder, SparseAutoencoder]]]:
+    """Per split of the seeds into disjoint halves: the two halves' pooled SAEs (trainer's space), and how they
+    compare with each other and with single seeds (shared fraction, reappearance in the other half, held-out)."""
+    result, opts = setup.result, setup.opts
     tau, absolute = opts.rule.threshold, opts.rule.absolute
-    single_dec = [decoder_rows(s) for s in saes_raw]
-    for k, (a, b) in enumerate(splits):
-        say(f"split {k + 1}/{len(splits)}: pools of seeds {[result.names[i] for i in a]} and "
+    single_dec = [decoder_rows(s) for s in setup.saes_raw]
+    rows: list[dict[str, Any]] = []
+    saes: list[tuple[SparseAutoencoder, SparseAutoencoder]] = []
+    for k, (a, b) in enumerate(setup.splits):
+        say(f"split {k + 1}/{len(setup.splits)}: pools of seeds {[result.names[i] for i in a]} and "
             f"{[result.names[i] for i in b]}")
-        ta, *_, info_a = build(a, f"split {k} a")
-        tb, *_, info_b = build(b, f"split {k} b")
-        split_saes.append((ta, tb))
-        pa, pb = raw(ta), raw(tb)
+        ta, *_, info_a = build_pooled(setup, a, f"split {k} a")
+        tb, *_, info_b = build_pooled(setup, b, f"split {k} b")
+        saes.append((ta, tb))
+        pa, pb = setup.raw(ta), setup.raw(tb)
         al = align_weights(*sae_weights(pa), *sae_weights(pb), rule=opts.rule)
-        ev_a, ev_b = heldout(pa, held_out), heldout(pb, held_out)
+        ev_a, ev_b = heldout(pa, setup.held_out), heldout(pb, setup.held_out)
         singles = cross_pair_stats(result, a, b)
         reap = np.mean([reappears_in(decoder_rows(pa), [single_dec[j] for j in b], threshold=tau, absolute=absolute),
                         reappears_in(decoder_rows(pb), [single_dec[i] for i in a], threshold=tau, absolute=absolute)])
-        split_rows.append({
+        rows.append({
             "a": [result.names[i] for i in a], "b": [result.names[i] for i in b],
             "latents": [pa.num_latents, pb.num_latents],
             "sf_pooled": al.shared_fraction, "sf_single": singles["sf"], "sf_single_pairs": singles["sf_pairs"],
@@ -206,59 +278,44 @@ def run_pool(
             "l0_single": float(np.mean([single_ev[i]["l0"] for i in (*a, *b)])),
             "heldout_pooled": {"a": ev_a, "b": ev_b}, "fit": {"a": info_a, "b": info_b},
         })
-    timings["splits"] = time.perf_counter() - t0
+    return rows, saes
 
-    # ------------------------------------------------------------------ baseline: single seeds, same compute
-    t0 = time.perf_counter()
-    baseline_saes: list[SparseAutoencoder] = []
-    baseline_info: dict[str, Any] | None = None
-    if opts.baseline_seeds and splits:
-        base_seeds = [BASELINE_SEED0 + k for k in range(opts.baseline_seeds)]
-        if set(base_seeds) & set(cfg.train.seeds):
-            raise ConfigError(f"baseline seeds {base_seeds} collide with the run's seeds {cfg.train.seeds}")
-        runs = []
-        for seed in base_seeds:
-            say(f"baseline: seed {seed} trained for {baseline_tokens:,} tokens (= {half} seeds × {run_tokens:,} "
-                f"+ fit {fit_tokens:,})")
-            sae, info = train_single(sae_cfg, saes[0].d_in, stream.batches(baseline_tokens), tokens=baseline_tokens,
-                                     train_cfg=cfg.train, scale=scale, seed=seed, device=device,
-                                     progress=opts.progress)
-            baseline_saes.append(sae)
-            runs.append(info | {"heldout": heldout(raw(sae), held_out)})
-        base_raw = [raw(s) for s in baseline_saes]
-        sf_pairs = [align_weights(*sae_weights(base_raw[i]), *sae_weights(base_raw[j]),
-                                  rule=opts.rule).shared_fraction
-                    for i in range(len(base_raw)) for j in range(i + 1, len(base_raw))]
-        baseline_info = {
-            "seeds": base_seeds, "tokens": baseline_tokens, "runs": runs,
-            "sf": float(np.mean(sf_pairs)) if sf_pairs else None, "sf_pairs": sf_pairs,
-            "ev": float(np.mean([r["heldout"]["explained_variance"] for r in runs])),
-            "l0": float(np.mean([r["heldout"]["l0"] for r in runs])),
-            "reappears_in_run_seeds": float(np.mean([reappears_in(decoder_rows(s), single_dec, threshold=tau,
-                                                                  absolute=absolute) for s in base_raw])),
-        }
-        for row in split_rows:
-            row["sf_baseline"], row["ev_baseline"] = baseline_info["sf"], baseline_info["ev"]
-            row["reappears_baseline"] = baseline_info["reappears_in_run_seeds"]
-    timings["baseline"] = time.perf_counter() - t0
 
-    verdicts = {
-        "vs_single_seeds": judge(split_rows, against="single", ev_tolerance=opts.ev_tolerance, alpha=opts.alpha),
-        "vs_longer_training": judge(split_rows, against="baseline", ev_tolerance=opts.ev_tolerance,
-                                    alpha=opts.alpha),
+def train_baseline(setup: PoolSetup, split_rows: list[dict[str, Any]], say: Callable[[str], None]
+                   ) -> tuple[list[SparseAutoencoder], dict[str, Any] | None]:
+    """Fresh single seeds trained for a split pool's total compute (trainer's space), and how stable and good they
+    are; each split row gets the baseline's numbers. None without --baseline-seeds or splits."""
+    opts, cfg = setup.opts, setup.cfg
+    if not (opts.baseline_seeds and setup.splits):
+        return [], None
+    base_seeds = [BASELINE_SEED0 + k for k in range(opts.baseline_seeds)]
+    if set(base_seeds) & set(cfg.train.seeds):
+        raise ConfigError(f"baseline seeds {base_seeds} collide with the run's seeds {cfg.train.seeds}")
+    saes, runs = [], []
+    for seed in base_seeds:
+        say(f"baseline: seed {seed} trained for {setup.baseline_tokens:,} tokens (= {setup.half} seeds × "
+            f"{setup.run_tokens:,} + fit {setup.fit_tokens:,})")
+        sae, info = train_single(setup.sae_cfg, setup.saes[0].d_in, setup.stream.batches(setup.baseline_tokens),
+                                 tokens=setup.baseline_tokens, train_cfg=cfg.train, scale=setup.scale, seed=seed,
+                                 device=setup.device, progress=opts.progress)
+        saes.append(sae)
+        runs.append(info | {"heldout": heldout(setup.raw(sae), setup.held_out)})
+    base_raw = [setup.raw(s) for s in saes]
+    sf_pairs = [align_weights(*sae_weights(base_raw[i]), *sae_weights(base_raw[j]), rule=opts.rule).shared_fraction
+                for i in range(len(base_raw)) for j in range(i + 1, len(base_raw))]
+    single_dec = [decoder_rows(s) for s in setup.saes_raw]
+    info = {
+        "seeds": base_seeds, "tokens": setup.baseline_tokens, "runs": runs,
+        "sf": float(np.mean(sf_pairs)) if sf_pairs else None, "sf_pairs": sf_pairs,
+        "ev": float(np.mean([r["heldout"]["explained_variance"] for r in runs])),
+        "l0": float(np.mean([r["heldout"]["l0"] for r in runs])),
+        "reappears_in_run_seeds": float(np.mean([reappears_in(decoder_rows(s), single_dec, threshold=opts.rule.threshold,
+                                                              absolute=opts.rule.absolute) for s in base_raw])),
     }
-    recovery = _recovery(run, saes_raw, pooled, [(raw(a), raw(b)) for a, b in split_saes],
-                         [raw(s) for s in baseline_saes])
-    timings["total"] = time.perf_counter() - started
-    record = _record(result=result, run=run.path, opts=opts, size=size, fit_tokens=fit_tokens,
-                     run_tokens=run_tokens, half=half, baseline_tokens=baseline_tokens, clusters=clusters,
-                     chosen=chosen, fit_info=fit_info, single_ev=single_ev, pooled_ev=pooled_ev,
-                     split_rows=split_rows, baseline=baseline_info, verdicts=verdicts, recovery=recovery,
-                     timings=timings)
-    log.debug("pool timings (s): %s", {k: round(v, 2) for k, v in timings.items()})
-    return PoolResult(pooled, clusters, chosen, record, None, [(raw(a), raw(b)) for a, b in split_saes],
-                      [raw(s) for s in baseline_saes], scores=scores,
-                      trained=Trained(pooled_t, split_saes, baseline_saes, scale))
+    for row in split_rows:
+        row["sf_baseline"], row["ev_baseline"] = info["sf"], info["ev"]
+        row["reappears_baseline"] = info["reappears_in_run_seeds"]
+    return saes, info
 
 
 def _recovery(run: Run, singles: Sequence[SparseAutoencoder], pooled: SparseAutoencoder,
@@ -285,12 +342,13 @@ def _recovery(run: Run, singles: Sequence[SparseAutoencoder], pooled: SparseAuto
             "split_pooled_spread": spread(halves), "baseline": base, "baseline_spread": spread(base)}
 
 
-def _record(*, result: CrossSeedResult, run: Path, opts: PoolOptions, size: int, fit_tokens: int,
-            run_tokens: int, half: int, baseline_tokens: int, clusters: Clusters, chosen: np.ndarray,
-            fit_info: dict[str, Any], single_ev: list[dict[str, float]], pooled_ev: dict[str, float],
-            split_rows: list[dict[str, Any]], baseline: dict[str, Any] | None, verdicts: dict[str, Any],
-            recovery: dict[str, Any] | None, timings: dict[str, float]) -> dict[str, Any]:
+def _record(setup: PoolSetup, *, clusters: Clusters, chosen: np.ndarray, fit_info: dict[str, Any],
+            single_ev: list[dict[str, float]], pooled_ev: dict[str, float], split_rows: list[dict[str, Any]],
+            baseline: dict[str, Any] | None, verdicts: dict[str, Any], recovery: dict[str, Any] | None,
+            timings: dict[str, float]) -> dict[str, Any]:
     """pool.json: a `summary` block first (verdicts and headline numbers), then the details."""
+    result, run, opts, size = setup.result, setup.run.path, setup.opts, setup.size
+    run_tokens, fit_tokens, half, baseline_tokens = setup.run_tokens, setup.fit_tokens, setup.half, setup.baseline_tokens
     evs = [e["explained_variance"] for e in single_ev]
 
     def spread_of(key: str) -> dict[str, float] | None:

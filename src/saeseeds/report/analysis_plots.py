@@ -137,3 +137,58 @@ def plot_group_ranks(sizes: Sequence[int], ranks: Sequence[int], path: str | Pat
     ax.set_ylabel("rank of the group's span (90% energy)")
     ax.set_title(titled("groups of close unstable latents", config, title), fontsize=10)
     return save_figure(fig, path, {"sizes": list(sizes), "rank90": list(ranks)})
+
+
+def draw_config(res: Any, target: Path) -> list[str]:
+    """Every figure and the contexts page of one analysed configuration (`analysis.instability.ConfigAnalysis`),
+    drawn from its results into `target`; returns the file names in the order drawn."""
+    from saeseeds.analysis.tables.seam import as_record
+
+    files = []
+    stab = torch.cat([torch.from_numpy(g.stability) for g in res.stability.groups])
+    stats = res.triggers.stats
+    fired = torch.cat([t.fire_count for t in stats]) > 0
+    freq = torch.cat([t.frequency for t in stats])
+    config = f"{res.hookpoint}/{res.sae_name}"  # named in every figure's title
+    plot_stability_vs_stat(stab[fired], freq[fired], target / "stability_vs_frequency.png",
+                           ylabel="firing frequency", log=True, config=config)
+    files.append("stability_vs_frequency.png")
+    if res.triggers.contexts is not None:  # token statistics exist
+        for stat, label in (("top_token_share", "top token share"), ("entropy", "trigger entropy (nats)")):
+            vals = torch.cat([getattr(t, stat) for t in stats])
+            plot_stability_vs_stat(stab[fired], vals[fired], target / f"stability_vs_{stat}.png", ylabel=label,
+                                   config=config)
+            files.append(f"stability_vs_{stat}.png")
+    rows = [as_record(r) for r in res.ablation.rows]
+    for metric in ("fvu", "loss_recovered", "kl", "output_recovered"):
+        if rows and metric in rows[0]["metrics"]:
+            plot_ablation(rows, metric, target / f"ablation_{metric}.png", config=config)
+            files.append(f"ablation_{metric}.png")
+    sub = res.subspaces
+    if sub.overlaps is not None:
+        curves = {k: v.cos2_curve for k, v in sub.overlaps.items()}
+        plot_principal_angle_curves(curves, target / "principal_angles.png",
+                                    analytic={"r/d": sub.expected_random_mean_cos2}, config=config)
+        files.append("principal_angles.png")
+        grp = sub.groups.groups
+        plot_group_ranks([g.size for g in grp], [g.rank90 for g in grp], target / "group_ranks.png", config=config)
+        files.append("group_ranks.png")
+    if res.triggers.contexts is not None and res.triggers.contexts.examples:
+        files.append(_contexts_page(res, target / "contexts.html").name)
+    return files
+
+
+def _contexts_page(res: Any, path: Path) -> Path:
+    """contexts.html: the first seed's least and most stable latents, each with its statistics and contexts."""
+    from saeseeds.report.contexts_html import LatentSection, write_contexts_page
+
+    base, t, ctx = res.stability.groups[0], res.triggers.stats[0], res.triggers.contexts
+
+    def section(latent: int) -> LatentSection:
+        line = (f"stability {float(base.stability[latent]):.2f} · frequency {float(t.frequency[latent]):.2e} · "
+                f"top-token share {float(t.top_token_share[latent]):.2f} · entropy {float(t.entropy[latent]):.2f}")
+        return LatentSection(latent, line, ctx.examples.get(latent, []))
+
+    return write_contexts_page(path, f"{res.hookpoint} / {res.sae_name} (seed {res.seeds[0]})",
+                               {"least stable": [section(i) for i in ctx.least_stable],
+                                "most stable": [section(i) for i in ctx.most_stable]})

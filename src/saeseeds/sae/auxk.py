@@ -19,8 +19,10 @@ AUXK_FIELDS = ("auxk_alpha", "auxk_k")
 """The SaeConfig fields AuxK reads."""
 
 
-def auxk_loss(sae: SparseAutoencoder, x: Tensor, enc: Encoding, residual: Tensor, dead_mask: Tensor | None) -> Tensor:
-    """Normalised squared error of the dead latents' reconstruction of `residual`; scaled down when few are dead."""
+def auxk_loss(sae: SparseAutoencoder, x: Tensor, enc: Encoding, residual: Tensor, dead_mask: Tensor | None,
+              decoder: Tensor | None = None) -> Tensor:
+    """Normalised squared error of the dead latents' reconstruction of `residual`; scaled down when few are dead.
+    `decoder`: the rows to differentiate through (default W_dec; rasae passes its factors' product)."""
     zero = x.new_zeros(())
     if dead_mask is None:
         return zero
@@ -35,7 +37,7 @@ def auxk_loss(sae: SparseAutoencoder, x: Tensor, enc: Encoding, residual: Tensor
         values = enc.pre_acts.gather(-1, indices).relu()
     else:
         values = gather_linear(x_c, sae.encoder.weight, sae.encoder.bias, indices, enc.pre_acts).relu()
-    e_hat = sparse_decode(values, indices, sae.W_dec)
+    e_hat = sparse_decode(values, indices, sae.W_dec if decoder is None else decoder)
     denom = (residual - residual.mean(0)).pow(2).sum().clamp_min(torch.finfo(x.dtype).tiny)
     scale = min(num_dead / k_aux, 1.0)
     return scale * (e_hat - residual).pow(2).sum() / denom

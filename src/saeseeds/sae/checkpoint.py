@@ -33,6 +33,9 @@ SCHEMA = "saeseeds.checkpoint/2"
 WEIGHT_FOLD = ("encoder.weight", "W_dec", "b_dec")
 """Where an input scale goes when it cannot go into the biases (`_fold`): exact for any architecture."""
 UNIT_NORM_ATOL = 1e-4
+SIDECAR_FILE = "saeseeds.safetensors"
+"""Beside sae.safetensors: an architecture's `sidecar_tensors` (rasae's dictionary factors), which a plain reader
+of its activation must not see (sparsify loads sae.safetensors strictly)."""
 
 
 def checkpoint_tensors(sae: SparseAutoencoder) -> dict[str, torch.Tensor]:
@@ -119,7 +122,11 @@ def save_sae(
         sae, took_scale = _fold(sae, input_scale)
         folded_into = ", ".join(took_scale)  # cfg.json's input_scale_folded_into
     with atomic_dir(path) as tmp:
-        save_file(checkpoint_tensors(sae), str(tmp / WEIGHTS_FILE))
+        tensors = checkpoint_tensors(sae)
+        sidecar = {name: tensors.pop(name) for name in sae.spec.sidecar_tensors if name in tensors}
+        save_file(tensors, str(tmp / WEIGHTS_FILE))
+        if sidecar:
+            save_file(sidecar, str(tmp / SIDECAR_FILE))
         cfg = checkpoint_cfg(sae, hookpoint=hookpoint, model=model, seed=seed, input_scale=input_scale,
                              folded_into=folded_into, data=data)
         write_checkpoint_cfg(tmp, cfg)
@@ -318,6 +325,8 @@ def load_sae(path: str | Path, device: str | torch.device = "cpu") -> SparseAuto
         raise CheckpointError(f"checkpoint directory {path} does not exist")
     cfg_json = read_checkpoint_cfg(path)
     tensors = read_safetensors(path / WEIGHTS_FILE)
+    if (path / SIDECAR_FILE).is_file():
+        tensors |= read_safetensors(path / SIDECAR_FILE)
     check_supported(cfg_json, tensors, path)
     missing = [name for name in BASE_TENSORS if name not in tensors]
     if missing:
@@ -389,14 +398,15 @@ def _fold(sae: SparseAutoencoder, scale: float, *, homogeneous: bool | None = No
         return t / scale if invert else t * scale
 
     extra = sae.spec.checkpoint_tensors(sae)
-    units = sae.spec.latent_unit_tensors
+    units, free = sae.spec.latent_unit_tensors, sae.spec.scale_free_tensors
     W, c, W_dec, b = (t.detach() for t in (sae.encoder.weight, sae.encoder.bias, sae.W_dec, sae.b_dec))
     if homogeneous is None:
-        homogeneous = units is not None and set(extra) <= set(units)
+        homogeneous = units is not None and set(extra) <= set(units) | set(free)
     if homogeneous:
         # a negative threshold means "not estimated yet" (batchtopk) and stays as it is
-        extra = {name: torch.where(t < 0, t, down(t)) for name, t in extra.items()}
-        weights, where = (W, down(c), W_dec, down(b)), ("encoder.bias", "b_dec", *extra)
+        scaled = [name for name in extra if name not in free]
+        extra = {name: t if name in free else torch.where(t < 0, t, down(t)) for name, t in extra.items()}
+        weights, where = (W, down(c), W_dec, down(b)), ("encoder.bias", "b_dec", *scaled)
     else:
         weights, where = (up(W), c, down(W_dec), down(b)), WEIGHT_FOLD
     folded = build_sae(

@@ -53,15 +53,16 @@ def saelens_tensors(sae: SparseAutoencoder) -> dict[str, torch.Tensor]:
 
 def saelens_architecture(sae: SparseAutoencoder, source: str = "SAE") -> str:
     """The SAELens architecture that computes `sae` exactly; CheckpointError when there is none."""
-    name = SAELENS_ARCHITECTURES.get(sae.architecture)
+    kind = sae.architecture if sae.architecture in SAELENS_ARCHITECTURES else sae.spec.activation
+    name = SAELENS_ARCHITECTURES.get(kind)  # a recipe computes as its activation (matryoshka, rasae)
     if name is None:
         raise CheckpointError(
             f"{source}: architecture {sae.architecture!r} has no SAELens equivalent "
             f"(exported: {', '.join(SAELENS_ARCHITECTURES)})"
         )
-    if sae.architecture == "batchtopk" and float(sae.threshold.min()) < 0:
+    if kind == "batchtopk" and float(sae.threshold.min()) < 0:
         raise CheckpointError(
-            f"{source}: this batchtopk SAE has no inference threshold yet (threshold -1); SAELens could "
+            f"{source}: this {sae.architecture} SAE has no inference threshold yet (threshold -1); SAELens could "
             "only read it as a JumpReLU SAE with one, so it is not exported"
         )
     return name

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from saeseeds.config import SaeConfig
 from saeseeds.errors import DataError
+from saeseeds.sae.data_init import initial_decoder, initial_encoder
 from saeseeds.sae.outputs import Encoding, ForwardOutput, LatentCode
 from saeseeds.sae.registry import get_architecture
 from saeseeds.sae.sparse_ops import sparse_decode
@@ -31,8 +32,11 @@ class SparseAutoencoder(nn.Module):
         device: str | torch.device | None = None,
         dtype: torch.dtype = torch.float32,
         initialise: bool = True,
+        sample: Tensor | None = None,
+        points: Tensor | None = None,
     ) -> None:
-        """`initialise=False` leaves the weights uninitialised, for a caller that loads them next."""
+        """`initialise=False` leaves the weights uninitialised, for a caller that loads them next. `sample`: training
+        activations for `init_decoder` data/kmeans; `points`: the run's shared centroids (`spec.shared_points`)."""
         super().__init__()
         if d_in <= 0:
             raise ValueError(f"d_in must be positive, got {d_in}")
@@ -45,10 +49,8 @@ class SparseAutoencoder(nn.Module):
         # Decoder rows: random unit vectors; encoder initialised as the decoder's transpose (Gao et al.).
         # Drawn on the CPU from the caller's generator so every device gets the same initialisation.
         if initialise:  # nn.Linear's own init draws from the global RNG: kept, so earlier runs reproduce
-            w = torch.randn(self.num_latents, d_in, generator=generator, dtype=torch.float32)
-            w /= w.norm(dim=1, keepdim=True)
+            w = initial_decoder(cfg, self.num_latents, d_in, generator, sample)
             self.encoder = nn.Linear(d_in, self.num_latents, device=device, dtype=dtype)
-            self.encoder.weight.data.copy_(w * self.spec.encoder_init_scale)
             self.W_dec = nn.Parameter(w.clone().to(device=device, dtype=dtype))
         else:
             self.encoder = _uninitialised_linear(d_in, self.num_latents, device, dtype)
@@ -56,6 +58,10 @@ class SparseAutoencoder(nn.Module):
         self.encoder.bias.data.zero_()
         self.b_dec = nn.Parameter(torch.zeros(d_in, device=device, dtype=dtype))
         self.spec.init_extra(self, device, dtype)
+        if initialise:  # the architecture may replace the decoder (rasae): the encoder follows it
+            replaced = self.spec.init_weights(self, generator, points)
+            rows = initial_encoder(cfg, w if replaced is None else replaced, generator)
+            self.encoder.weight.data.copy_(rows * self.spec.encoder_init_scale)
 
     # ------------------------------------------------------------------ properties
 
@@ -124,14 +130,15 @@ class SparseAutoencoder(nn.Module):
         """Reconstruct `x` and return the loss terms; `dead_mask` [num_latents] enables an auxiliary loss (AuxK)."""
         enc = self._encode(x)
         x = x.to(self.dtype)
+        decoder = self.spec.decoder(self)
         if enc.dense is not None:
-            sae_out = self.decode_dense(enc.dense)
+            sae_out = enc.dense.to(self.dtype) @ decoder + self.b_dec
             nonzero = enc.dense > 0
             l0 = nonzero.sum(-1).to(x.dtype).mean()
             fired = nonzero.any(0)
         else:
             assert enc.values is not None and enc.indices is not None
-            sae_out = sparse_decode(enc.values, enc.indices, self.W_dec) + self.b_dec
+            sae_out = sparse_decode(enc.values, enc.indices, decoder) + self.b_dec
             positive = enc.values > 0
             l0 = positive.sum(-1).to(x.dtype).mean()
             fired = torch.zeros(self.num_latents, dtype=torch.bool, device=x.device)
@@ -139,9 +146,27 @@ class SparseAutoencoder(nn.Module):
         residual = x - sae_out
         total_variance = (x - x.mean(0)).pow(2).sum().clamp_min(torch.finfo(x.dtype).tiny)
         fvu = residual.pow(2).sum() / total_variance
-        recon = self.spec.reconstruction_loss(fvu, residual)
+        recon = self.spec.reconstruction_term(self, x, enc, decoder, fvu, residual)
         aux = self.spec.aux_loss(self, x, enc, residual.detach(), dead_mask)
         return ForwardOutput(sae_out, fvu, recon, enc.sparsity_loss, aux, l0, fired)
+
+    @torch.no_grad()
+    def fit_encoder_scale(self, x: Tensor) -> float:
+        """Scale the encoder (weight and bias) by the factor c > 0 minimising Σ|(x − b_dec) − c·(x̂ − b_dec)|² on `x`;
+        returns c (1 when undefined). For a decoder initialised from data, whose k atoms add up along shared
+        directions, so the first steps do not start from a reconstruction many times too large."""
+        was_training = self.training
+        self.eval()
+        x = x.to(self.device, self.dtype)
+        part = self.decode_dense(self.encode_dense(x)) - self.b_dec
+        self.train(was_training)
+        denominator = float(part.pow(2).sum())
+        c = float(((x - self.b_dec) * part).sum()) / denominator if denominator > 0 else 1.0
+        if not (c > 0 and c < float("inf")):
+            return 1.0
+        self.encoder.weight.mul_(c)
+        self.encoder.bias.mul_(c)
+        return c
 
     # ------------------------------------------------------------------ decoder norm
 

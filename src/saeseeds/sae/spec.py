@@ -48,6 +48,12 @@ class ArchitectureSpec:
     sparsify_k: bool = False
     """sparsify computes this activation exactly, so cfg.json gets sparsify's `k` (sparsify refuses any other
     `activation`, and without `k` SAELens's sparsify loader fails instead of misreading the SAE)."""
+    scale_free_tensors: tuple[str, ...] = ()
+    """Checkpoint tensors the homogeneous input-scale fold leaves as they are (rasae's dictionary factors, which,
+    like W_dec, that fold does not touch); with `latent_unit_tensors` they make the architecture homogeneous."""
+    sidecar_tensors: tuple[str, ...] = ()
+    """Checkpoint tensors kept beside sae.safetensors, in saeseeds.safetensors, so a plain reader of the
+    activation (sparsify loads strictly) sees only the tensors it knows."""
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         """The two checkpoint facts describe one exact encode: a subclass that does not restate them (it may
@@ -79,6 +85,28 @@ class ArchitectureSpec:
     def reconstruction_loss(self, fvu: Tensor, residual: Tensor) -> Tensor:
         """The loss's reconstruction term: by default Σ_dims (x − x̂)², averaged over tokens."""
         return residual.pow(2).sum(-1).mean()
+
+    def reconstruction_term(
+        self, sae: nn.Module, x: Tensor, enc: Encoding, decoder: Tensor, fvu: Tensor, residual: Tensor
+    ) -> Tensor:
+        """The training loss's reconstruction term given the whole forward (matryoshka sums prefix FVUs);
+        `reconstruction_loss` by default."""
+        return self.reconstruction_loss(fvu, residual)
+
+    def decoder(self, sae: nn.Module) -> Tensor:
+        """The decoder rows the training forward differentiates through: W_dec itself by default (rasae: the
+        product of its factors, materialised into W_dec after every step)."""
+        return sae.W_dec
+
+    def shared_points(self, cfg: SaeConfig, num_latents: int) -> int:
+        """How many k-means centroids of the run's init sample, the same for every seed, this architecture
+        needs at initialisation (rasae's candidates); 0: none."""
+        return 0
+
+    def init_weights(self, sae: nn.Module, generator: torch.Generator | None, points: Tensor | None) -> Tensor | None:
+        """Set the architecture's own initial values after the shared ones (`points`: `shared_points` centroids);
+        the decoder rows (CPU float32) the encoder initialisation should follow if it replaced them, else None."""
+        return None
 
     def aux_loss(
         self, sae: nn.Module, x: Tensor, enc: Encoding, residual: Tensor, dead_mask: Tensor | None

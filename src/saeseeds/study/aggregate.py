@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from saeseeds.align.cross_seed import ORDERINGS, CrossSeedResult, only_in_base_curve
+from saeseeds.align.cross_seed import ORDERINGS, CrossSeedResult, only_in_base_curve, pw_mcc
 from saeseeds.align.pair import Alignment
 from saeseeds.align.sharing import STABILITY_KINDS
 
@@ -30,22 +30,23 @@ def decoder_shared(al: Alignment) -> np.ndarray:
     return np.nan_to_num(cos, nan=-np.inf) > al.threshold
 
 
-def _spread(values: Sequence[float]) -> tuple[float, float]:
+def spread(values: Sequence[float]) -> tuple[float, float]:
     """Mean and population standard deviation (NaN, NaN when empty)."""
     arr = np.asarray(values, dtype=np.float64)
     return (float(arr.mean()), float(arr.std())) if arr.size else (float("nan"), float("nan"))
 
 
 def sharing_stats(result: CrossSeedResult) -> dict[str, float]:
-    """Shared fraction, decoder-only shared fraction and MMCS: mean ± sd over all ordered seed pairs."""
+    """Shared fraction, decoder-only shared fraction, MMCS and PW-MCC: mean ± sd over all ordered seed pairs."""
     pairs = [result.alignments[key] for key in sorted(result.alignments)]
     row: dict[str, float] = {"n_seeds": result.num_seeds, "n_pairs": len(pairs)}
     for name, values in (
         ("shared_fraction", [al.shared_fraction for al in pairs]),
         ("decoder_shared_fraction", [float(decoder_shared(al).mean()) for al in pairs]),
         ("mmcs", [al.mmcs for al in pairs]),
+        ("pw_mcc", [pw_mcc(al) for al in pairs]),
     ):
-        row[f"{name}_mean"], row[f"{name}_sd"] = _spread(values)
+        row[f"{name}_mean"], row[f"{name}_sd"] = spread(values)
     fractions = [al.shared_fraction for al in pairs]
     row["shared_fraction_min"] = float(min(fractions)) if fractions else float("nan")
     row["shared_fraction_max"] = float(max(fractions)) if fractions else float("nan")
@@ -115,9 +116,9 @@ def metric_stats(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     row: dict[str, float] = {}
     for name in METRICS:
         values = [float(r[name]) for r in records if r.get(name) is not None]
-        row[f"{name}_mean"], row[f"{name}_sd"] = _spread(values)
+        row[f"{name}_mean"], row[f"{name}_sd"] = spread(values)
     coefs = [float(r["penalty_coefficient"]) for r in records if r.get("penalty_coefficient") is not None]
-    row["penalty_coefficient_mean"] = _spread(coefs)[0]
+    row["penalty_coefficient_mean"] = spread(coefs)[0]
     return row
 
 

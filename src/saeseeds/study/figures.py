@@ -157,3 +157,38 @@ def study_figures(record: dict[str, Any], out: Path, title: str) -> list[Path]:
     rows = record["rows"]
     return [figure4(rows, out, title), figure5(rows, out, title), only_in_base_figure(record, out, title),
             similarity_figure(record, out, title)]
+
+
+def _num(value: Any) -> float:
+    """A table value as a float (None / missing as NaN)."""
+    return float("nan") if value is None else float(value)
+
+
+def recipes_pareto(rows: list[Row], reference: str, out: Path, title: str, *, estimator: str = "shared") -> Path:
+    """The recipe comparison's Pareto figure: mean stability (x) against held-out FVU (y), one point per recipe,
+    error bars = sd over seeds; rows without cross-seed stability (pooled, long seed) as horizontal FVU lines."""
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    key = f"stability_{estimator}"
+    numbers: dict[str, Any] = {"x": f"{key} (mean per-latent stability, mean ± sd over seeds)",
+                               "y": "held-out FVU (mean ± sd over seeds)", "reference": reference, "points": {},
+                               "lines": {}}
+    for i, row in enumerate(r for r in rows if r.get(f"{key}_mean") is not None):
+        x, y = _num(row[f"{key}_mean"]), _num(row.get("fvu_mean"))
+        xe, ye = _num(row.get(f"{key}_sd")), _num(row.get("fvu_sd"))
+        marker = "*" if row["recipe"] == reference else "o"
+        ax.errorbar([x], [y], xerr=[xe], yerr=[ye], marker=marker, markersize=12 if marker == "*" else 7,
+                    capsize=3, color=f"C{i % 10}", label=f"{row['recipe']} ({row.get('verdict') or '—'})")
+        ax.annotate(row["recipe"], (x, y), xytext=(5, 5), textcoords="offset points", fontsize=7)
+        numbers["points"][row["recipe"]] = {"stability_mean": x, "stability_sd": xe, "fvu_mean": y, "fvu_sd": ye,
+                                            "verdict": row.get("verdict")}
+    for j, row in enumerate(r for r in rows if r.get(f"{key}_mean") is None and r.get("fvu_mean") is not None):
+        y = _num(row["fvu_mean"])
+        ax.axhline(y, linestyle=("--", ":", "-.")[j % 3], color="black", linewidth=1,
+                   label=f"{row['recipe']} (FVU only; {row['kind']})")
+        numbers["lines"][row["recipe"]] = {"fvu": y, "kind": row.get("kind")}
+    ax.set(xlabel=f"mean stability ({estimator}; higher: more reproducible)", ylabel="held-out FVU (lower: better)",
+           title=f"{title}: stability vs FVU per recipe (★ reference {reference})")
+    if numbers["points"] or numbers["lines"]:
+        ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return save_figure(fig, out / "recipes_pareto.png", numbers)

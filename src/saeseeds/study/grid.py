@@ -89,9 +89,75 @@ def grid_points(study: StudyConfig, base: RunConfig) -> list[GridPoint]:
     return points
 
 
+def recipe_points(study: StudyConfig, base: RunConfig) -> list[GridPoint]:
+    """design "recipes": every base [[sae]] table is one point named by its `name`, all at one dictionary size
+    (`study.num_latents`, else the tables' common size) and one matched L0 k (`study.k`, else the first
+    TopK-like table's k): k for TopK-like architectures, `target_l0 = k` (the L0 controller) for penalised ones."""
+    tables = base.saes
+    if len(tables) < 2:
+        raise ConfigError(f"saes: {len(tables)} [[sae]] table(s); a recipe comparison needs at least two recipes")
+    for i, table in enumerate(tables):
+        if not table.name:
+            raise ConfigError(f"saes[{i}].name: empty; a recipe comparison names every [[sae]] table (its recipe)")
+    names = [t.name for t in tables]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"saes: names {names} repeat; every recipe needs its own name")
+    k = int(study.k[0]) if study.k else int(next((t.k for t in tables if uses_k(t.architecture)), tables[0].k))
+    points = []
+    for table in tables:
+        sae = replace(table, num_latents=int(study.num_latents[0])) if study.num_latents else copy.deepcopy(table)
+        if uses_k(sae.architecture):
+            sae = replace(sae, k=k)
+            target = None
+        else:
+            sae = replace(sae, target_l0=float(k))
+            target = float(k)
+        points.append(GridPoint(sae.name, sae.architecture, sae.num_latents, sae.expansion_factor, k, target, sae))
+    sizes = {p.name: (p.num_latents or f"x{p.expansion_factor}") for p in points}
+    if len(set(sizes.values())) > 1:
+        raise ConfigError(f"saes: the recipes differ in size ({', '.join(f'{n}: {v}' for n, v in sizes.items())}); "
+                          "allowed: one size for all (set study.num_latents = [N] or the same num_latents)")
+    return points
+
+
+def reference_point(study: StudyConfig, points: list[GridPoint]) -> GridPoint:
+    """The recipe the others are judged against: `study.reference`, else the first topk point."""
+    if study.reference:
+        found = [p for p in points if p.name == study.reference]
+        if not found:
+            raise ConfigError(f"study.reference = {study.reference!r} is not a [[sae]] name; allowed: one of "
+                              f"{', '.join(p.name for p in points)}")
+        return found[0]
+    topk = [p for p in points if p.architecture == "topk"]
+    if not topk:
+        raise ConfigError("study.reference: empty and no [[sae]] table is topk; name the reference recipe")
+    return topk[0]
+
+
+LONG_SUFFIX = "-long"
+"""Name suffix of the reference recipe's long single seed (study.long_seed)."""
+
+
+def long_seed_config(cfg: RunConfig, point: GridPoint) -> RunConfig:
+    """The run config of the long single seed: the reference recipe, the pass's first seed, trained for the
+    compute of all S seeds (S x train.num_tokens) on the same stream continued (LM sources: S x lm.epochs)."""
+    seeds = len(cfg.train.seeds)
+    out = copy.deepcopy(cfg)
+    out.saes = [replace(copy.deepcopy(point.sae), name=point.name + LONG_SUFFIX)]
+    out.train.seeds = [cfg.train.seeds[0]]
+    out.train.num_tokens = cfg.train.num_tokens * seeds
+    out.train.milestones = [1.0]
+    if out.data.source == "lm":
+        out.lm.epochs = cfg.lm.epochs * seeds
+    out.validate()
+    return out
+
+
 def pass_configs(study: StudyConfig, base: RunConfig) -> list[tuple[RunConfig, list[GridPoint]]]:
     """The run config of each training pass and the grid points it trains (validated)."""
-    points = grid_points(study, base)
+    points = recipe_points(study, base) if study.design == "recipes" else grid_points(study, base)
+    if study.design == "recipes":
+        reference_point(study, points)  # a bad reference fails before anything runs
     size = study.configs_per_pass or len(points)
     chunks = [points[i:i + size] for i in range(0, len(points), size)]
     if len(chunks) > 1 and base.data.source in CACHE_NEEDED:
@@ -109,6 +175,9 @@ def pass_configs(study: StudyConfig, base: RunConfig) -> list[tuple[RunConfig, l
         if study.seeds:
             cfg.train.seeds = list(study.seeds)
         cfg.train.milestones = study.milestone_fractions()
+        if study.design == "recipes" and cfg.data.source in ("lm", "cache") and len(cfg.lm.hookpoints) > 1:
+            raise ConfigError(f"lm.hookpoints: {cfg.lm.hookpoints} holds {len(cfg.lm.hookpoints)} hookpoints; a "
+                              "recipe comparison compares recipes at one layer (set study.hookpoints = [one])")
         cfg.validate()
         out.append((cfg, chunk))
     if len(out[0][0].train.seeds) < 2:

@@ -42,3 +42,40 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 def _percent(value: Any) -> str:
     """A fraction as a percentage; 'n/a' for a missing or NaN value."""
     return "n/a" if value is None or value != value else f"{value:.1%}"
+
+
+def format_recipes(path: Path) -> str:
+    """recipes.json as fixed-width text: one line per recipe (stability, PW-MCC, FVU, cost) and its verdict."""
+    import json
+
+    record = json.loads(Path(path).read_text())
+    rows = record.get("rows") or []
+    if not rows:
+        return ""
+    width = max(len(str(r["recipe"])) for r in rows)
+    est = record.get("estimator", "shared")
+    lines = [f"{'recipe':<{width}}  {'shared':>14}  {'stability':>15}  {'PW-MCC':>6}  {'MMCS':>6}  {'FVU':>15}  "
+             f"{'dead':>6}  {'L0':>5}  {'s/SAE':>6}  verdict vs {record.get('reference')}"]
+    for r in rows:
+        lines.append(f"{r['recipe']:<{width}}  {_pm(r, 'shared_fraction', pct=True):>14}  "
+                     f"{_pm(r, f'stability_{est}'):>15}  {_num(r.get('pw_mcc_mean')):>6}  {_num(r.get('mmcs_mean')):>6}  "
+                     f"{_pm(r, 'fvu'):>15}  {_percent(r.get('dead_fraction_mean')):>6}  "
+                     f"{_num(r.get('l0_mean'), 1):>5}  {_num(r.get('train_seconds_per_sae'), 0):>6}  "
+                     f"{r.get('verdict') or ''}")
+    for name, v in (record.get("verdicts") or {}).items():
+        if v.get("reason"):
+            lines.append(f"{name}: {v['reason']}")
+    return "\n".join(lines)
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    """A number with `digits` decimals; 'n/a' for a missing or NaN value."""
+    return "n/a" if value is None or value != value else f"{value:.{digits}f}"
+
+
+def _pm(row: dict[str, Any], key: str, *, pct: bool = False) -> str:
+    """`<key>_mean ± <key>_sd` of a row."""
+    mean, sd = row.get(f"{key}_mean"), row.get(f"{key}_sd")
+    if pct:
+        return f"{_percent(mean)} ± {_percent(sd)}" if sd is not None else _percent(mean)
+    return f"{_num(mean)} ± {_num(sd)}" if sd is not None else _num(mean)

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from saeseeds.errors import ConfigError
-from saeseeds.sae.stacked import StackedSAE
+from saeseeds.sae.stacked import STACKED_ARCHITECTURES, StackedSAE
 from saeseeds.training.member import Member, StepStats
 from saeseeds.training.schedule import lr_factor
 
@@ -257,7 +257,10 @@ def make_groups(members: list[Member], batched: bool) -> list[StepGroup]:
         by_config.setdefault((member.hookpoint, member.name), []).append(member)
     groups: list[StepGroup] = []
     for group in by_config.values():
-        groups.append(SeedStack(group) if len(group) > 1 else SingleMember(group[0]))
+        if len(group) > 1 and group[0].sae.architecture in STACKED_ARCHITECTURES:
+            groups.append(SeedStack(group))
+        else:  # one seed, or an architecture without a batched path (matryoshka, rasae): each member alone
+            groups.extend(SingleMember(member) for member in group)
     return groups
 
 

@@ -11,7 +11,9 @@ Layout (every file written atomically; run.json's `eval` section says what is th
                                         eval tokens on which the latent is non-zero (rewritten at each eval)
 
 At most `train.store_eval_tokens` rows are kept: for LM sources whole chunks (so every kept chunk has all of
-its rows), otherwise the first rows. Rows are in eval-stream order, identical to `build_eval_data`'s.
+its rows), otherwise the first rows. Rows are in eval-stream order, identical to `rebuild_held_out`'s.
+`read_held_out` turns them back into `EvalData` (what `Run.held_out` gives); `rebuild_held_out` builds it again
+for runs that stored none (an LM run: one model forward per batch of held-out chunks).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from saeseeds.atomic import atomic_write
-from saeseeds.errors import CheckpointError
+from saeseeds.data.types import EvalBatch, EvalData, as_mapping
+from saeseeds.errors import CheckpointError, DataError
 from saeseeds.hashing import sha256_hasher, tensor_bytes
 from saeseeds.run_layout import EVAL_DIR
 from saeseeds.training.diskspace import disk_full_guard, nbytes
@@ -196,3 +199,49 @@ def read_stored_batches(run_dir: Path, manifest: Mapping[str, Any]) -> list[dict
     sizes = [int(n) for n in rows["batch_rows"]]
     split = {h: a.split(sizes) for h, a in acts.items()}
     return [{h: parts[i] for h, parts in split.items()} for i in range(len(sizes))]
+
+
+def read_held_out(run_dir: Path, info: Mapping[str, Any], cfg: Any, *, source: str, max_chunks: int = 0) -> EvalData:
+    """The stored held-out set as `EvalData` (no tokenizer or model: `analysis.eval_data.with_model` adds them);
+    an LM run's rows keep their token ids and positions, in batches of `lm.lm_batch_size` chunks as in training.
+    `max_chunks` > 0 keeps the first chunks only."""
+    acts, rows = read_eval_set(run_dir, info)
+    hookpoints = list(acts)
+    sizes = [int(n) for n in rows["batch_rows"]]
+    meta = {"source": source, "stored": dict(info)}
+    if "chunks" not in rows:
+        split = {h: a.split(sizes) for h, a in acts.items()}
+        return EvalData([EvalBatch({h: parts[i] for h, parts in split.items()}) for i in range(len(sizes))],
+                        hookpoints, info=meta)
+    chunks, positions, token_ids = rows["chunks"], rows["positions"], rows["token_ids"]
+    if max_chunks > 0:
+        chunks = chunks[:max_chunks]
+    ctx_len = int(chunks.shape[1]) if chunks.ndim == 2 else 0
+    if chunks.numel() == 0:
+        raise DataError(f"{run_dir}: the stored held-out set has no token chunks")
+    keep = positions < chunks.shape[0] * ctx_len
+    # the same batches as `rebuild_held_out`: one per `lm.lm_batch_size` chunks
+    group = torch.div(positions[keep], ctx_len * max(cfg.lm.lm_batch_size, 1), rounding_mode="floor")
+    counts = torch.bincount(group).tolist() if group.numel() else []
+    parts = {h: a[keep].split(counts) for h, a in acts.items()}
+    ids, pos = token_ids[keep].split(counts), positions[keep].split(counts)
+    batches = [EvalBatch({h: parts[h][i] for h in hookpoints}, ids[i], pos[i]) for i in range(len(counts)) if counts[i]]
+    special = tuple(int(t) for t in rows["special_ids"])
+    return EvalData(batches, hookpoints, chunks, None, int(chunks.max()) + 1, None, special, meta)
+
+
+def rebuild_held_out(cfg: Any, *, max_chunks: int = 0, progress: bool = False) -> EvalData:
+    """The held-out set built again from a run config (`RunConfig`) when none was stored: an LM run's held-out
+    chunks through the LM (`lm_source.rebuild_lm_held_out`: token ids and positions kept, the model attached),
+    another source's eval batches. `max_chunks` > 0 caps the LM chunks."""
+    if cfg.data.source == "lm":
+        from saeseeds.data.lm_source import rebuild_lm_held_out
+
+        return rebuild_lm_held_out(cfg, max_chunks=max_chunks, progress=progress)
+    from saeseeds.data.sources import build_source
+
+    pair = build_source(cfg)
+    batches = [EvalBatch(as_mapping(b, cfg.data.hookpoint)) for b in pair.eval]
+    if not batches:
+        raise DataError("the run's data source has no evaluation batches")
+    return EvalData(batches, list(batches[0].acts), info=dict(pair.info))

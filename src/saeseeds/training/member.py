@@ -64,10 +64,14 @@ class Member:
         train_cfg: TrainConfig,
         total_steps: int,
         device: torch.device,
+        *,
+        sample: Tensor | None = None,
+        points: Tensor | None = None,
     ) -> Member:
-        """Initialise from the seed's own generator (never the global RNG)."""
+        """Initialise from the seed's own generator (never the global RNG); `sample` / `points`: the run's init
+        sample and shared centroids, for data-dependent initialisation (saeseeds.training.init_sample)."""
         generator = torch.Generator().manual_seed(seed)
-        sae = SparseAutoencoder(sae_cfg, d_in, generator=generator, device=device)
+        sae = SparseAutoencoder(sae_cfg, d_in, generator=generator, device=device, sample=sample, points=points)
         lr = sae_cfg.lr or train_cfg.lr or default_lr(sae.num_latents)
         optimizer = torch.optim.Adam(
             sae.parameters(),

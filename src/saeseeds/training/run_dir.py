@@ -325,6 +325,19 @@ class Run:
         acts, rows = read_eval_set(self.path, info)
         return info, acts, rows
 
+    def held_out(self, *, max_chunks: int = 0, progress: bool = False) -> Any:  # EvalData
+        """The held-out set as `EvalData`, read once: the stored rows (no LM), else, for a run that stored none, built
+        again from its data (`eval_store.rebuild_held_out`: an LM run's held-out chunks run through the LM)."""
+        from saeseeds.training.eval_store import read_held_out, rebuild_held_out
+
+        info = self.held_out_info
+        if info is not None:
+            self.check_held_out()
+            return read_held_out(self.path, info, self.config, source=self.data.get("source", self.config.data.source),
+                                 max_chunks=max_chunks)
+        self.check_data()
+        return rebuild_held_out(self.config, max_chunks=max_chunks, progress=progress)
+
     def held_out_batches(self) -> list[Any]:
         """The held-out batches (hookpoint → raw activations): the stored set, else rebuilt from the config."""
         stored = self.stored_held_out()

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from saeseeds.atomic import TEMP_SUFFIX, atomic_write_text, json_text, remove_stale_temps
-from saeseeds.config import RunConfig, from_dict, to_dict
+from saeseeds.config import RunConfig, SaeConfig, from_dict, to_dict
 from saeseeds.data.arrays import check_batch
 from saeseeds.data.batching import rebatch
 from saeseeds.data.types import SourcePair, as_mapping
@@ -43,6 +43,7 @@ from saeseeds.run_layout import (
     milestone_dir,
 )
 from saeseeds.sae.checkpoint import save_sae
+from saeseeds.sae.registry import get_architecture
 from saeseeds.training.batched import StepGroup, group_states, make_groups, read_pending, upload
 from saeseeds.training.diskspace import disk_full_guard, nbytes
 from saeseeds.training.eval_store import (
@@ -52,6 +53,14 @@ from saeseeds.training.eval_store import (
 )
 from saeseeds.training.evaluate import evaluate_sae
 from saeseeds.training.fingerprint import DataFingerprint, fingerprint_batches
+from saeseeds.training.init_sample import (
+    InitInputs,
+    check_sample_rows,
+    load_init_sample,
+    needs_init_sample,
+    peek_rows,
+    save_init_sample,
+)
 from saeseeds.training.logging import TrainLogger, append_text, check_sinks
 from saeseeds.training.member import Member
 from saeseeds.training.run_dir import (
@@ -224,6 +233,10 @@ class _Run:
         """The run directory's single-writer lock (rank 0 holds it), taken in `prepare()`."""
         self.committed: int | None = None
         """The step of the state committed last (None before the first commit)."""
+        self.init_sample: dict[str, Tensor] | None = None
+        """The run's init sample, raw, when an SAE initialises from data (saeseeds.training.init_sample)."""
+        self.init_sample_info: dict[str, Any] | None = None
+        """run.json's `init_sample` record (path, rows, sha256)."""
 
     # -------------------------------------------------------------- setup
 
@@ -253,17 +266,52 @@ class _Run:
         if len(set(names)) != len(names):
             raise DataError("two SAE configurations resolve to the same name; give them distinct `name`s")
         mine = self.my_share([m["num_latents"] * self.d_in[m["hookpoint"]] for m in self.all_members])
+        inputs = None if self.init_sample is None else InitInputs(self.init_sample, self.scales)
         for index in mine:
             hookpoint, sae_cfg, seed = plan[index]
-            member = Member.create(hookpoint, sae_cfg, seed, self.d_in[hookpoint], self.cfg.train, total, self.device)
+            sample, points = self.init_inputs(inputs, hookpoint, sae_cfg)
+            member = Member.create(hookpoint, sae_cfg, seed, self.d_in[hookpoint], self.cfg.train, total, self.device,
+                                   sample=sample, points=points)
             self.members.append(member)
         if not self.resume:
-            # Start b_dec at the mean of the first batch (scaled), the same for every member.
+            # b_dec starts at the mean of the first batch (scaled; init_b_dec "mean"), the same for every member.
             for member in self.members:
-                x = first[member.hookpoint].to(self.device, torch.float32) * self.scales[member.hookpoint]
-                with torch.no_grad():
-                    member.sae.b_dec.copy_(x.mean(0))
+                how = member.sae.cfg.init_b_dec if member.sae.b_dec.requires_grad else "zeros"  # rasae: frozen at 0
+                if how == "mean":
+                    start = first[member.hookpoint].to(self.device, torch.float32) * self.scales[member.hookpoint]
+                    start = start.mean(0)
+                elif how == "geometric_median":
+                    assert inputs is not None  # needs_init_sample drew it
+                    start = inputs.median(member.hookpoint)
+                else:
+                    start = None  # zeros, as constructed
+                if start is not None:
+                    with torch.no_grad():
+                        member.sae.b_dec.copy_(start)
+                if self.data_initialised(member.sae.cfg, member.sae.num_latents):
+                    first_scaled = first[member.hookpoint].to(self.device, torch.float32) * self.scales[member.hookpoint]
+                    member.sae.fit_encoder_scale(first_scaled)
         self.groups = make_groups(self.members, self.cfg.train.batched_seeds)
+
+    @staticmethod
+    def data_initialised(sae_cfg: SaeConfig, num_latents: int) -> bool:
+        """Whether the decoder starts from data (init_decoder data/kmeans, rasae's candidates): its encoder is then
+        rescaled to fit the first batch (`SparseAutoencoder.fit_encoder_scale`)."""
+        shared = get_architecture(sae_cfg.architecture).shared_points(sae_cfg, num_latents)
+        return sae_cfg.init_decoder != "random" or shared > 0
+
+    def init_inputs(self, inputs: InitInputs | None, hookpoint: str,
+                    sae_cfg: SaeConfig) -> tuple[Tensor | None, Tensor | None]:
+        """The (scaled) init sample and the shared centroids a member's initialisation reads, or None."""
+        if inputs is None:
+            return None, None
+        num_latents = sae_cfg.resolved_num_latents(self.d_in[hookpoint])
+        where = f"saes[{self.cfg.saes.index(sae_cfg)}]"
+        check_sample_rows(where, sae_cfg, num_latents, inputs.rows(hookpoint))
+        count = get_architecture(sae_cfg.architecture).shared_points(sae_cfg, num_latents)
+        points = inputs.centroids(hookpoint, count) if count else None
+        sample = inputs.centred(hookpoint) if sae_cfg.init_decoder != "random" else None
+        return sample, points
 
     def my_share(self, costs: list[int]) -> list[int]:
         """Indices of the members this rank trains: all alone; under torchrun a cost-balanced share."""
@@ -464,6 +512,7 @@ class _Run:
                 for m in self.all_members
             ],
             "milestones": self.milestone_entries(),
+            **({"init_sample": self.init_sample_info} if self.init_sample_info else {}),
             "eval": {
                 "about": f"held-out set and per-latent statistics in {EVAL_DIR}/ (saeseeds.training.eval_store)",
                 **self.eval_info,
@@ -524,10 +573,11 @@ class _Run:
             self.committed = int(trainer_state["step"])
         if self.world.is_main:
             remove_run_temps(self.out)
-        stream = self.batches()
+        stream: Iterator[dict[str, Tensor]] = self.batches()
         first = next(stream, None)
         if first is None:
             raise DataError(f"the activation source yielded fewer than {self.cfg.train.batch_size} rows")
+        stream = self.take_init_sample(first, stream)
         self.build_members(first)
         log.debug("device %s; %d of %d SAEs on this process (%s); d_in %s, input scale %s; %d steps of %d rows, "
                   "%s", self.device, len(self.members), len(self.all_members),
@@ -541,9 +591,33 @@ class _Run:
             pending = self.skip_verified(pending, trainer_state)
             self.restore_metrics(self.step, bool(trainer_state.get("final", self.step >= self.total_steps())))
         self.store_eval()
+        self.store_init_sample()
         self.write_manifest("running")
         self.start_logger(trainer_state)
         return pending, trainer_state
+
+    def take_init_sample(self, first: dict[str, Tensor], stream: Iterator[dict[str, Tensor]]) -> Iterator[dict[str, Tensor]]:
+        """When an SAE initialises from data: the run's init sample (stored one on resume, else read ahead of the
+        stream and written); the batches after `first`, unchanged in order (saeseeds.training.init_sample)."""
+        if not needs_init_sample(self.cfg.saes):
+            return stream
+        stored = None
+        if self.resume and (self.out / MANIFEST).is_file():
+            record = read_manifest(self.out).get("init_sample")
+            stored = load_init_sample(self.out, record)
+            if stored is not None:
+                self.init_sample_info = record
+        if stored is None:
+            stored, stream = peek_rows(first, stream, self.cfg.train.init_sample_tokens)
+        self.init_sample = stored
+        return stream
+
+    def store_init_sample(self) -> None:
+        """Write the init sample into the run (after the step-0 commit, so a run killed before it stays one that
+        starts afresh; a resumed run whose stored sample is whole keeps it)."""
+        if self.init_sample is None or self.init_sample_info is not None or not self.world.is_main:
+            return
+        self.init_sample_info = save_init_sample(self.out, self.init_sample)
 
     def start_logger(self, trainer_state: dict[str, Any] | None) -> None:
         """The metrics sinks (metrics.jsonl, TensorBoard, wandb: saeseeds.training.logging), continuing the

@@ -170,6 +170,8 @@ class Partner:
     cosine: str
     shared: bool
     max_cosine: str
+    explanation: str = ""
+    """Its explanation, when an interpret output explained it."""
 
 
 @dataclass
@@ -183,6 +185,8 @@ class LatentRow:
     contexts: list[Context]
     search: str = ""
     """Lower-case text the page's filter box matches against."""
+    explanation: str = ""
+    """Its explanation and score, when an interpret output explained it (`report/html/interpret.py`)."""
 
 
 @dataclass
@@ -194,6 +198,8 @@ class Latents:
     latents: list[LatentRow]
     contexts_note: str = ""
     kind: str = "latents"
+    explainer: str = ""
+    """The interpret output's explainer, when its explanations are shown."""
 
 
 @dataclass

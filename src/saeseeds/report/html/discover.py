@@ -16,7 +16,7 @@ SYNTHETIC = "synthetic"
 SYNTHETIC_REPORT = "synthetic_report"
 MAX_DEPTH = 3
 """How deep below the report's directory outputs are looked for."""
-ORDER = ("demo", "study", "pool", RUN, SYNTHETIC, "compare", "analyze")
+ORDER = ("demo", "study", "pool", RUN, SYNTHETIC, "compare", "analyze", "interpret")
 """Sections of a directory of outputs come in pipeline order; unknown kinds follow, by name."""
 
 

@@ -22,6 +22,7 @@ from saeseeds.report.html.blocks import (
     short_json,
 )
 from saeseeds.report.html.generic import csv_table, json_blocks, read_json
+from saeseeds.report.html.recipes import recipe_blocks
 
 STUDY_SCHEMA = "saeseeds.study/1"
 POOL_SCHEMA = "saeseeds.pooling/1"
@@ -101,6 +102,7 @@ def study_section(out: Any, rel: str, figures: Callable[[Path], list[Any]]) -> S
         f"{len(grid)} configuration(s) ({', '.join(map(str, grid))}) × {len(data.get('seeds') or [])} seeds at "
         f"{', '.join(map(str, data.get('hookpoints') or []))}, compared at {', '.join(milestones) or 'the end'} of "
         f"training under the {rule.get('stability', 'shared')} estimator, cosine > {fmt(rule.get('threshold'))}."))
+    sec.blocks.extend(recipe_blocks(out.path))
     rows = [r for r in data.get("rows", []) if isinstance(r, dict)]
     if rows:
         sec.blocks.append(study_results(rows))
