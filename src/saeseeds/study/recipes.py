@@ -20,7 +20,7 @@ import numpy as np
 
 from saeseeds.align.cross_seed import CrossSeedResult, pw_mcc
 from saeseeds.align.sharing import STABILITY_KINDS
-from saeseeds.signflip import holm_adjust, sign_flip_test
+from saeseeds.signflip import holm_adjust, sign_flip_test, units_needed
 from saeseeds.study.aggregate import spread
 
 MIN_SEEDS = 3
@@ -104,8 +104,8 @@ def functional_columns(summary: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def seeds_for_holm(m: int, alpha: float) -> int:
-    """Fewest seeds whose exact sign-flip test can pass Holm's first step over m tests (m · 2^-n ≤ α)."""
-    return max(1, math.ceil(math.log2(max(m, 1) / alpha) - 1e-12))
+    """Fewest seeds whose exact sign-flip test can pass Holm's first step over m tests (2^-n ≤ α / m)."""
+    return units_needed(alpha / max(m, 1))
 
 
 def judge_recipes(seeds: Mapping[str, Mapping[str, Any]], reference: str, *, kind: str, fvu_margin: float,
