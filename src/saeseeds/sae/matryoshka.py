@@ -19,6 +19,7 @@ writes it as SAELens's JumpReLU exactly like batchtopk; its saeseeds_config keep
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -49,11 +50,15 @@ def prefix_fvus(sae: SparseAutoencoder, x: Tensor) -> list[tuple[int, Tensor]]:
     training loss sums (in training mode) or the nested SAEs' quality (in eval mode)."""
     enc = sae._encode(x)
     x = x.to(sae.dtype)
-    dense = _dense(sae, enc)
-    decoder = sae.spec.decoder(sae)
+    return _cumulative_fvus(sae, x, _dense(sae, enc), sae.spec.decoder(sae), resolved_prefixes(sae.cfg, sae.num_latents))
+
+
+def _cumulative_fvus(sae: SparseAutoencoder, x: Tensor, dense: Tensor, decoder: Tensor, prefixes: Sequence[int]
+                     ) -> list[tuple[int, Tensor]]:
+    """(m, FVU of b_dec + the first m latents' contributions) for ascending `prefixes`, each built on the last."""
     total_variance = (x - x.mean(0)).pow(2).sum().clamp_min(torch.finfo(x.dtype).tiny)
     out, partial, start = [], sae.b_dec.expand_as(x), 0
-    for m in resolved_prefixes(sae.cfg, sae.num_latents):
+    for m in prefixes:
         partial = partial + dense[:, start:m].to(sae.dtype) @ decoder[start:m]
         out.append((m, (x - partial).pow(2).sum() / total_variance))
         start = m
@@ -97,13 +102,10 @@ class Matryoshka(BatchTopK):
         self, sae: SparseAutoencoder, x: Tensor, enc: Encoding, decoder: Tensor, fvu: Tensor, residual: Tensor
     ) -> Tensor:
         """Σ_m FVU_m: each inner prefix's FVU from the shared code, then the full dictionary's (the forward's fvu)."""
-        dense = _dense(sae, enc)
-        total_variance = (x - x.mean(0)).pow(2).sum().clamp_min(torch.finfo(x.dtype).tiny)
-        loss, partial, start = fvu, sae.b_dec.expand_as(x), 0
-        for m in resolved_prefixes(sae.cfg, sae.num_latents)[:-1]:
-            partial = partial + dense[:, start:m].to(sae.dtype) @ decoder[start:m]
-            loss = loss + (x - partial).pow(2).sum() / total_variance
-            start = m
+        inner = resolved_prefixes(sae.cfg, sae.num_latents)[:-1]
+        loss = fvu
+        for _, prefix_fvu in _cumulative_fvus(sae, x, _dense(sae, enc), decoder, inner):
+            loss = loss + prefix_fvu
         return loss
 
 
