@@ -81,7 +81,7 @@ def test_verbose_train_and_compare_show_debug_details_quiet_shows_no_info(
     out, err = capsys.readouterr()
     assert "shared fraction" in out and "debug" not in out
     lines = debug_lines(err)
-    assert any("api.comparison: activations/topk-32: seed0 vs seed1: decoder dense" in line and "MMCS" in line
+    assert any("align.cross_seed: activations/topk-32: seed0 vs seed1: decoder dense" in line and "MMCS" in line
                for line in lines), err
     assert any("seeds loaded in" in line and "aligned in" in line for line in lines), err
     assert any("commands.compare: device cpu" in line for line in lines), err

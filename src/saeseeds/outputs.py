@@ -22,7 +22,7 @@ from saeseeds.atomic import recover_target
 from saeseeds.errors import CheckpointError, ConfigError, SaeseedsError
 from saeseeds.records import write_record
 from saeseeds.run_layout import MANIFEST as RUN_FILE
-from saeseeds.run_layout import RUN_SCHEMA
+from saeseeds.run_layout import POINTER, RUN_SCHEMA, STATE_SET
 from saeseeds.run_layout import STATE_DIR as RUN_STATE
 
 MARKER = ".saeseeds-output.json"
@@ -102,7 +102,6 @@ def holds_run(out: str | Path) -> bool:
     """True when `out` holds an earlier saeseeds run: a saeseeds run.json, or a real `.state/` holding only trainer
     state (trainer.json, state sets, temporaries: a run killed before it wrote run.json)."""
     from saeseeds.atomic import BACKUP_SUFFIX, TEMP_SUFFIX
-    from saeseeds.training.state import POINTER, STATE_SET
 
     out = Path(out)
     state = out / RUN_STATE
@@ -183,14 +182,6 @@ def committed_step(out: Path) -> int:
         return int(json.loads((out / RUN_FILE).read_text()).get("step", 0))
     except (OSError, ValueError, TypeError, AttributeError):
         return 0
-
-
-def run_worth_keeping(out: Path) -> bool:
-    """Whether a failed train must leave `out` alone: it committed a checkpoint after step 0 (resumable), or
-    another live process holds the run's lock (its run, begun while this one started)."""
-    from saeseeds.training.run_lock import holder_pid
-
-    return committed_step(out) > 0 or holder_pid(out) is not None
 
 
 @contextmanager

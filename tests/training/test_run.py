@@ -70,6 +70,48 @@ def test_seed_sets_and_layout(run_dir: Path) -> None:
     assert run.latent_frequency(one.hookpoint, one.sae_name, 0).shape == (16,)
 
 
+def test_seed_sets_carry_the_stored_frequencies_and_compare_uses_them(run_dir: Path, tmp_path: Path) -> None:
+    """The run reads eval/latents.safetensors once for all its seed sets; compare takes each seed's frequencies
+    from its set (no second reading); a set moved to other checkpoints (a milestone) must drop them."""
+    import dataclasses
+
+    import numpy as np
+
+    from saeseeds.training.run_dir import load_latent_frequencies, read_latent_frequencies
+
+    run = Run.open(run_dir)
+    (one,) = run.seed_sets()
+    stored = [load_latent_frequencies(run_dir, one.hookpoint, one.sae_name, s) for s in (0, 1)]
+    assert all(f is not None for f in stored) and len(read_latent_frequencies(run_dir)) == 2
+    assert all(np.array_equal(a, b) for a, b in zip(one.frequencies, stored, strict=True))
+    (result,) = ss.compare_all([one])
+    assert all(np.array_equal(a, b) for a, b in zip(result.frequencies, stored, strict=True))
+    assert dataclasses.replace(one, frequencies=()) == one  # frequencies do not take part in a set's identity
+    bare = dataclasses.replace(one, run_dir=None, frequencies=())
+    assert ss.compare_all([bare])[0].frequencies == [None, None]
+    assert read_latent_frequencies(tmp_path) == {}  # a run without the file: none, not an error
+
+
+def test_milestone_seed_sets_do_not_borrow_the_final_frequencies(run_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from saeseeds.api.study import _seed_sets
+
+    shutil.copytree(run_dir, tmp_path / "run")
+    run = Run.open(tmp_path / "run")
+    (final,) = _seed_sets([run], 4, 4)
+    assert final.frequencies and all(f is not None for f in final.frequencies)
+    for s in (0, 1):  # a milestone at step 2 holding copies of the checkpoints
+        shutil.copytree(run.checkpoints()[s].path, run.milestone(2) / one_path(run, s))
+    (early,) = _seed_sets([run], 2, 4)
+    assert early.frequencies == () and early.run_dir is None and early.paths[0].is_relative_to(run.milestone(2))
+
+
+def one_path(run: Run, seed: int) -> Path:
+    """A checkpoint's place inside the run (the same inside a milestone folder)."""
+    return run.checkpoints()[seed].path.relative_to(run.path)
+
+
 def test_analyze_reads_run_json_once(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every stage of analyze works from the one opened run: run.json is read from disk once (it was read five
     times when each stage re-opened the directory)."""

@@ -21,6 +21,7 @@ On disk (`save` / `load`, schema `saeseeds.cross_seed/1`, documented in docs/for
 from __future__ import annotations
 
 import itertools
+import logging
 import zipfile
 import zlib
 from collections.abc import Callable, Sequence
@@ -42,6 +43,7 @@ from saeseeds.records import read_record, relative_path, resolve_path, write_rec
 
 FORMAT = "saeseeds.cross_seed/1"
 RESULT_FILE = "cross_seed.json"
+log = logging.getLogger(__name__)
 PairMap = Callable[[list[tuple[int, int]], Callable[[tuple[int, int]], Any]], list[Any]]
 """How `align_seeds` runs its pairs: `map_pairs(pairs, fn) -> [fn(p) for p in pairs]`, however spread."""
 ORDERINGS = 20
@@ -59,6 +61,9 @@ class SeedSet:
     sae_name: str = ""
     seeds: tuple[int | None, ...] = ()
     run_dir: Path | None = None
+    frequencies: tuple[np.ndarray | None, ...] = field(default=(), compare=False, repr=False)
+    """Per seed, its per-latent firing frequency on the run's held-out set as the trainer stored it (None for a
+    seed without one); empty when the set does not come from a run."""
 
     def __len__(self) -> int:
         return len(self.names)
@@ -418,6 +423,7 @@ def align_seeds(
     alignments: dict[tuple[int, int], Alignment] = {}
     for (i, j), (al, back_max) in zip(pairs, done):
         alignments[(i, j)], alignments[(j, i)] = al, reverse_alignment(al, back_max)
+        log.debug("%s: %s vs %s: %s", label, al.name_a, al.name_b, al.how())
     return CrossSeedResult(
         label, list(names), rule, alignments, [int(dec.shape[0]) for dec, _ in weights], hookpoint, sae_name,
         [str(p) for p in paths], digests, [None] * len(weights),

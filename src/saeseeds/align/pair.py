@@ -89,6 +89,17 @@ class Alignment:
             "stats": self.stats,
         }
 
+    def how(self) -> str:
+        """One line: how each side was matched (dense, or sparse with its screen, proof rounds and candidate
+        pairs), the shared count and MMCS (compare's --verbose)."""
+        how = []
+        for side in ("decoder", "encoder"):
+            st = (self.stats or {}).get(side) or {}
+            how.append(f"{side} {st.get('method', '?')}" + (
+                f" ({st.get('screen', '?')} screen, {st.get('rounds', 0)} rounds, "
+                f"{st.get('final_pairs', 0):,} candidate pairs)" if st.get("method") == "sparse" else ""))
+        return f"{', '.join(how)}; shared {self.n_shared}/{self.num_latents_a}, MMCS {self.mmcs:.3f}"
+
     def under(self, rule: SharingRule) -> Alignment:
         """The same matchings judged by another rule's threshold (a change of `absolute` needs new matchings)."""
         if rule.absolute != self.absolute:

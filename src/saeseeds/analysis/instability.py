@@ -15,7 +15,7 @@ its field on `ConfigAnalysis`. `saeseeds analyze` writes the results (`tables.se
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,11 +33,20 @@ from saeseeds.analysis.tables.stability import StabilityAnalysis, StabilityTable
 from saeseeds.analysis.tables.subspaces import SubspaceAnalysis, SubspaceTable
 from saeseeds.analysis.tables.triggers import TriggerAnalysis, TriggerTable
 from saeseeds.analysis.triggers import sparse_from_code
+from saeseeds.atomic import atomic_dir
 from saeseeds.errors import DataError
-from saeseeds.records import write_record
+from saeseeds.names import name_problem, safe_slug
+from saeseeds.outputs import mark_output
+from saeseeds.records import relative_path, write_record
 from saeseeds.sae.model import SparseAutoencoder
 
-__all__ = ["ANALYSES", "CLAIMS_ESTIMATOR", "AnalyzeOptions", "ConfigAnalysis", "analyze_config", "result_for", "write_results"]
+FORMAT = "saeseeds.analyze/1"
+"""analysis.json's schema: `saeseeds analyze`'s output directory."""
+KIND = "analyze"
+"""The output marker of that directory (`saeseeds.outputs`)."""
+
+__all__ = ["ANALYSES", "CLAIMS_ESTIMATOR", "AnalyzeOptions", "ConfigAnalysis", "analyze_config", "result_for", "write_analysis",
+           "write_results"]
 
 ANALYSES: tuple[type[Analysis], ...] = (
     StabilityAnalysis, TriggerAnalysis, AblationAnalysis, SubspaceAnalysis, ClaimsAnalysis,
@@ -160,3 +169,33 @@ def write_results(res: ConfigAnalysis, target: Path) -> list[str]:
                **res.triggers.stats[0].table()}
     write_record(target / "latents.json", "saeseeds.latents/1", latents)
     return [*files, "latents.json"]
+
+
+def write_analysis(run_dir: Path, analyses: Sequence[ConfigAnalysis], out: Path, *,
+                   draw: Callable[[ConfigAnalysis, Path], list[str]] | None = None,
+                   cross: Sequence[CrossSeedResult] | None = None) -> None:
+    """Write `saeseeds analyze`'s output directory (swapped in whole): every configuration's results
+    (`write_results`) and, with `draw` (the report's figure and page drawer, injected), its figures;
+    analysis.json; and `cross_seed/<slug>/` for cross-seed results computed by the analysis itself."""
+    with atomic_dir(out) as tmp:
+        mark_output(tmp, KIND)
+        summary: dict[str, Any] = {"run_dir": relative_path(run_dir, tmp), "configs": {}}  # tmp lies beside out
+        if analyses:
+            summary["analysis_tokens"] = analyses[0].analysis_tokens
+            summary["holm_run"] = analyses[0].run_holm
+        for res in analyses:
+            rel = Path(_safe(res.hookpoint)) / _safe(res.sae_name)
+            files = write_results(res, tmp / rel) + (draw(res, tmp / rel) if draw is not None else [])
+            summary["configs"][f"{res.hookpoint}/{res.sae_name}"] = {
+                "dir": str(rel), "seeds": res.seeds, "seconds": res.seconds, "timings_s": res.timings_s,
+                "files": files, "analysis_tokens": res.analysis_tokens,
+                "claims": {name: verdict.brief() for name, verdict in res.claims.items()},
+            }
+        for result in cross or []:
+            result.save(tmp / "cross_seed" / safe_slug(result.label))
+        write_record(tmp / "analysis.json", FORMAT, summary)
+
+
+def _safe(name: str) -> str:
+    """A path component from a hookpoint or SAE name (saeseeds.names.safe_slug: it never leaves or hides)."""
+    return name if name_problem(name) is None else safe_slug(name)

@@ -26,6 +26,7 @@ from saeseeds.data.hookpoints import hook_module
 from saeseeds.data.lm_source import forward_kwargs
 from saeseeds.errors import DataError
 from saeseeds.progress import tqdm
+from saeseeds.training.run_dir import member_key
 
 ReplaceFn = Callable[[Tensor], Tensor]
 """Maps the activation at a hookpoint [batch, seq, d] to its replacement (same shape)."""
@@ -313,7 +314,7 @@ def _run_reports(run_dir: Path, model: nn.Module, chunks: Tensor, special: Seque
     device = str(next(model.parameters()).device)
     refs: dict[str, dict[str, Any]] = {}
     for ref in list_checkpoints(run_dir):
-        refs.setdefault(ref.hookpoint, {})[f"{ref.hookpoint}/{ref.sae_name}/seed{ref.seed}"] = ref
+        refs.setdefault(ref.hookpoint, {})[member_key(ref.hookpoint, ref.sae_name, ref.seed)] = ref
     out: dict[str, tuple[Any, LmLossReport]] = {}
     for hookpoint, by_key in refs.items():
         fns = {key: sae_replace_fn(load_sae(ref.path, device=device)) for key, ref in by_key.items()}

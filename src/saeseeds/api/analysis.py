@@ -14,34 +14,28 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from torch import Tensor
 
 from saeseeds.align.cross_seed import CrossSeedResult
-from saeseeds.analysis.eval_data import EvalData, with_model
+from saeseeds.analysis.eval_data import with_model
 from saeseeds.analysis.instability import (
+    KIND,
     AnalyzeOptions,
     ConfigAnalysis,
     analyze_config,
     result_for,
-    write_results,
+    write_analysis,
 )
 from saeseeds.analysis.tables.claims import attach_run_holm
 from saeseeds.analysis.token_budget import analysis_tokens
 from saeseeds.analysis.token_budget import describe as describe_tokens
 from saeseeds.api.comparison import compare_all, load_comparison
-from saeseeds.api.discovery import slug
-from saeseeds.atomic import atomic_dir
 from saeseeds.errors import CheckpointError
-from saeseeds.names import name_problem, safe_slug
-from saeseeds.outputs import check_output_dir, mark_output
-from saeseeds.records import relative_path, write_record
+from saeseeds.outputs import check_output_dir
 from saeseeds.sae import load_sae
 from saeseeds.training.run_dir import Run
 
-FORMAT = "saeseeds.analyze/1"
-KIND = "analyze"
 log = logging.getLogger(__name__)
 
 
@@ -51,7 +45,6 @@ def analyze(
     cross: Sequence[CrossSeedResult] | str | Path | None = None,
     options: AnalyzeOptions | None = None,
     configs: Sequence[str] = (),
-    eval_data: EvalData | None = None,
     max_eval_chunks: int = 0,
     out: str | Path | None = None,
     overwrite: bool = False,
@@ -67,7 +60,7 @@ def analyze(
     Firing, trigger and ablation statistics use `options.max_tokens` analysis tokens: the held-out rows, then
     distinct training rows (`saeseeds.analysis.token_budget`); an LM run's training rows only with
     `options.lm_train_rows`, and `train_stream` (the run's training stream, e.g. an in-memory replay) then saves
-    re-running the LM for them. By default no LM or model forward runs. `eval_data`, when given, is used as the held-out set.
+    re-running the LM for them. By default no LM or model forward runs.
     The claims are judged with `options.rule`'s stability estimator (default: Gerasimov et al.'s `reappears`)
     and, with `options.alternate`, with the other one beside it; Holm over all configurations together is added
     to each verdict (`run_holm`, `tables.claims.attach_run_holm`).
@@ -81,10 +74,9 @@ def analyze(
     if not sets:
         named = f" named {list(configs)}" if configs else ""
         raise CheckpointError(f"{run.path}: no SAE configuration with two or more seeds to analyse{named}")
-    if train_stream is None:  # training rows come from the run's data file: the one it was trained on, or refused
-        run.check_data()
     t0 = time.perf_counter()
-    held_out = eval_data if eval_data is not None else run.held_out(max_chunks=max_eval_chunks, progress=opts.progress)
+    # training rows come from the run's data file (unless replayed): the one it was trained on, or refused now
+    held_out = run.held_out(max_chunks=max_eval_chunks, progress=opts.progress, check_data=train_stream is None)
     read_s = time.perf_counter() - t0
     if out is not None:
         check_output_dir(out, KIND, overwrite=overwrite)
@@ -94,8 +86,8 @@ def analyze(
     else:
         results = load_comparison(cross) if isinstance(cross, (str, Path)) else list(cross)
     t0 = time.perf_counter()
-    if eval_data is None:  # any model: a causal LM for LM loss, an encoder for output recovered
-        held_out = with_model(held_out, run, need_model=opts.lm_loss, any_model=True)
+    # any model: a causal LM for LM loss, an encoder for output recovered
+    held_out = with_model(held_out, run, need_model=opts.lm_loss, any_model=True)
     tokens, token_info = analysis_tokens(run, held_out, max_tokens=opts.max_tokens,
                                          lm_train_rows=opts.lm_train_rows, train_stream=train_stream,
                                          progress=opts.progress)
@@ -119,36 +111,10 @@ def analyze(
     for a, _ in analyses:
         a.run_holm = run_holm
     if out is not None:
-        write_analysis(run.path, [a for a, _ in analyses], Path(out),
+        # the report draws the figures (matplotlib imported only now)
+        from saeseeds.report.analysis_plots import draw_config
+
+        write_analysis(run.path, [a for a, _ in analyses], Path(out), draw=draw_config,
                        cross=[r for _, r in analyses] if computed else None)
         result_line(f"wrote {Path(out) / 'analysis.json'}")
     return [a for a, _ in analyses]
-
-
-def write_analysis(run_dir: Path, analyses: Sequence[ConfigAnalysis], out: Path,
-                   cross: Sequence[CrossSeedResult] | None = None) -> None:
-    """Write every configuration's results, figures and page, and analysis.json, into `out` (swapped in whole)."""
-    from saeseeds.report.analysis_plots import draw_config
-
-    with atomic_dir(out) as tmp:
-        mark_output(tmp, KIND)
-        summary: dict[str, Any] = {"run_dir": relative_path(run_dir, tmp), "configs": {}}  # tmp lies beside out
-        if analyses:
-            summary["analysis_tokens"] = analyses[0].analysis_tokens
-            summary["holm_run"] = analyses[0].run_holm
-        for res in analyses:
-            rel = Path(_safe(res.hookpoint)) / _safe(res.sae_name)
-            files = write_results(res, tmp / rel) + draw_config(res, tmp / rel)
-            summary["configs"][f"{res.hookpoint}/{res.sae_name}"] = {
-                "dir": str(rel), "seeds": res.seeds, "seconds": res.seconds, "timings_s": res.timings_s,
-                "files": files, "analysis_tokens": res.analysis_tokens,
-                "claims": {name: verdict.brief() for name, verdict in res.claims.items()},
-            }
-        for result in cross or []:
-            result.save(tmp / "cross_seed" / slug(result.label))
-        write_record(tmp / "analysis.json", FORMAT, summary)
-
-
-def _safe(name: str) -> str:
-    """A path component from a hookpoint or SAE name (saeseeds.names.safe_slug: it never leaves or hides)."""
-    return name if name_problem(name) is None else safe_slug(name)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from saeseeds.align.cross_seed import CrossSeedResult, PairMap, SeedSet, align_seeds, pw_mcc
+from saeseeds.align.cross_seed import CrossSeedResult, SeedSet, align_seeds, pw_mcc
 from saeseeds.align.pair import sae_weights
 from saeseeds.align.screen_choice import check_screen
 from saeseeds.align.sharing import SharingRule, describe_stability
@@ -27,13 +27,12 @@ from saeseeds.analysis.frequency import binned_by_frequency, firing_frequency
 from saeseeds.api.discovery import comparable, seed_sets, slug
 from saeseeds.atomic import atomic_dir
 from saeseeds.data.arrays import load_activation_batches
-from saeseeds.distributed import current_world, map_gathered
+from saeseeds.distributed import spread_pairs
 from saeseeds.errors import DataError
 from saeseeds.outputs import check_output_dir, mark_output
 from saeseeds.progress import tqdm
 from saeseeds.records import read_record, relative_path, resolve_path, write_record
 from saeseeds.sae import load_any
-from saeseeds.training.run_dir import load_latent_frequencies
 
 FORMAT = "saeseeds.compare/1"
 KIND = "compare"
@@ -93,9 +92,10 @@ def compare_all(
             t0 = time.perf_counter()
             saes = [load_any(p) for p in seed_set.paths]
             weights = [sae_weights(s) for s in saes]
-            pair_map = _pair_map(weights)
+            pair_map = spread_pairs([int(dec.shape[0]) for dec, _ in weights])  # under torchrun: by cost
             t1 = time.perf_counter()
-            frequencies = _frequencies(seed_set, saes, batches)  # what the set needs besides the alignment, first
+            frequencies = ([firing_frequency(sae, batches, hookpoint=seed_set.hookpoint) for sae in saes]
+                           if batches is not None else list(seed_set.frequencies or [None] * len(saes)))
             t2 = time.perf_counter()
             result = align_seeds(
                 weights, list(seed_set.names), rule=rule, label=seed_set.label, hookpoint=seed_set.hookpoint,
@@ -104,54 +104,10 @@ def compare_all(
                 map_pairs=pair_map,
             )
             result.frequencies = frequencies
-            _log_set(result, [t1 - t0, time.perf_counter() - t2, t2 - t1])
+            log.debug("%s: %d seeds loaded in %.2fs, frequencies in %.2fs, aligned in %.2fs", seed_set.label,
+                      len(saes), t1 - t0, t2 - t1, time.perf_counter() - t2)
             results.append(result)
     return results
-
-
-def _log_set(result: CrossSeedResult, seconds: list[float]) -> None:
-    """DEBUG: how each unordered pair was aligned (method, proof rounds, candidate pairs), and the timings."""
-    if not log.isEnabledFor(logging.DEBUG):
-        return
-    for (i, j), al in sorted(result.alignments.items()):
-        if i > j:
-            continue
-        how = []
-        for side in ("decoder", "encoder"):
-            st = (al.stats or {}).get(side) or {}
-            how.append(f"{side} {st.get('method', '?')}" + (
-                f" ({st.get('screen', '?')} screen, {st.get('rounds', 0)} rounds, "
-                f"{st.get('final_pairs', 0):,} candidate pairs)" if st.get("method") == "sparse" else ""))
-        log.debug("%s: %s vs %s: %s; shared %d/%d, MMCS %.3f", result.label, al.name_a, al.name_b,
-                  ", ".join(how), al.n_shared, al.num_latents_a, al.mmcs)
-    log.debug("%s: %d seeds loaded in %.2fs, aligned in %.2fs, frequencies in %.2fs", result.label,
-              result.num_seeds, *seconds)
-
-
-def _pair_map(weights: Sequence[tuple[Any, Any]]) -> PairMap | None:
-    """Under torchrun, spread the pairs over the ranks by cost (n_i * n_j) and gather them on every rank."""
-    world = current_world()
-    if not world.active:
-        return None
-    sizes = [int(dec.shape[0]) for dec, _ in weights]
-
-    def spread(pairs: list[tuple[int, int]], fn: Any) -> list[Any]:
-        return map_gathered(pairs, fn, costs=[sizes[i] * sizes[j] for i, j in pairs], world=world)
-
-    return spread
-
-
-def _frequencies(seed_set: SeedSet, saes: list[Any], batches: list[Any] | None) -> list[np.ndarray | None]:
-    """Per-seed firing frequencies: from `batches` when given, else the ones the trainer stored in the run."""
-    if batches is not None:
-        return [firing_frequency(sae, batches, hookpoint=seed_set.hookpoint) for sae in saes]
-    if seed_set.run_dir is None:
-        return [None] * len(saes)
-    return [
-        load_latent_frequencies(seed_set.run_dir, seed_set.hookpoint, seed_set.sae_name, seed)
-        if seed is not None else None
-        for seed in seed_set.seeds
-    ]
 
 
 def save_comparison(results: Sequence[CrossSeedResult], out: str | Path, *, overwrite: bool = False,

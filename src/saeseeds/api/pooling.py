@@ -1,6 +1,6 @@
 """Pool cross-seed features into one SAE and judge it fairly (`saeseeds pool`, `ss.pool`): find the run and the
 cross-seed result of the configuration to pool (`resolve_source`), run the experiment (`saeseeds.pooling.experiment.
-run_pool`, docs/pooling.md) and write what it built and measured.
+run_pool`, docs/pooling.md) and write what it built and measured (`saeseeds.pooling.output.write_pool`).
 
 Output layout (schema `saeseeds.pooling/1`, docs/formats.md; paths in it relative to the file holding them):
 
@@ -20,24 +20,16 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from saeseeds.align.cross_seed import CrossSeedResult, SeedSet
 from saeseeds.api.comparison import compare_all, load_comparison
-from saeseeds.atomic import atomic_dir, atomic_write_npz
 from saeseeds.errors import CheckpointError, ConfigError
-from saeseeds.outputs import check_output_dir, mark_output
+from saeseeds.outputs import check_output_dir
 from saeseeds.pooling.experiment import PoolResult, run_pool
 from saeseeds.pooling.options import PoolOptions
-from saeseeds.records import relative_path, write_record
-from saeseeds.sae import save_sae
-from saeseeds.sae.checkpoint import update_checkpoint_extra
-from saeseeds.sae.model import SparseAutoencoder
+from saeseeds.pooling.output import FORMAT, KIND, write_pool
 from saeseeds.training.run_dir import Run
 
 __all__ = ["FORMAT", "KIND", "PoolResult", "headline", "pool", "resolve_source"]
-FORMAT = "saeseeds.pooling/1"
-KIND = "pool"
 log = logging.getLogger(__name__)
 
 
@@ -120,7 +112,9 @@ def pool(
     if caller_say is not None:  # the CLI prints the verdicts itself, on stdout
         caller_say(headline(pooled.record))
     if out is not None:
-        _write(Path(out), pooled, result, run.data)
+        from saeseeds.report.pool_plots import plot_pool  # matplotlib only when figures are drawn
+
+        write_pool(Path(out), pooled, result, run.data, draw=plot_pool)
         pooled.out = Path(out)
     return pooled
 
@@ -140,43 +134,3 @@ def headline(record: dict[str, Any]) -> str:
         lines.append(f"{v['claim']}: {state}" + (f" (p = {v['p_value']:.3g})" if v["p_value"] is not None else "")
                      + (f" — {v['reason']}" if v.get("reason") else ""))
     return "\n".join(lines)
-
-
-def _write(out: Path, res: PoolResult, result: CrossSeedResult, data: dict[str, Any]) -> None:
-    """Everything into `out`, built aside and swapped in whole (`data`: run.json's data section)."""
-    from saeseeds.pooling.plots import plot_pool
-
-    trained, scores, hookpoint = res.trained, res.scores, result.hookpoint
-    assert trained is not None and scores is not None, "run_pool fills both"
-    model = str(data.get("model", ""))
-    provenance = {"schema": FORMAT, "run_dir": res.record["run_dir"], "config": result.label,
-                  "seeds": list(result.names), "digests": list(result.digests),
-                  "options": res.record["options"], "fit": res.record["fit"]}
-
-    def save(sae: SparseAutoencoder, path: Path, seed: int | None, extra: dict[str, Any] | None) -> None:
-        save_sae(sae, path, hookpoint=hookpoint, model=model, seed=seed, input_scale=trained.scale, data=data)
-        if extra is not None:  # a normal checkpoint whose saeseeds.json also records where its latents came from
-            update_checkpoint_extra(path, pooling=extra | {"run_dir": relative_path(extra["run_dir"], path)})
-
-    with atomic_dir(out) as tmp:
-        mark_output(tmp, KIND)
-        c = res.clusters
-        atomic_write_npz(tmp / "clusters.npz", members=c.members, support=c.support, edges=c.edges, weight=c.weight,
-                         contribution=scores, chosen=res.chosen.astype(np.int64))
-        save(trained.pooled, tmp / "pooled", None, provenance | {"from": "every seed"})
-        for k, (a, b) in enumerate(trained.splits):
-            row = res.record["splits"][k]
-            save(a, tmp / "splits" / str(k) / "a", None, provenance | {"seeds": row["a"], "fit": row["fit"]["a"]})
-            save(b, tmp / "splits" / str(k) / "b", None, provenance | {"seeds": row["b"], "fit": row["fit"]["b"]})
-        baseline = res.record.get("baseline") or {}
-        for sae, seed in zip(trained.baseline, baseline.get("seeds", [])):
-            save(sae, tmp / "baseline" / f"seed{seed}", seed, None)
-        res.record["figures"] = [str(p.relative_to(tmp)) for p in plot_pool(res.record, c, res.chosen,
-                                                                             tmp / "figures")]
-        write_record(tmp / "pool.json", FORMAT, _on_disk(res.record, tmp))  # tmp lies beside out
-
-
-def _on_disk(record: dict[str, Any], base: Path) -> dict[str, Any]:
-    """pool.json as stored in `base`: `run_dir` and the cross-seed checkpoint paths relative to it."""
-    cross = record["cross_seed"] | {"paths": [relative_path(p, base) for p in record["cross_seed"]["paths"]]}
-    return record | {"run_dir": relative_path(record["run_dir"], base), "cross_seed": cross}

@@ -134,7 +134,7 @@ def _seed_sets(runs: list[Run], step: int, total: int) -> list[SeedSet]:
             missing = [p for p in paths if not (p / CHECKPOINT_CONFIG).is_file()]
             if missing:
                 raise CheckpointError(f"{missing[0]}: milestone checkpoint is missing (run.json lists step {step})")
-            sets.append(dataclasses.replace(s, paths=paths, run_dir=None))
+            sets.append(dataclasses.replace(s, paths=paths, run_dir=None, frequencies=()))  # the end's do not apply
     return sets
 
 

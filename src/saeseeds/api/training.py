@@ -11,14 +11,10 @@ from saeseeds.config import RunConfig, apply_overrides, load_config
 from saeseeds.data.sources import build_source
 from saeseeds.data.types import SourcePair
 from saeseeds.distributed import launched
-from saeseeds.outputs import (
-    check_creatable,
-    check_train_out,
-    removed_if_failed_fresh,
-    run_worth_keeping,
-)
+from saeseeds.outputs import check_creatable, check_train_out, removed_if_failed_fresh
 from saeseeds.training import TrainResult, train_run
 from saeseeds.training.logging import check_sinks
+from saeseeds.training.run_lock import run_worth_keeping
 from saeseeds.training.trainer import check_out_dir
 
 log = logging.getLogger(__name__)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from saeseeds.data.types import SourcePair
 from saeseeds.errors import ConfigError
 from saeseeds.records import resolve_path
+from saeseeds.run_layout import MANIFEST
 
 if TYPE_CHECKING:
     from saeseeds.config import RunConfig
@@ -67,4 +68,4 @@ def check_run_data(cfg: RunConfig, manifest: Mapping[str, Any], run_dir: str | P
     if isinstance(data, Mapping) and path.is_file():
         from saeseeds.data.arrays import check_same_file
 
-        check_same_file(path, data, str(Path(run_dir) / "run.json"))
+        check_same_file(path, data, str(Path(run_dir) / MANIFEST))

@@ -189,3 +189,17 @@ def map_gathered(
     for part in world.gather_objects(mine):
         results.update(part)
     return [results[i] for i in range(len(items))]
+
+
+def spread_pairs(sizes: Sequence[int]) -> Callable[[list[tuple[int, int]], Callable[[tuple[int, int]], R]], list[R]] | None:
+    """Under torchrun, a map over index pairs (i, j) of items of `sizes` that spreads them over the ranks by cost
+    (sizes[i] * sizes[j], the work of aligning two dictionaries) and gathers the results on every rank; None in a
+    single process (the caller then runs them in order)."""
+    world = current_world()
+    if not world.active:
+        return None
+
+    def spread(pairs: list[tuple[int, int]], fn: Callable[[tuple[int, int]], R]) -> list[R]:
+        return map_gathered(pairs, fn, costs=[sizes[i] * sizes[j] for i, j in pairs], world=world)
+
+    return spread

@@ -20,12 +20,13 @@ from safetensors.torch import load_file, save_file
 from saeseeds.atomic import atomic_dir, atomic_write_text, json_text
 from saeseeds.config import SaeConfig, from_dict
 from saeseeds.errors import CheckpointError, ConfigError
+from saeseeds.run_layout import CHECKPOINT_CONFIG
 from saeseeds.sae.model import SparseAutoencoder
 from saeseeds.sae.registry import architecture_names, get_architecture
 from saeseeds.sae.spec import ArchitectureSpec
 from saeseeds.version import __version__
 
-CFG_FILE = "cfg.json"
+CFG_FILE = CHECKPOINT_CONFIG
 WEIGHTS_FILE = "sae.safetensors"
 BASE_TENSORS = ("encoder.weight", "encoder.bias", "W_dec", "b_dec")
 SCHEMA = "saeseeds.checkpoint/2"

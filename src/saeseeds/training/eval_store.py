@@ -13,7 +13,8 @@ Layout (every file written atomically; run.json's `eval` section says what is th
 At most `train.store_eval_tokens` rows are kept: for LM sources whole chunks (so every kept chunk has all of
 its rows), otherwise the first rows. Rows are in eval-stream order, identical to `rebuild_held_out`'s.
 `read_held_out` turns them back into `EvalData` (what `Run.held_out` gives); `rebuild_held_out` builds it again
-for runs that stored none (an LM run: one model forward per batch of held-out chunks).
+for runs that stored none (an LM run: one model forward per batch of held-out chunks). The latent frequencies are
+read back by the run (`run_dir.read_latent_frequencies`, onto each `SeedSet`), with its checkpoints.
 """
 
 from __future__ import annotations
@@ -22,9 +23,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
@@ -32,11 +32,10 @@ from saeseeds.atomic import atomic_write
 from saeseeds.data.types import EvalBatch, EvalData, as_mapping
 from saeseeds.errors import CheckpointError, DataError
 from saeseeds.hashing import sha256_hasher, tensor_bytes
-from saeseeds.run_layout import EVAL_DIR
+from saeseeds.run_layout import EVAL_DIR, LATENT_FREQUENCIES
 from saeseeds.training.diskspace import disk_full_guard, nbytes
 
 ROWS_FILE = "rows.safetensors"
-LATENTS_FILE = "latents.safetensors"
 
 
 def acts_file(hookpoint: str) -> str:
@@ -165,22 +164,8 @@ def _load(path: Path) -> dict[str, Tensor]:
 def write_latent_frequencies(run_dir: Path, frequencies: Mapping[str, Tensor], *, step: int, tokens: int) -> str:
     """Write every member's per-latent firing frequency (float64) in one file; its path relative to the run."""
     tensors = {key: f.double() for key, f in frequencies.items()}
-    _save(run_dir / EVAL_DIR / LATENTS_FILE, tensors, {"step": str(step), "tokens": str(tokens)})
-    return f"{EVAL_DIR}/{LATENTS_FILE}"
-
-
-def read_latent_frequency(run_dir: Path, key: str) -> np.ndarray | None:
-    """One member's stored firing frequencies, or None when the run has none for it."""
-    path = Path(run_dir) / EVAL_DIR / LATENTS_FILE
-    if not path.is_file():
-        return None
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            if key not in fh.keys():
-                return None
-            return fh.get_tensor(key).double().numpy()
-    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-        raise CheckpointError(f"{path} is not a readable safetensors file: {err}") from err
+    _save(run_dir / LATENT_FREQUENCIES, tensors, {"step": str(step), "tokens": str(tokens)})
+    return LATENT_FREQUENCIES
 
 
 def stored_info(manifest: Mapping[str, Any]) -> dict[str, Any] | None:

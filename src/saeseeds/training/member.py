@@ -12,6 +12,7 @@ from torch import Tensor
 
 from saeseeds.config import SaeConfig, TrainConfig
 from saeseeds.sae.model import SparseAutoencoder
+from saeseeds.training.run_dir import member_key
 from saeseeds.training.schedule import default_lr, lr_factor, warmup_factor
 
 L0_GAIN = 0.02
@@ -52,7 +53,7 @@ class Member:
     @property
     def key(self) -> str:
         """'<hookpoint>/<name>/seed<N>', the member's path inside the run directory."""
-        return f"{self.hookpoint}/{self.name}/seed{self.seed}"
+        return member_key(self.hookpoint, self.name, self.seed)
 
     @classmethod
     def create(

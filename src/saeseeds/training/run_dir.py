@@ -23,6 +23,7 @@ from saeseeds.names import check_name, check_relative
 from saeseeds.records import relative_path
 from saeseeds.run_layout import (
     CHECKPOINT_CONFIG,
+    LATENT_FREQUENCIES,
     MANIFEST,
     METRICS,
     RUN_SCHEMA,
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ["MANIFEST", "RUN_SCHEMA", "STATE_DIR", "CheckpointRef", "Run", "checkpoint_dir", "group_by_config",
            "is_run_dir", "list_checkpoints", "load_latent_frequencies", "load_run_config", "manifest_data",
-           "read_manifest", "run_config_from"]
+           "member_key", "read_latent_frequencies", "read_manifest", "run_config_from"]
 
 
 class CheckpointRef(NamedTuple):
@@ -129,11 +130,30 @@ def list_checkpoints(run_dir: str | Path, *, allow_missing: bool = False,
     return sorted(refs, key=lambda r: (r.hookpoint, r.sae_name, r.seed))
 
 
+def read_latent_frequencies(run_dir: str | Path) -> dict[str, np.ndarray]:
+    """Every SAE's stored per-latent firing frequency on the held-out set (float64, keyed by `member_key`), read in
+    one opening of `eval/latents.safetensors`; {} when the run stored none."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(run_dir) / LATENT_FREQUENCIES
+    if not path.is_file():
+        return {}
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return {key: fh.get_tensor(key).double().numpy() for key in fh.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{path} is not a readable safetensors file: {err}") from err
+
+
+def member_key(hookpoint: str, sae_name: str, seed: int) -> str:
+    """`<hookpoint>/<sae-name>/seed<N>`: one SAE's checkpoint folder inside the run, and its key in the eval files
+    and metrics."""
+    return f"{hookpoint}/{sae_name}/{seed_dir_name(seed)}"
+
+
 def load_latent_frequencies(run_dir: str | Path, hookpoint: str, name: str, seed: int) -> np.ndarray | None:
     """Per-latent firing frequency (float64) of one SAE on the run's held-out set, or None if not stored."""
-    from saeseeds.training.eval_store import read_latent_frequency
-
-    return read_latent_frequency(Path(run_dir), f"{hookpoint}/{name}/{seed_dir_name(seed)}")
+    return read_latent_frequencies(run_dir).get(member_key(hookpoint, name, seed))
 
 
 def group_by_config(refs: list[CheckpointRef]) -> dict[tuple[str, str], list[CheckpointRef]]:
@@ -241,8 +261,10 @@ class Run:
         if not refs:
             raise CheckpointError(f"run directory {self.path} holds no SAE checkpoints")
         prefix = f"{label_prefix}:" if label_prefix else ""
+        stored = read_latent_frequencies(self.path)  # every member's, in one reading of eval/latents.safetensors
         return [SeedSet(f"{prefix}{hook}/{name}", tuple(seed_dir_name(m.seed) for m in members),
-                        tuple(m.path for m in members), hook, name, tuple(m.seed for m in members), self.path)
+                        tuple(m.path for m in members), hook, name, tuple(m.seed for m in members), self.path,
+                        tuple(stored.get(member_key(hook, name, m.seed)) for m in members))
                 for (hook, name), members in group_by_config(refs).items()]
 
     def milestone(self, step: int) -> Path:
@@ -277,9 +299,7 @@ class Run:
 
     def latent_frequency(self, hookpoint: str, sae_name: str, seed: int) -> np.ndarray | None:
         """Per-latent firing frequency (float64) of one SAE on the held-out set, None when not stored."""
-        from saeseeds.training.eval_store import read_latent_frequency
-
-        return read_latent_frequency(self.path, f"{hookpoint}/{sae_name}/{seed_dir_name(seed)}")
+        return load_latent_frequencies(self.path, hookpoint, sae_name, seed)
 
     def ground_truth(self) -> Any:  # GroundTruth | None
         """A synthetic run's true features, None for other runs."""
@@ -325,24 +345,26 @@ class Run:
         acts, rows = read_eval_set(self.path, info)
         return info, acts, rows
 
-    def held_out(self, *, max_chunks: int = 0, progress: bool = False) -> Any:  # EvalData
+    def held_out(self, *, max_chunks: int = 0, progress: bool = False, check_data: bool = False) -> Any:  # EvalData
         """The held-out set as `EvalData`, read once: the stored rows (no LM), else, for a run that stored none, built
-        again from its data (`eval_store.rebuild_held_out`: an LM run's held-out chunks run through the LM)."""
+        again from its data (`eval_store.rebuild_held_out`: an LM run's held-out chunks run through the LM).
+        `check_data`: check first that the run's data file is the one it was trained on (`check_data`: a consumer
+        that reads training rows later fails here, before any work); a rebuild always checks."""
         from saeseeds.training.eval_store import read_held_out, rebuild_held_out
 
         info = self.held_out_info
+        if check_data or info is None:
+            self.check_data()
         if info is not None:
             self.check_held_out()
             return read_held_out(self.path, info, self.config, source=self.data.get("source", self.config.data.source),
                                  max_chunks=max_chunks)
-        self.check_data()
         return rebuild_held_out(self.config, max_chunks=max_chunks, progress=progress)
 
     def held_out_batches(self) -> list[Any]:
         """The held-out batches (hookpoint → raw activations): the stored set, else rebuilt from the config."""
         stored = self.stored_held_out()
         if stored is None:
-            self.check_data()
             return self.rebuild_source().eval
         _, acts, rows = stored
         sizes = [int(n) for n in rows["batch_rows"]]
@@ -361,9 +383,11 @@ class Run:
 
     def rebuild_source(self, *, min_tokens: int = 0) -> Any:  # SourcePair
         """The run's source built again from its config and checked against run.json: an LM source for one epoch
-        (a consumer replays it), a synthetic one drawing at least `min_tokens`."""
+        (a consumer replays it), a synthetic one drawing at least `min_tokens`. An array file is checked before it
+        is read (`check_data`), the rebuilt source's fingerprint after (`check_same_data`)."""
         from saeseeds.data.sources import build_source
 
+        self.check_data()
         cfg = self.config
         if cfg.data.source == "lm":
             cfg = dataclasses.replace(cfg, lm=dataclasses.replace(cfg.lm, epochs=1))

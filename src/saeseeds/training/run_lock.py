@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from saeseeds.errors import CheckpointError
+from saeseeds.outputs import committed_step
 from saeseeds.run_layout import LOCK_FILE
 
 try:
@@ -122,3 +123,9 @@ def _same_file(fd: int, path: Path) -> bool:
     except OSError:
         return False
     return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+
+def run_worth_keeping(out: Path) -> bool:
+    """Whether a failed train must leave `out` alone: it committed a checkpoint after step 0 (resumable), or
+    another live process holds the run's lock (its run, begun while this one started)."""
+    return committed_step(out) > 0 or holder_pid(out) is not None

@@ -12,7 +12,6 @@ A resume reads each file only if it is a plain file (no link) of the committed s
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import shutil
 from collections.abc import Mapping
@@ -28,8 +27,6 @@ from saeseeds.records import write_record
 from saeseeds.run_layout import POINTER, STATE_DIR
 from saeseeds.training.diskspace import disk_full_guard, nbytes
 
-STATE_SET = re.compile(r"step-\d+-[0-9a-f]{8}")
-"""A state set's directory name (`new_set_name`)."""
 POINTER_SCHEMA = "saeseeds.trainer_state/1"
 
 RESUME_ALLOWED = frozenset({"train.progress", "train.eval_every", "train.checkpoint_every", "train.store_eval_tokens",

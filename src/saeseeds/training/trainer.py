@@ -40,6 +40,7 @@ from saeseeds.run_layout import (
     POINTER,
     RUN_SCHEMA,
     STATE_DIR,
+    STATE_SET,
     milestone_dir,
 )
 from saeseeds.sae.checkpoint import save_sae
@@ -66,11 +67,11 @@ from saeseeds.training.member import Member
 from saeseeds.training.run_dir import (
     checkpoint_dir,
     manifest_data,
+    member_key,
     read_manifest,
 )
 from saeseeds.training.run_lock import RunLock, refuse_if_locked
 from saeseeds.training.state import (
-    STATE_SET,
     check_resume_config,
     commit_pointer,
     load_member_state,
@@ -257,7 +258,7 @@ class _Run:
         plan = [(hookpoint, sae_cfg, seed) for hookpoint in self.d_in for sae_cfg in self.cfg.saes
                 for seed in self.cfg.train.seeds]
         self.all_members = [
-            {"key": f"{h}/{c.resolved_name(self.d_in[h])}/seed{seed}", "hookpoint": h,
+            {"key": member_key(h, c.resolved_name(self.d_in[h]), seed), "hookpoint": h,
              "name": c.resolved_name(self.d_in[h]), "seed": seed, "architecture": c.architecture,
              "num_latents": c.resolved_num_latents(self.d_in[h])}
             for h, c, seed in plan

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from saeseeds.outputs import output_kind
+from saeseeds.run_layout import MANIFEST
 
 RUN = "run"
 """Kind given to a run directory (marked by its run.json, not by an output marker)."""
@@ -31,7 +32,7 @@ class Output:
 
 def kind_of(path: Path) -> str | None:
     """The kind of output at `path`: its marker's kind, `run`/`synthetic` for a run directory, or None."""
-    if (path / "run.json").is_file():
+    if (path / MANIFEST).is_file():
         return SYNTHETIC if (path / SYNTHETIC_REPORT).is_dir() else RUN
     return output_kind(path)
 

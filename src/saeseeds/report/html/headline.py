@@ -18,6 +18,7 @@ from saeseeds.report.html.blocks import Figure, Note, Section, fmt, pct, pct_spr
 from saeseeds.report.html.discover import Output, walk
 from saeseeds.report.html.embed import png_figure
 from saeseeds.report.html.generic import read_json
+from saeseeds.run_layout import LM_LOSS, MANIFEST
 
 HEADLINE_FIGURE = "fig_d_stability_hist.png"
 """The one figure: every configuration's latents by stability, dead ones hatched (a comparison's figures/)."""
@@ -138,12 +139,12 @@ def _gather_analysis(path: Path, get: Getter) -> None:
 
 def _gather_run(path: Path, get: Getter) -> None:
     """Per configuration of a run: each seed's last held-out evaluation and its lm_loss.json rows."""
-    manifest = read_json(path / "run.json") or {}
+    manifest = read_json(path / MANIFEST) or {}
     for key, metrics in ((manifest.get("eval") or {}).get("metrics") or {}).items():
         label, _, seed = str(key).rpartition("/")
         if label and isinstance(metrics, dict):
             get(label).evals[seed] = metrics
-    lm = read_json(path / "lm_loss.json")
+    lm = read_json(path / LM_LOSS)
     for row in (lm or {}).get("rows", []) if isinstance(lm, dict) else []:
         if isinstance(row, dict) and row.get("hookpoint") is not None:
             get(f"{row['hookpoint']}/{row.get('sae', row.get('sae_name'))}").lm_loss.append(row)

@@ -35,6 +35,7 @@ from saeseeds.report.html.generic import csv_table, json_file_blocks, read_json
 from saeseeds.report.html.headline import headline_section
 from saeseeds.report.html.interpret import interpret_section
 from saeseeds.report.html.study import is_pool, is_study, pool_section, study_section
+from saeseeds.run_layout import LM_LOSS, MANIFEST, METRICS
 
 LatentPages = Callable[[Path], list[Any]]
 """set directory (a saved cross-seed result) → blocks of its latent page."""
@@ -80,7 +81,7 @@ def _config_blocks(config: dict[str, Any]) -> list[Any]:
 
 def run_section(out: Output, rel: str) -> Section:
     """Configuration, data and fingerprint, versions, final metrics and training curves of a run."""
-    manifest = read_json(out.path / "run.json") or {}
+    manifest = read_json(out.path / MANIFEST) or {}
     sec = Section(anchor(rel), f"{TITLES[out.kind]} · {rel}", out.kind, str(out.path))
     sec.blocks.append(kv({k: manifest.get(k) for k in ("status", "step", "total_steps", "tokens", "seeds",
                                                        "created", "updated", "saeseeds_version")},
@@ -89,7 +90,7 @@ def run_section(out: Output, rel: str) -> Section:
     data = {k: v for k, v in manifest.get("data", {}).items() if k != "special_token_ids"}
     sec.blocks.append(kv({**data, **{f"fingerprint.{k}": v for k, v in fingerprint.items()}},
                          "Data and fingerprint"))
-    evals, train, bad = read_metrics(out.path / "metrics.jsonl")
+    evals, train, bad = read_metrics(out.path / METRICS)
     if evals or train:
         sec.blocks.append(Figures([drawn_figure(
             lambda: draw_curves(evals, train, f"training curves · {rel}"), f"Training curves · {rel}",
@@ -102,7 +103,7 @@ def run_section(out: Output, rel: str) -> Section:
     metrics = manifest.get("eval", {}).get("metrics", {})
     if metrics:
         sec.blocks.append(mapping_table(metrics, "SAE", "Held-out metrics at the last evaluation"))
-    lm_loss = read_json(out.path / "lm_loss.json")
+    lm_loss = read_json(out.path / LM_LOSS)
     if isinstance(lm_loss, dict) and isinstance(lm_loss.get("rows"), list) and lm_loss["rows"]:
         table = records_table(lm_loss["rows"], "LM loss with each SAE spliced in (lm_loss.json, held-out chunks)")
         table.note = table.note or str(lm_loss.get("definition") or "")

@@ -1,5 +1,6 @@
-"""Pooling figures (PNG + the numbers behind them as JSON, via `report.figures.save_figure`): cluster support,
-stability of pooled vs single vs baseline pairs per split, and held-out explained variance."""
+"""Pooling figures, drawn from `saeseeds pool`'s results (PNG + the numbers behind them as JSON, via
+`report.figures.save_figure`): cluster support, stability of pooled vs single vs baseline pairs per split, and
+held-out explained variance."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
-from saeseeds.pooling.clusters import Clusters
 from saeseeds.report.figures import save_figure
 
 
-def plot_support(clusters: Clusters, chosen: np.ndarray, out: Path) -> Path:
-    """Histogram of cluster support: every cluster vs the ones chosen for the pooled SAE."""
+def plot_support(clusters: Any, chosen: np.ndarray, out: Path) -> Path:
+    """Histogram of cluster support: every cluster vs the ones chosen for the pooled SAE (`clusters`: the pool's
+    `pooling.Clusters`, read through its `support_histogram`; report draws results, it does not import pooling)."""
     every, picked = clusters.support_histogram(), clusters.support_histogram(chosen)
     x = np.arange(1, len(every) + 1)
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
@@ -80,7 +81,7 @@ def plot_explained_variance(record: dict[str, Any], out: Path) -> Path:
     return save_figure(fig, out / "explained_variance.png", dict(zip(labels, values)))
 
 
-def plot_pool(record: dict[str, Any], clusters: Clusters, chosen: np.ndarray, out: Path) -> list[Path]:
+def plot_pool(record: dict[str, Any], clusters: Any, chosen: np.ndarray, out: Path) -> list[Path]:
     """Every pooling figure into `out`."""
     out.mkdir(parents=True, exist_ok=True)
     paths = [plot_support(clusters, chosen, out), plot_split_stability(record, out),
