@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,8 +23,7 @@ from saeseeds.analysis.subspace_angles import random_subspace_angles
 from saeseeds.data.synthetic import GroundTruth, SyntheticModel, derive_seed
 from saeseeds.errors import CheckpointError
 from saeseeds.sae import load_sae
-from saeseeds.training import list_checkpoints, read_manifest
-from saeseeds.training.run_dir import group_by_config
+from saeseeds.training.run_dir import Run, group_by_config
 
 GROUP_INPUT_ROWS = 200_000
 """Rows drawn to collect each group's pure inputs (about rows · firing probability per group)."""
@@ -55,14 +53,13 @@ class ConfigRecovery:
         return f"{self.hookpoint}/{self.sae_name}"
 
 
-def check_ground_truth(run_dir: Path, truth: GroundTruth) -> None:
-    """CheckpointError unless the run in `run_dir` was trained on `truth` (the fingerprint run.json records)."""
-    manifest = read_manifest(run_dir)
-    recorded = manifest.get("data", {}).get("ground_truth_sha256") or _find_key(manifest, "ground_truth_sha256")
+def check_ground_truth(run: Run, truth: GroundTruth) -> None:
+    """CheckpointError unless `run` was trained on `truth` (the fingerprint its run.json records)."""
+    recorded = run.data.get("ground_truth_sha256") or _find_key(run.manifest, "ground_truth_sha256")
     if recorded is None:
-        raise CheckpointError(f"{run_dir}: not a synthetic run (run.json records no ground truth)")
+        raise CheckpointError(f"{run.path}: not a synthetic run (run.json records no ground truth)")
     if recorded != truth.fingerprint():
-        raise CheckpointError(f"{run_dir}: the run was trained on another ground truth than this config describes")
+        raise CheckpointError(f"{run.path}: the run was trained on another ground truth than this config describes")
 
 
 def _find_key(data: Any, key: str) -> Any:
@@ -83,13 +80,13 @@ def random_baseline_deg(d_in: int, rank: int) -> float:
     return float(torch.rad2deg(angles.max(dim=1).values).median())
 
 
-def recover_run(run_dir: Path, model: SyntheticModel, rule: SharingRule) -> Iterator[ConfigRecovery]:
+def recover_run(run: Run, model: SyntheticModel, rule: SharingRule) -> Iterator[ConfigRecovery]:
     """Score every configuration of the run with at least two seeds (one seed: a warning, and it is skipped)."""
     truth, composed = model.truth, model.cfg.kind == "composed"
     eval_generator = torch.Generator().manual_seed(derive_seed(model.cfg.seed, "eval"))
     group_inputs = [] if composed else model.group_inputs(GROUP_INPUT_ROWS, eval_generator)
     liveness_rows = model.sample(LIVENESS_ROWS, eval_generator) if composed else None
-    for (hookpoint, sae_name), refs in group_by_config(list_checkpoints(run_dir)).items():
+    for (hookpoint, sae_name), refs in group_by_config(run.checkpoints()).items():
         saes = [load_sae(ref.path) for ref in refs]
         if len(saes) < 2:
             log.warning("%s/%s: only %d seed; cross-seed sharing needs at least 2", hookpoint, sae_name, len(saes))

@@ -77,21 +77,23 @@ def synthetic(
     )
     from saeseeds.data.synthetic import SyntheticModel, build_synthetic_source, save_ground_truth
     from saeseeds.training import train_run
+    from saeseeds.training.run_dir import Run
 
     model = SyntheticModel(cfg.synthetic)
     started = time.perf_counter()
-    if report_only:
-        check_ground_truth(out, model.truth)
-    else:
+    if not report_only:
         train_run(cfg, build_synthetic_source(cfg), out)
         save_ground_truth(model.truth, out)
+    run = Run.open(out)  # opened once, after training: what the measurement reads
+    if report_only:
+        check_ground_truth(run, model.truth)
     train_seconds = time.perf_counter() - started
     report_dir = out / REPORT_DIR
     report_dir.mkdir(parents=True, exist_ok=True)
     baseline = None if cfg.synthetic.kind == "composed" else random_baseline_deg(cfg.synthetic.d_in,
                                                                                  cfg.synthetic.group_rank)
     configs = []
-    for found in recover_run(out, model, rule):
+    for found in recover_run(run, model, rule):
         found.cross.save(report_dir / "cross_seed" / found.sae_name)
         _write_figures(found, model, report_dir, baseline)
         _write_tensors(found, report_dir / f"{found.sae_name}_recovery.pt")
