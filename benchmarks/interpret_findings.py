@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-VERDICT = {True: "holds", False: "does not hold", None: "undetermined"}
+from saeseeds.signflip import VERDICT_WORDS
 
 
 def _num(x: Any, digits: int = 3) -> str:
@@ -91,7 +91,7 @@ def markdown(record: dict[str, Any], timing: dict[str, Any] | None) -> str:
             eff = v.get("effect_size") or {}
             ci = eff.get("ci95") or [None, None]
             why = f" ({v['reason']})" if v.get("holds") is None and v.get("reason") else ""
-            lines.append(f"| `{claim}` | {v.get('paper', '')} | {VERDICT[v.get('holds')]}{why} | "
+            lines.append(f"| `{claim}` | {v.get('paper', '')} | {VERDICT_WORDS[v.get('holds')]}{why} | "
                          f"{_num(v.get('p_value'))} ({_num(v.get('p_holm'))}) | {eff.get('name', '')}: "
                          f"{_num(eff.get('mean'))} [{_num(ci[0])}, {_num(ci[1])}] |")
         lines.append("")

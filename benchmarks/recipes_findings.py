@@ -13,6 +13,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from saeseeds.signflip import VERDICT_WORDS
+
 
 def _load(path: Path) -> dict[str, Any]:
     """A JSON record; SystemExit naming the file when it is missing or unreadable."""
@@ -71,7 +73,7 @@ def verdicts(recipes: dict[str, Any]) -> list[str]:
     """Each verdict with its per-seed differences, p values and reason."""
     lines = []
     for name, v in (recipes.get("verdicts") or {}).items():
-        word = {True: "holds", False: "does not hold"}.get(v.get("holds"), "undetermined")
+        word = VERDICT_WORDS.get(v.get("holds"), "undetermined")
         deltas = ", ".join(f"{d:+.4f}" for d in v.get("delta_stability") or [])
         dfvu = ", ".join(f"{d:+.4f}" for d in v.get("delta_fvu") or [])
         lines.append(f"- **{name}**: {word} (p = {_f(v.get('p_value'), 3)}, Holm {_f(v.get('p_holm'), 3)}); "
@@ -86,7 +88,7 @@ def verdicts(recipes: dict[str, Any]) -> list[str]:
     pool = (recipes.get("pooling") or {}).get("summary")
     if pool:
         for key, v in (pool.get("verdicts") or {}).items():
-            word = {True: "holds", False: "does not hold"}.get(v.get("holds"), "undetermined")
+            word = VERDICT_WORDS.get(v.get("holds"), "undetermined")
             lines.append(f"- **pooling, {key}**: {word}" + (f" — {v['reason']}" if v.get("reason") else ""))
     return lines
 

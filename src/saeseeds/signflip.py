@@ -17,6 +17,9 @@ from typing import Any
 
 import numpy as np
 
+VERDICT_WORDS = {True: "holds", False: "does not hold", None: "undetermined"}
+"""How a verdict's `holds` reads in every line, table and page: true, false, or null (undetermined: its units
+cannot reach the level, or it was not tested)."""
 EXACT_UNITS = 16
 """Up to this many units every sign assignment is enumerated (2^16 = 65,536); above it, `DRAWS` random ones."""
 DRAWS = 200_000

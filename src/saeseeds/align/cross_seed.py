@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from saeseeds.align.pair import Alignment, align_weights_both_ways, reverse_alignment
+from saeseeds.align.pair import Alignment, align_weights_both_ways, reverse_alignment, sae_weights
 from saeseeds.align.screen_choice import plan_screen
 from saeseeds.align.sharing import STABILITY_KINDS, SharingRule
 from saeseeds.align.similarity import ScreenMode
@@ -373,6 +373,12 @@ def weights_digest(dec: torch.Tensor, enc: torch.Tensor) -> str:
     """sha256 of the float32 decoder and encoder rows (what an alignment depends on)."""
     return sha256_hex(tensor_bytes(torch.as_tensor(dec).detach().float()),
                       tensor_bytes(torch.as_tensor(enc).detach().float()))
+
+
+def same_weights(result: Any, saes: Sequence[Any]) -> bool:
+    """Whether `saes` hold the very weights `result` aligned: their `weights_digest`s equal the ones it recorded
+    (a result that recorded none cannot tell, and passes)."""
+    return not result.digests or [weights_digest(*sae_weights(s)) for s in saes] == list(result.digests)
 
 
 def align_seeds(

@@ -22,8 +22,7 @@ from typing import Any
 
 import torch
 
-from saeseeds.align.cross_seed import CrossSeedResult, SeedSet, weights_digest
-from saeseeds.align.pair import sae_weights
+from saeseeds.align.cross_seed import CrossSeedResult, SeedSet, same_weights
 from saeseeds.analysis.eval_data import EvalData
 from saeseeds.analysis.options import CLAIMS_ESTIMATOR, AnalyzeOptions
 from saeseeds.analysis.tables.ablation import AblationAnalysis, AblationTable
@@ -45,8 +44,8 @@ FORMAT = "saeseeds.analyze/1"
 KIND = "analyze"
 """The output marker of that directory (`saeseeds.outputs`)."""
 
-__all__ = ["ANALYSES", "CLAIMS_ESTIMATOR", "AnalyzeOptions", "ConfigAnalysis", "analyze_config", "result_for", "write_analysis",
-           "write_results"]
+__all__ = ["ANALYSES", "CLAIMS_ESTIMATOR", "KIND", "AnalyzeOptions", "ConfigAnalysis", "analyze_config", "result_for",
+           "write_analysis", "write_results"]
 
 ANALYSES: tuple[type[Analysis], ...] = (
     StabilityAnalysis, TriggerAnalysis, AblationAnalysis, SubspaceAnalysis, ClaimsAnalysis,
@@ -129,7 +128,7 @@ def check_seeds(label: str, saes: Sequence[SparseAutoencoder], cross: CrossSeedR
             f"{label}: the cross-seed result has {cross.num_seeds} seeds of sizes "
             f"{cross.num_latents}, the analysis got {len(saes)} of sizes {[s.num_latents for s in saes]}"
         )
-    if cross.digests and cross.digests != [weights_digest(*sae_weights(s)) for s in saes]:
+    if not same_weights(cross, saes):
         raise DataError(f"{label}: the cross-seed result was computed on other weights than the checkpoints now in "
                         "the run (digests differ); run compare again")
 

@@ -527,6 +527,21 @@ def holm(claims: dict[str, dict[str, Any]], *, alpha: float = 0.05) -> dict[str,
     return claims
 
 
+def holm_over_decidable(claims: dict[str, dict[str, Any]], *, alpha: float = 0.05) -> list[str]:
+    """Judge a configuration's claims together: Holm (`holm`) over the claims that can reach Holm's level
+    (`decidable_family`; the others undetermined with the reason), every claim recording the family it was judged
+    in (`holm_family`, `holm_members`; `p_holm` NaN and `holds` null outside it). Returns the family."""
+    family = decidable_family(claims, alpha=alpha)
+    holm({name: claims[name] for name in family}, alpha=alpha)
+    for claim in claims.values():
+        claim.setdefault("p_holm", math.nan)
+        claim.setdefault("holds", None)
+        claim.setdefault("alpha", alpha)
+        claim["holm_family"] = len(family)
+        claim["holm_members"] = family
+    return family
+
+
 _SLACK = 1e-9
 """Relative slack of p ≤ α/m (1/100 must pass 0.05/5 whatever the rounding)."""
 

@@ -27,6 +27,7 @@ from saeseeds.outputs import check_output_dir
 from saeseeds.pooling.experiment import PoolResult, run_pool
 from saeseeds.pooling.options import PoolOptions
 from saeseeds.pooling.output import FORMAT, KIND, write_pool
+from saeseeds.signflip import VERDICT_WORDS
 from saeseeds.training.run_dir import Run
 
 __all__ = ["FORMAT", "KIND", "PoolResult", "headline", "pool", "resolve_source"]
@@ -130,7 +131,7 @@ def headline(record: dict[str, Any]) -> str:
                      f" vs single pairs {sf['single_pairs']['mean']:.3f} ± {sf['single_pairs']['std']:.3f}"
                      + (f" vs baseline {sf['baseline_pairs']:.3f}" if sf["baseline_pairs"] is not None else ""))
     for v in s["verdicts"].values():
-        state = {True: "holds", False: "does not hold", None: "undetermined"}[v["holds"]]
+        state = VERDICT_WORDS[v["holds"]]
         lines.append(f"{v['claim']}: {state}" + (f" (p = {v['p_value']:.3g})" if v["p_value"] is not None else "")
                      + (f" — {v['reason']}" if v.get("reason") else ""))
     return "\n".join(lines)

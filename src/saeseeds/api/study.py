@@ -34,6 +34,7 @@ from saeseeds.errors import CheckpointError, ConfigError
 from saeseeds.outputs import check_output_dir, mark_output, output_kind
 from saeseeds.records import relative_path, stamp, write_record
 from saeseeds.run_layout import CHECKPOINT_CONFIG, MANIFEST, POINTER, STATE_DIR
+from saeseeds.signflip import VERDICT_WORDS
 from saeseeds.study.aggregate import only_in_base_fractions, similarity_by_frequency, study_row
 from saeseeds.study.grid import GridPoint, long_seed_config, pass_configs, reference_point
 from saeseeds.study.table import write_table
@@ -330,12 +331,13 @@ def write_recipes(study: StudyConfig, passes: list[tuple[RunConfig, list[GridPoi
         seeds[result.sae_name] = {"seeds": [_seed_id(s) for s in result.names], **per}
         say(f"  {result.sae_name}: functional correspondence of {result.num_seeds * (result.num_seeds - 1)} "
             "ordered seed pairs")
-        pairs = _functional_pairs(run, result)
+        held_out = run.held_out_rows(result.hookpoint)  # read once: functional correspondence and timing
+        pairs = _functional_pairs(result, held_out)
         functional[result.sae_name] = {"pairs": pairs, "summary": summarise(pairs)}
         rows.append(rc.recipe_row(
             result.sae_name, points[result.sae_name].as_dict(), result, per,
             tokens=int(run.manifest.get("tokens", 0)),
-            seconds=_seconds_per_sae(run, result, points[result.sae_name], device),
+            seconds=_seconds_per_sae(run, result, points[result.sae_name], held_out, device),
             lm_loss=_lm_loss(run, result), functional=functional[result.sae_name]["summary"]))
         truth = _ground_truth(run)
         if truth is not None:  # synthetic data: true features recovered, by kind
@@ -400,19 +402,11 @@ def _seed_id(name: str) -> int | str:
     return int(digits) if digits.isdigit() else name
 
 
-def _held_out(run: Run, hookpoint: str) -> list[Any]:
-    """The run's held-out rows of one hookpoint (raw activations)."""
-    from saeseeds.data.types import as_mapping
-
-    return [as_mapping(b, run.config.data.hookpoint)[hookpoint] for b in run.held_out_batches()]
-
-
-def _functional_pairs(run: Run, result: CrossSeedResult) -> list[dict[str, Any]]:
+def _functional_pairs(result: CrossSeedResult, rows: list[Any]) -> list[dict[str, Any]]:
     """Functional correspondence of every ordered seed pair, on the run's held-out rows."""
     from saeseeds.analysis.functional_correspondence import functional_correspondence
     from saeseeds.sae import load_sae
 
-    rows = _held_out(run, result.hookpoint)
     saes = [load_sae(p) for p in result.paths]
     out = []
     for (i, j), al in sorted(result.alignments.items()):
@@ -442,7 +436,8 @@ def _recovery(truth: Any, result: CrossSeedResult) -> list[dict[str, Any]]:
             for name, p in zip(result.names, result.paths)]
 
 
-def _seconds_per_sae(run: Run, result: CrossSeedResult, point: GridPoint, device: str | None) -> float | None:
+def _seconds_per_sae(run: Run, result: CrossSeedResult, point: GridPoint, held_out: list[Any],
+                     device: str | None) -> float | None:
     """Training wall seconds of one SAE of the recipe: `TIMED_STEPS` steps alone on held-out rows, scaled to
     the run's steps (None when there are too few rows for a batch or for a data-dependent initialisation)."""
     import torch
@@ -451,7 +446,7 @@ def _seconds_per_sae(run: Run, result: CrossSeedResult, point: GridPoint, device
     from saeseeds.training.member import Member
 
     cfg = run.config
-    rows = torch.cat(_held_out(run, result.hookpoint)).float() * run.input_scale(result.hookpoint)
+    rows = torch.cat(held_out).float() * run.input_scale(result.hookpoint)
     batch = int(cfg.train.batch_size)
     if rows.shape[0] < batch:
         return None
@@ -534,7 +529,7 @@ def _pool_row(out: Path, ref: GridPoint, ref_paths: Sequence[str], total: int, r
            "shared_fraction_mean": sf.get("mean"), "shared_fraction_sd": sf.get("std"),
            "fvu_mean": held.get("fvu"), "l0_mean": held.get("l0"), "dead_fraction_mean": held.get("dead_fraction"),
            "tokens_per_sae": (record.get("compute") or {}).get("pooled_all"),
-           "verdict": {True: "holds", False: "does not hold"}.get(verdict.get("holds"), "undetermined"),
+           "verdict": VERDICT_WORDS.get(verdict.get("holds"), "undetermined"),
            "p_value": verdict.get("p_value")}
     return row, {"dir": "pool", "summary": summary}
 

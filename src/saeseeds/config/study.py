@@ -170,15 +170,14 @@ def quick_configs(study: StudyConfig, base: RunConfig) -> tuple[StudyConfig, Run
     t.checkpoint_every = QUICK_STEPS
     t.eval_every = 0
     t.lr_warmup_steps = min(t.lr_warmup_steps, 2)
-    if hasattr(t, "init_sample_tokens"):  # the sample of data-dependent initialisations (k-means, RA-SAE)
-        t.init_sample_tokens = min(t.init_sample_tokens, QUICK_ROWS)
+    t.init_sample_tokens = min(t.init_sample_tokens, QUICK_ROWS)  # the sample of data-dependent initialisations
     base.lm.epochs = 1
     base.lm.eval_chunks = min(base.lm.eval_chunks, 8)
     base.lm.max_documents = min(base.lm.max_documents or QUICK_DOCUMENTS, QUICK_DOCUMENTS)
     base.lm.lm_batch_size = min(base.lm.lm_batch_size, 8)  # the LM computes few chunks beyond what is read
     for sae in base.saes:
         sae.lr_warmup_steps = min(sae.lr_warmup_steps, 2)
-        prefixes = getattr(sae, "matryoshka_prefixes", None)
+        prefixes = sae.matryoshka_prefixes
         if prefixes and sae.num_latents > 0:
             scaled = sorted({max(1, round(p * QUICK_LATENTS / sae.num_latents)) for p in prefixes})
             sae.matryoshka_prefixes = [p for p in scaled if p < QUICK_LATENTS] or [QUICK_LATENTS // 2]

@@ -18,10 +18,10 @@ from saeseeds.analysis.verdicts import (
     ClaimSpec,
     best_p,
     combine_seeds,
-    decidable_family,
-    holm,
+    holm_over_decidable,
     stratified_rank_test,
 )
+from saeseeds.signflip import VERDICT_WORDS
 
 PAULO_BELROSE = "Paulo & Belrose 2025"
 GERASIMOV = "Gerasimov et al. 2026"
@@ -161,18 +161,8 @@ def judge(seeds: Sequence[SeedScores], pairs: Sequence[PairSimilarities], *, lex
                          "explanations rise with their decoder cosine (Spearman ρ > 0)?", "units": "seed pairs "
                          "(they share seeds, so they are not independent; the intersection-union rule needs none)",
                          **sim}
-    family = decidable_family(claims, alpha=alpha)
-    holm({name: claims[name] for name in family}, alpha=alpha)
-    for claim in claims.values():
-        claim.setdefault("p_holm", math.nan)
-        claim.setdefault("holds", None)
-        claim.setdefault("alpha", alpha)
-        claim["holm_family"] = len(family)
-        claim["holm_members"] = family
+    holm_over_decidable(claims, alpha=alpha)
     return claims
-
-
-STATES = {True: "holds", False: "does not hold", None: "undetermined"}
 
 
 def claim_line(name: str, claim: Mapping[str, Any]) -> str:
@@ -182,4 +172,4 @@ def claim_line(name: str, claim: Mapping[str, Any]) -> str:
     effect = f"; {eff.get('name', 'effect')} {eff.get('mean', math.nan):+.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
     detail = (f"p = {claim['p_value']:.3g}, Holm {claim['p_holm']:.3g}{effect}" if claim["holds"] is not None
               else f"{claim.get('reason', '')}{effect}")
-    return f"{name}: {STATES[claim['holds']]} ({detail})"
+    return f"{name}: {VERDICT_WORDS[claim['holds']]} ({detail})"

@@ -74,6 +74,15 @@ def _index(folder: Path) -> dict[str, dict[int, Path]]:
     return found
 
 
+def _explained(directory: Path) -> dict[str, dict[int, Path]]:
+    """The explanation files of delphi's output `directory` (`_index` of its explanations/), or DataError in one line
+    when it has no explanations/ folder."""
+    explanations = directory / "explanations"
+    if not explanations.is_dir():
+        raise DataError(f"{directory}: no explanations/ folder; give delphi's output directory (results/<name>)")
+    return _index(explanations)
+
+
 def _pick_module(directory: Path, modules: dict[str, dict[int, Path]], module: str | None) -> str:
     """The module to read: the one asked for ('/' as delphi writes it, '--'), else the only one present."""
     if module is not None:
@@ -158,10 +167,7 @@ def read_delphi(directory: str | Path, module: str | None = None) -> dict[int, D
     ambiguous module, or a file that is not in delphi's format.
     """
     directory = Path(directory)
-    explanations = directory / "explanations"
-    if not explanations.is_dir():
-        raise DataError(f"{directory}: no explanations/ folder; give delphi's output directory (results/<name>)")
-    modules = _index(explanations)
+    modules = _explained(directory)
     chosen = _pick_module(directory, modules, module)
     scorers = {name: _index(directory / "scores" / name).get(chosen, {}) for name in CLASSIFIER_SCORERS}
     out: dict[int, DelphiLatent] = {}
@@ -184,16 +190,13 @@ def module_candidates(hookpoint: str) -> list[str]:
 def module_for(directory: str | Path, hookpoint: str) -> str:
     """The module of delphi's output `directory` that is our `hookpoint` (the first of `module_candidates` there)."""
     directory = Path(directory)
-    explanations = directory / "explanations"
-    if not explanations.is_dir():
-        raise DataError(f"{directory}: no explanations/ folder; give delphi's output directory (results/<name>)")
-    modules = _index(explanations)
+    modules = _explained(directory)
     tried = module_candidates(hookpoint)
     for name in tried:
         if name in modules:
             return name
     have = ", ".join(sorted(modules)) or "none"
-    raise DataError(f"{explanations}: no module for hookpoint {hookpoint!r} (tried {', '.join(tried)}; "
+    raise DataError(f"{directory / 'explanations'}: no module for hookpoint {hookpoint!r} (tried {', '.join(tried)}; "
                     f"modules there: {have})")
 
 

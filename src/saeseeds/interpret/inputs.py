@@ -64,12 +64,11 @@ def run_of(result: Any) -> Run:
 
 def load_saes(result: Any) -> list[Any]:
     """The result's SAEs from its own checkpoint paths; DataError when their weights are not the ones aligned."""
-    from saeseeds.align.cross_seed import weights_digest
-    from saeseeds.align.pair import sae_weights
+    from saeseeds.align.cross_seed import same_weights
     from saeseeds.sae import load_sae
 
     saes = [load_sae(p) for p in result.paths]
-    if result.digests and [weights_digest(*sae_weights(s)) for s in saes] != list(result.digests):
+    if not same_weights(result, saes):
         raise DataError(f"{result.label}: the checkpoints are not the weights the cross-seed result aligned "
                         "(digests differ); run compare again")
     return saes

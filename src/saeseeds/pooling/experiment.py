@@ -17,9 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from saeseeds.align.cross_seed import CrossSeedResult, weights_digest
+from saeseeds.align.cross_seed import CrossSeedResult, same_weights
 from saeseeds.align.pair import align_weights, sae_weights
-from saeseeds.data.types import as_mapping
 from saeseeds.device import resolve_device
 from saeseeds.errors import CheckpointError, ConfigError, DataError
 from saeseeds.pooling.build import (
@@ -208,13 +207,12 @@ def prepare(run: Run, result: CrossSeedResult, opts: PoolOptions, *, paths: Sequ
         run.check_data()
     folded = [_folded_into(p, scale) for p in paths]  # each checkpoint's recorded scale checked before any loads
     saes_raw = [load_sae(p) for p in paths]
-    digests = [weights_digest(*sae_weights(s)) for s in saes_raw]
-    if result.digests and result.digests != digests:
+    if not same_weights(result, saes_raw):
         raise DataError(f"{result.label}: the cross-seed result was computed on other weights than the checkpoints "
                         "now in the run (digests differ); run compare again")
     device = resolve_device(opts.device, field="device")
     saes = [unfold_input_scale(s, scale, f).to(device) for s, f in zip(saes_raw, folded)]
-    held_out = [as_mapping(b, cfg.data.hookpoint)[hookpoint] for b in run.held_out_batches()]
+    held_out = run.held_out_rows(hookpoint)
     batch = int(cfg.train.batch_size)
     fit_tokens = opts.fit_tokens if opts.fit_tokens >= 0 else (run_tokens // 4) // batch * batch
     splits = half_splits(len(saes), opts.splits)

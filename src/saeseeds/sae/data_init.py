@@ -28,9 +28,7 @@ def initial_decoder(cfg: SaeConfig, num_latents: int, d_in: int, generator: torc
     """Unit decoder rows [num_latents, d_in] (CPU float32): random Gaussian directions (the original draw), or
     sampled / k-means rows of `sample` chosen with the seed's `generator`."""
     if cfg.init_decoder == "random":
-        w = torch.randn(num_latents, d_in, generator=generator, dtype=torch.float32)
-        w /= w.norm(dim=1, keepdim=True)
-        return w
+        return unit_rows(torch.randn(num_latents, d_in, generator=generator, dtype=torch.float32))
     points = require_sample(cfg, sample, num_latents, "init_decoder")
     if cfg.init_decoder == "data":
         rows = torch.randperm(points.shape[0], generator=generator)[:num_latents]

@@ -20,7 +20,7 @@ import numpy as np
 
 from saeseeds.align.cross_seed import CrossSeedResult, pw_mcc
 from saeseeds.align.sharing import STABILITY_KINDS
-from saeseeds.signflip import holm_adjust, sign_flip_test, units_needed
+from saeseeds.signflip import VERDICT_WORDS, holm_adjust, sign_flip_test, units_needed
 from saeseeds.study.aggregate import spread
 
 MIN_SEEDS = 3
@@ -183,7 +183,7 @@ def attach_verdicts(rows: list[dict[str, Any]], verdicts: Mapping[str, Mapping[s
         if row["recipe"] == reference:
             row["verdict"], row["p_value"], row["p_holm"] = "reference", None, None
         elif v is not None:
-            row["verdict"] = {True: "holds", False: "does not hold", None: "undetermined"}[v["holds"]]
+            row["verdict"] = VERDICT_WORDS[v["holds"]]
             row["p_value"], row["p_holm"] = v.get("p_value"), v.get("p_holm")
         else:
             row.setdefault("verdict", None)

@@ -175,15 +175,21 @@ def stored_info(manifest: Mapping[str, Any]) -> dict[str, Any] | None:
     return stored if isinstance(stored, dict) and stored.get("rows") else None
 
 
+def split_batches(acts: Mapping[str, Tensor], batch_rows: Tensor) -> list[dict[str, Tensor]]:
+    """The stored rows (hookpoint → [rows, d_in]) cut back into the eval batches they were stored from
+    (`batch_rows`: the rows of each batch, as rows.safetensors records them)."""
+    sizes = [int(n) for n in batch_rows]
+    split = {h: a.split(sizes) for h, a in acts.items()}
+    return [{h: parts[i] for h, parts in split.items()} for i in range(len(sizes))]
+
+
 def read_stored_batches(run_dir: Path, manifest: Mapping[str, Any]) -> list[dict[str, Tensor]] | None:
     """The stored held-out rows as the run's eval batches (hookpoint → [rows, d_in]), or None if none stored."""
     info = stored_info(manifest)
     if info is None:
         return None
     acts, rows = read_eval_set(run_dir, info)
-    sizes = [int(n) for n in rows["batch_rows"]]
-    split = {h: a.split(sizes) for h, a in acts.items()}
-    return [{h: parts[i] for h, parts in split.items()} for i in range(len(sizes))]
+    return split_batches(acts, rows["batch_rows"])
 
 
 def read_held_out(run_dir: Path, info: Mapping[str, Any], cfg: Any, *, source: str, max_chunks: int = 0) -> EvalData:
@@ -192,12 +198,9 @@ def read_held_out(run_dir: Path, info: Mapping[str, Any], cfg: Any, *, source: s
     `max_chunks` > 0 keeps the first chunks only."""
     acts, rows = read_eval_set(run_dir, info)
     hookpoints = list(acts)
-    sizes = [int(n) for n in rows["batch_rows"]]
     meta = {"source": source, "stored": dict(info)}
     if "chunks" not in rows:
-        split = {h: a.split(sizes) for h, a in acts.items()}
-        return EvalData([EvalBatch({h: parts[i] for h, parts in split.items()}) for i in range(len(sizes))],
-                        hookpoints, info=meta)
+        return EvalData([EvalBatch(b) for b in split_batches(acts, rows["batch_rows"])], hookpoints, info=meta)
     chunks, positions, token_ids = rows["chunks"], rows["positions"], rows["token_ids"]
     if max_chunks > 0:
         chunks = chunks[:max_chunks]

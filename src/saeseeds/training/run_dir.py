@@ -363,13 +363,19 @@ class Run:
 
     def held_out_batches(self) -> list[Any]:
         """The held-out batches (hookpoint → raw activations): the stored set, else rebuilt from the config."""
+        from saeseeds.training.eval_store import split_batches
+
         stored = self.stored_held_out()
         if stored is None:
             return self.rebuild_source().eval
         _, acts, rows = stored
-        sizes = [int(n) for n in rows["batch_rows"]]
-        split = {h: a.split(sizes) for h, a in acts.items()}
-        return [{h: parts[i] for h, parts in split.items()} for i in range(len(sizes))]
+        return split_batches(acts, rows["batch_rows"])
+
+    def held_out_rows(self, hookpoint: str) -> list[Tensor]:
+        """The raw held-out activations of one hookpoint, batch by batch (`held_out_batches`)."""
+        from saeseeds.data.types import as_mapping
+
+        return [as_mapping(b, self.config.data.hookpoint)[hookpoint] for b in self.held_out_batches()]
 
     def check_same_data(self, info: Mapping[str, Any], *, hint: str = "") -> None:
         """DataError unless a rebuilt source's `info` describes the run's data: the same token fingerprint (LM),

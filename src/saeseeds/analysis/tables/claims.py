@@ -22,11 +22,11 @@ from saeseeds.analysis.tables.subspaces import ComplementTest, span_tests
 from saeseeds.analysis.verdicts import (
     ClaimSpec,
     combine_seeds,
-    decidable_family,
-    holm,
+    holm_over_decidable,
     run_level_holm,
     stratified_rank_test,
 )
+from saeseeds.signflip import VERDICT_WORDS
 
 CLAIMS = ("stable_carry_reconstruction", "stable_carry_prediction", "unstable_rarer",
           "unstable_more_token_specific", "unstable_spans_reproducible")
@@ -57,7 +57,6 @@ QUESTIONS = {
     "unstable_spans_reproducible": ("beyond data-matched random directions and outside the stable span: do the "
                                     "unstable sets of different seeds span the same subspace, of low rank?"),
 }
-STATES = {True: "holds", False: "does not hold", None: "undetermined"}
 BRIEF_KEYS = ("paper", "question", "holds", "reason", "test", "p_value", "p_holm", "alpha", "effect_size", "control",
               "n", "run_holm", "estimator_changes_answer")
 """A verdict's keys that analysis.json repeats (claims.json holds the per-seed numbers)."""
@@ -127,15 +126,15 @@ class Verdict:
         """The verdict as a line: `unstable_rarer [reappears]: holds (p = 0.01, Holm 0.03)`, then the paper's
         descriptive answer where there is one, and the answer under the other stability estimator."""
         detail = (f"p = {self.p_value:.3g}, Holm {self.p_holm:.3g}" if self.holds is not None else self.reason or "")
-        line = f"{name}{f' [{self.estimator}]' if self.estimator else ''}: {STATES[self.holds]} ({detail})"
+        line = f"{name}{f' [{self.estimator}]' if self.estimator else ''}: {VERDICT_WORDS[self.holds]} ({detail})"
         desc = self.descriptive
         if desc is not None:
             share = desc.stable_share
             carried = f", stable carry {share:.0%} of the ablation harm" if share is not None else ""
-            line += f"; as the paper states it: {STATES[desc.holds]}{carried}"
+            line += f"; as the paper states it: {VERDICT_WORDS[desc.holds]}{carried}"
         alt = self.alternate
         if alt is not None:
-            line += f"; under {alt.estimator}: {STATES[alt.holds]}"
+            line += f"; under {alt.estimator}: {VERDICT_WORDS[alt.holds]}"
             if self.estimator_changes_answer:
                 line += f" (changes: {', '.join(self.estimator_changes or ['the answer'])})"
         return line
@@ -310,14 +309,7 @@ def judge_claims(seeds: Sequence[int], per_seed: dict[str, list[dict[str, Any]]]
         claims["stable_carry_reconstruction"]["per_seed"], "FVU increase")
     claims["stable_carry_prediction"]["descriptive"] = descriptive_answer(
         claims["stable_carry_prediction"]["per_seed"], f"{metric} lost")
-    family = decidable_family(claims, alpha=opts.alpha)
-    holm({name: claims[name] for name in family}, alpha=opts.alpha)
-    for claim in claims.values():
-        claim.setdefault("p_holm", math.nan)
-        claim.setdefault("holds", None)
-        claim.setdefault("alpha", opts.alpha)
-        claim["holm_family"] = len(family)
-        claim["holm_members"] = family
+    holm_over_decidable(claims, alpha=opts.alpha)
     return claims
 
 
@@ -388,7 +380,7 @@ class ClaimsAnalysis:
                      ) -> tuple[dict[str, list[dict[str, Any]]], ComplementTest]:
         """Every claim's per-seed rows under another split, with fresh generators (seeded as the first split's)."""
         inp, trig = self.inputs, done.triggers
-        gens = [torch.Generator().manual_seed(inp.opts.seed * 1000 + i) for i in range(len(inp.saes))]
+        gens = inp.fresh_generators()
         ablations = [seed_ablation(inp, i, g, stats, strata, gen, skip_model=skip_model) for i, (g, stats, strata, gen)
                      in enumerate(zip(groups, done.ablation.stats, trig.strata, gens))]
         with single_threaded_linalg():

@@ -92,8 +92,13 @@ class Inputs:
 
     @cached_property
     def generators(self) -> list[torch.Generator]:
-        """Each seed's random stream under `opts.rule`, seeded by the seed's index only (two estimators are judged
-        alike); shared by the analyses in the order they run (ablation tests, then the claims' rank tests)."""
+        """Each seed's random stream under `opts.rule` (`fresh_generators`); shared by the analyses in the order they
+        run (ablation tests, then the claims' rank tests)."""
+        return self.fresh_generators()
+
+    def fresh_generators(self) -> list[torch.Generator]:
+        """A new random stream per seed, seeded by the seed's index only, so that two estimators are judged alike
+        (the other estimator's tests start from the same states)."""
         return [torch.Generator().manual_seed(self.opts.seed * 1000 + i) for i in range(len(self.saes))]
 
 

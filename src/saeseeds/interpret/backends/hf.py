@@ -77,8 +77,7 @@ class HFEngine:
     def __init__(self, path: str | Path, *, device: str = "auto", batch_size: int = 8) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from saeseeds.data.lm_source import resolve_dtype
-        from saeseeds.device import resolve_device
+        from saeseeds.device import resolve_device, resolve_dtype
         from saeseeds.progress import quiet_libraries
 
         quiet_libraries()
@@ -112,7 +111,7 @@ class HFEngine:
 
     def prompt_text(self, chat: Messages) -> str:
         """The chat as the model's own text: its chat template with the assistant turn opened, else a transcript."""
-        if getattr(self.tokenizer, "chat_template", None):
+        if self._templated:
             try:
                 return self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
             except TemplateError:  # e.g. "System role not supported"

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from saeseeds.report.html.blocks import ClaimRow, Claims, fmt, pct_spread, records_table
+from saeseeds.signflip import VERDICT_WORDS
 
 
 def anchor(text: str) -> str:
@@ -14,7 +15,6 @@ def anchor(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "top"
 
 
-VERDICTS = {True: "holds", False: "does not hold", None: "undetermined"}
 
 
 def _claim_row(name: str, claim: dict[str, Any]) -> ClaimRow:
@@ -34,7 +34,7 @@ def _claim_row(name: str, claim: dict[str, Any]) -> ClaimRow:
     test = str(claim.get("test", ""))
     if claim.get("question"):
         test = f"{claim['question']} — {test}"
-    return ClaimRow(label, VERDICTS.get(claim.get("holds")), fmt(claim.get("p_value")), fmt(claim.get("p_holm")),
+    return ClaimRow(label, VERDICT_WORDS.get(claim.get("holds")), fmt(claim.get("p_value")), fmt(claim.get("p_holm")),
                     fmt(claim.get("alpha")), effect, n_text, test, str(claim.get("reason", "") or ""))
 
 
@@ -51,7 +51,7 @@ def _descriptive_row(name: str, claim: dict[str, Any]) -> ClaimRow | None:
     effect = (f"share of ablation harm: stable {_share(desc, 'harm_share_stable')}, unstable "
               f"{_share(desc, 'harm_share_unstable')}; carried alone: stable {_share(desc, 'alone_share_stable')}, "
               f"unstable {_share(desc, 'alone_share_unstable')} (mean ± sd over seeds)")
-    return ClaimRow(f"{name.replace('_', ' ')} — as the paper states it", VERDICTS.get(desc.get("holds")), "—", "—",
+    return ClaimRow(f"{name.replace('_', ' ')} — as the paper states it", VERDICT_WORDS.get(desc.get("holds")), "—", "—",
                     "—", effect, "descriptive: no control, no p-value",
                     f"{desc.get('question', '')} — {desc.get('rule', '')}", str(desc.get("reason", "") or ""))
 
@@ -65,15 +65,15 @@ def _estimator_records(claims: dict[str, Any]) -> list[dict[str, Any]]:
             continue
         alt = c["alternate"]
         est, other = (c.get("stability") or {}).get("estimator"), (alt.get("stability") or {}).get("estimator")
-        rec: dict[str, Any] = {"claim": name.replace("_", " "), f"test ({est})": VERDICTS.get(c.get("holds")),
-                               f"test ({other})": VERDICTS.get(alt.get("holds"))}
+        rec: dict[str, Any] = {"claim": name.replace("_", " "), f"test ({est})": VERDICT_WORDS.get(c.get("holds")),
+                               f"test ({other})": VERDICT_WORDS.get(alt.get("holds"))}
         if isinstance(c.get("descriptive"), dict):
-            rec[f"as stated ({est})"] = VERDICTS.get(c["descriptive"].get("holds"))
-            rec[f"as stated ({other})"] = VERDICTS.get((alt.get("descriptive") or {}).get("holds"))
+            rec[f"as stated ({est})"] = VERDICT_WORDS.get(c["descriptive"].get("holds"))
+            rec[f"as stated ({other})"] = VERDICT_WORDS.get((alt.get("descriptive") or {}).get("holds"))
         rec["answer changes"] = bool(c.get("estimator_changes_answer"))
         run = c.get("run_holm")
         if isinstance(run, dict):
-            rec["Holm over the run"] = f"{VERDICTS.get(run.get('holds'))} (m = {run.get('family')})"
+            rec["Holm over the run"] = f"{VERDICT_WORDS.get(run.get('holds'))} (m = {run.get('family')})"
         out.append(rec)
     return out
 

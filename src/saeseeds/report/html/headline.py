@@ -19,11 +19,11 @@ from saeseeds.report.html.discover import Output, walk
 from saeseeds.report.html.embed import png_figure
 from saeseeds.report.html.generic import read_json
 from saeseeds.run_layout import LM_LOSS, MANIFEST
+from saeseeds.signflip import VERDICT_WORDS
 
 HEADLINE_FIGURE = "fig_d_stability_hist.png"
 """The one figure: every configuration's latents by stability, dead ones hatched (a comparison's figures/)."""
 PAPERS = {"shared": "Paulo & Belrose's shared estimator", "reappears": "Gerasimov et al.'s reappearance"}
-VERDICT_WORDS = {True: "holds", False: "does not hold", None: "undetermined"}
 READING = (
     "How to read these numbers. Shared (Paulo & Belrose): a latent is shared with another seed when the decoder "
     "and the encoder matchings pair it with the same latent there, both cosines above the threshold. Stable "

@@ -9,6 +9,7 @@ from typing import Any
 
 from saeseeds.report.html.blocks import Cell, Note, Table, cell, fmt, pct, pct_spread
 from saeseeds.report.html.generic import read_json
+from saeseeds.signflip import VERDICT_WORDS
 
 RECIPES_SCHEMA = "saeseeds.recipes/1"
 VERDICT_CLASS = {"holds": "yes", "does not hold": "no"}
@@ -51,7 +52,7 @@ def verdicts_table(record: dict[str, Any]) -> Table | None:
     for name, v in (record.get("verdicts") or {}).items():
         if not isinstance(v, dict):
             continue
-        word = {True: "holds", False: "does not hold"}.get(v.get("holds"), "undetermined")
+        word = VERDICT_WORDS.get(v.get("holds"), "undetermined")
         effect = v.get("effect") or {}
         rows.append([cell(name), Cell(word, VERDICT_CLASS.get(word, "")), cell(v.get("n_seeds")),
                      Cell(f"{effect['mean']:+.4f}" if isinstance(effect.get("mean"), (int, float)) else "—", "num"),

@@ -23,10 +23,10 @@ from saeseeds.report.html.blocks import (
 )
 from saeseeds.report.html.generic import csv_table, json_blocks, read_json
 from saeseeds.report.html.recipes import recipe_blocks
+from saeseeds.signflip import VERDICT_WORDS
 
 STUDY_SCHEMA = "saeseeds.study/1"
 POOL_SCHEMA = "saeseeds.pooling/1"
-VERDICT_WORDS = {True: "holds", False: "does not hold", None: "undetermined"}
 
 
 def _fixed(value: Any, digits: int) -> str:
